@@ -1,0 +1,49 @@
+"""Thin argparse front end over the library. The library never prints; commands do."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from archsim import __version__
+from archsim.errors import ArchsimError
+
+#: Subcommand modules under archsim.commands, in the order ``archsim --help`` lists them.
+COMMANDS = ["estimate", "run", "train", "validate", "compare", "sweep", "reproduce", "schema"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="archsim",
+        description="Time, energy and accuracy of LSTM training on resistive cross-point arrays.",
+    )
+    parser.add_argument("--version", action="version", version=f"archsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"archsim.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"archsim.commands.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
+        return int(exc.code or 0)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except ArchsimError as exc:
+        print(f"archsim: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("archsim: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,131 @@
+"""Map the LSTM's weight matrices onto arrays.
+
+Each LSTM layer is one matrix ``4h x (n+h+1)`` fed ``[x_t; h_{t-1}; 1]``; the output layer is
+``V x (h+1)``. A matrix larger than one array is cut into a grid of tiles: a split of the output
+(row) dimension needs nothing extra, a split of the input (column) dimension needs a digital
+partial-sum reduction. Both engines (time/energy and functional) use :func:`split_matrix`, so
+they split identically.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TileBlock:
+    """One tile's share of a matrix: rows [r0, r1), columns [c0, c1)."""
+
+    matrix: str
+    row_block: int
+    col_block: int
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+
+    @property
+    def rows(self) -> int:
+        return self.r1 - self.r0
+
+    @property
+    def cols(self) -> int:
+        return self.c1 - self.c0
+
+
+def split_matrix(rows: int, cols: int, array_rows: int, array_cols: int,
+                 name: str = "W") -> list[TileBlock]:
+    """Cut a ``rows x cols`` matrix into near-equal blocks that fit ``array_rows x array_cols``.
+
+    Blocks are balanced (sizes differ by at most one) so that tiles of one matrix finish together.
+    """
+    if min(rows, cols, array_rows, array_cols) <= 0:
+        raise ValueError("matrix and array sizes must be positive")
+    n_r = math.ceil(rows / array_rows)
+    n_c = math.ceil(cols / array_cols)
+    r_edges = _edges(rows, n_r)
+    c_edges = _edges(cols, n_c)
+    return [
+        TileBlock(name, i, j, r_edges[i], r_edges[i + 1], c_edges[j], c_edges[j + 1])
+        for i in range(n_r) for j in range(n_c)
+    ]
+
+
+def _edges(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    edges = [0]
+    for k in range(parts):
+        edges.append(edges[-1] + base + (1 if k < extra else 0))
+    return edges
+
+
+@dataclass
+class MatrixMapping:
+    """One weight matrix and the tiles that hold it (``replication`` copies of each block)."""
+
+    name: str
+    kind: str  # "lstm" or "output"
+    layer: int  # 0-based LSTM layer; output layer gets index == layers
+    rows: int
+    cols: int
+    blocks: list[TileBlock]
+    replication: int = 1
+
+    @property
+    def row_splits(self) -> int:
+        return 1 + max(b.row_block for b in self.blocks)
+
+    @property
+    def col_splits(self) -> int:
+        return 1 + max(b.col_block for b in self.blocks)
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.blocks) * self.replication
+
+
+@dataclass
+class Mapping:
+    """All matrices of a workload on an architecture's arrays."""
+
+    array_rows: int
+    array_cols: int
+    matrices: list[MatrixMapping] = field(default_factory=list)
+
+    @property
+    def n_tiles(self) -> int:
+        return sum(m.n_tiles for m in self.matrices)
+
+    @property
+    def n_weights(self) -> int:
+        return sum(m.rows * m.cols for m in self.matrices)
+
+    @property
+    def utilization(self) -> float:
+        """Share of the allocated array cells that hold a weight (replicas count as used)."""
+        used = sum(m.rows * m.cols * m.replication for m in self.matrices)
+        return used / (self.n_tiles * self.array_rows * self.array_cols)
+
+    def table(self) -> list[dict]:
+        return [
+            {"matrix": m.name, "shape": f"{m.rows}x{m.cols}",
+             "tiles": f"{m.row_splits}x{m.col_splits}" + (f" x{m.replication}" if m.replication > 1 else ""),
+             "utilization": m.rows * m.cols / (len(m.blocks) * self.array_rows * self.array_cols)}
+            for m in self.matrices
+        ]
+
+
+def map_workload(model, array_rows: int, array_cols: int, replication: int = 1) -> Mapping:
+    """Map a :class:`~archsim.specs.workload.ModelSpec` onto arrays of the given size."""
+    mapping = Mapping(array_rows, array_cols)
+    for layer, (r, c) in enumerate(model.lstm_shapes()):
+        name = f"lstm{layer + 1}"
+        mapping.matrices.append(MatrixMapping(name, "lstm", layer, r, c,
+                                              split_matrix(r, c, array_rows, array_cols, name),
+                                              replication))
+    if model.output_layer:
+        r, c = model.output_shape()
+        mapping.matrices.append(MatrixMapping("output", "output", model.layers, r, c,
+                                              split_matrix(r, c, array_rows, array_cols, "output"),
+                                              replication))
+    return mapping

@@ -1,0 +1,194 @@
+"""Architecture spec: RPU tiles (array + DAC + integrators + ADCs), digital units, buffers, buses.
+
+Timing of one tile MVM on one input vector (Accelergy-style: each block's action has a latency
+and an energy; the event model counts actions and energy is computed after the run)::
+
+    t_array   = t_forward_s (or t_backward_s)           integration on the array
+    t_adc     = cols_per_adc / sample_rate_Hz            each ADC converts its share of lines
+    t_bus     = ceil(bits / width_bits) / clock_Hz       moving the ADC words to the digital unit
+    t_digital = ceil(elements / lanes) / clock_Hz        per element-op kind, summed
+
+An update of one tile by one rank-one outer product takes ``desired_bl * t_pulse_s``.
+Energy of one MVM: ``rows_used*cols_used*e_read_cell_J + inputs*e_conv_J(DAC)
++ outputs*(e_integrate_J + e_conv_J(ADC))``; of one update: lines driven * BL * e_pulse_line_J
++ coincidences * e_pulse_cell_J.
+"""
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from archsim.specs.base import (
+    BitsPerSecond, Fraction, Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
+    SquareMetres, Watts,
+)
+
+
+class ArraySpec(Spec):
+    """The resistive cross-point array of one tile (rows = outputs of the forward MVM)."""
+
+    rows: PositiveInt = Field(description="Array rows: forward-MVM outputs (weight-matrix rows).")
+    cols: PositiveInt = Field(description="Array columns: forward-MVM inputs (weight-matrix columns).")
+    t_forward_s: Seconds = Field(description="Integration time of one forward MVM (one input vector).")
+    t_backward_s: Seconds = Field(description="Integration time of one transposed (backward) MVM.")
+    e_read_cell_J: Joules = Field(description="Energy per device per MVM read, ~V^2*G*t_int.")
+    area_m2: SquareMetres = Field(0.0, description="Area of the array itself.")
+    leakage_W: Watts = Field(0.0, description="Static power of the array and its drivers.")
+
+
+class DACSpec(Spec):
+    """Input drivers: one conversion per input line per MVM (also used for the backward pass)."""
+
+    bits: PositiveInt = Field(description="Input resolution in bits; aihwkit inp_res = 1/(2^bits - 2).")
+    e_conv_J: Joules = Field(description="Energy of one conversion (one line, one MVM).")
+    area_m2: SquareMetres = Field(0.0, description="Area of one DAC.")
+    leakage_W: Watts = Field(0.0, description="Static power of all DACs of one tile.")
+
+
+class IntegratorSpec(Spec):
+    """Per-line op-amp integrator / sample-and-hold that accumulates the array current."""
+
+    e_integrate_J: Joules = Field(description="Energy of one integration (one line, one MVM).")
+    area_m2: SquareMetres = Field(0.0, description="Area of one integrator.")
+    leakage_W: Watts = Field(0.0, description="Static power of all integrators of one tile.")
+
+
+class ADCSpec(Spec):
+    """Output converters, possibly shared by several lines (columns) of the tile."""
+
+    bits: PositiveInt = Field(description="Output resolution in bits; aihwkit out_res = 1/(2^bits - 2).")
+    sample_rate_Hz: Hertz = Field(description="Conversions per second of one ADC.")
+    e_conv_J: Joules = Field(description="Energy of one conversion.")
+    cols_per_adc: PositiveInt = Field(1, description="Lines that share one ADC (1 = one ADC per line).")
+    area_m2: SquareMetres = Field(0.0, description="Area of one ADC.")
+    leakage_W: Watts = Field(0.0, description="Static power of all ADCs of one tile.")
+
+
+class UpdateSpec(Spec):
+    """Stochastic pulsed outer-product update (Gokmen & Vlasov 2016).
+
+    One rank-one update sends ``desired_bl`` pulse slots of width ``t_pulse_s`` on every row and
+    column; a device moves by one step for each coincidence of a row and a column pulse.
+    """
+
+    desired_bl: PositiveInt = Field(description="Pulse slots per update (BL), as aihwkit's desired_bl.")
+    t_pulse_s: Seconds = Field(description="Width of one update pulse slot.")
+    t_overhead_s: SecondsNonNeg = Field(0.0, description="Fixed set-up time per rank-one update.")
+    e_pulse_line_J: Joules = Field(description="Energy to drive one pulse on one row or column line.")
+    e_pulse_cell_J: Joules = Field(description="Energy dissipated in a device per coincidence.")
+    e_translate_J: Joules = Field(0.0, description="Stochastic translator energy per line per update.")
+    update_management: bool = Field(True, description="Balance row/column probabilities (aihwkit UM).")
+    update_bl_management: bool = Field(False, description="Pick BL from the gradient size (aihwkit).")
+
+
+class PeripherySpec(Spec):
+    """Analog periphery non-idealities (aihwkit IOParameters names), shared by both engines."""
+
+    inp_bound: float = Field(1.0, gt=0, description="Input range after noise management (DAC full scale).")
+    out_bound: float = Field(12.0, gt=0, description="ADC full scale in units of the weight range.")
+    out_noise: float = Field(0.06, ge=0, description="Std of additive output noise per MVM output.")
+    inp_sto_round: bool = Field(False, description="Stochastic rounding in the DAC.")
+    out_sto_round: bool = Field(False, description="Stochastic rounding in the ADC.")
+    noise_management: Literal["abs_max", "none"] = Field("abs_max", description="Input scaling.")
+    bound_management: Literal["iterative", "none"] = Field("iterative", description="Repeat on saturation.")
+    max_bm_factor: PositiveInt = Field(1000, description="Largest bound-management scale factor.")
+
+
+class DigitalSpec(Spec):
+    """Digital unit: element-wise nonlinearities, products, sums (one op per lane per cycle)."""
+
+    lanes: PositiveInt = Field(description="Element operations per clock cycle.")
+    clock_Hz: Hertz = Field(description="Clock of the digital unit.")
+    e_sigmoid_J: Joules = Field(description="Energy of one sigmoid.")
+    e_tanh_J: Joules = Field(description="Energy of one tanh.")
+    e_exp_J: Joules = Field(description="Energy of one exp (softmax).")
+    e_mul_J: Joules = Field(description="Energy of one multiply.")
+    e_add_J: Joules = Field(description="Energy of one add / compare.")
+    word_bits: PositiveInt = Field(16, description="Width of a digital word (activations, errors).")
+    tiles_per_unit: PositiveInt = Field(1, description="Tiles served by one digital unit.")
+    area_m2: SquareMetres = Field(0.0, description="Area of one digital unit.")
+    leakage_W: Watts = Field(0.0, description="Static power of one digital unit.")
+
+
+class BufferSpec(Spec):
+    """Local buffer (SRAM/eDRAM) holding activations for BPTT and update operands."""
+
+    e_per_bit_J: Joules = Field(description="Energy per bit read or written.")
+    area_m2: SquareMetres = Field(0.0, description="Area of one buffer (one per digital unit).")
+    leakage_W: Watts = Field(0.0, description="Static power of one buffer.")
+
+
+class BusSpec(Spec):
+    """Bus between tiles and their digital unit."""
+
+    width_bits: PositiveInt = Field(description="Bits moved per bus cycle.")
+    clock_Hz: Hertz = Field(description="Bus clock.")
+    e_per_bit_J: Joules = Field(description="Energy per bit moved.")
+    tiles_per_bus: PositiveInt = Field(1, description="Tiles sharing one bus.")
+    leakage_W: Watts = Field(0.0, description="Static power of one bus.")
+
+    @property
+    def bandwidth_bit_s(self) -> float:
+        return self.width_bits * self.clock_Hz
+
+
+class SystemSpec(Spec):
+    """Chip-level organisation."""
+
+    n_tiles: PositiveInt = Field(description="Tiles available on the chip.")
+    replication: PositiveInt = Field(
+        1, description="Copies of each weight matrix; a batch is split over copies, each copy "
+        "applies its own samples' updates (replicated arrays as in Gokmen, Onen & Haensch 2017).")
+    leakage_W: Watts = Field(0.0, description="Other static power of the chip (control, clocking).")
+
+
+class ArchitectureSpec(Spec):
+    """A complete RPU architecture preset."""
+
+    name: str = Field(description="Preset name.")
+    description: str = Field("", description="One sentence on what this preset is.")
+    array: ArraySpec
+    dac: DACSpec
+    integrator: IntegratorSpec
+    adc: ADCSpec
+    update: UpdateSpec
+    periphery: PeripherySpec = PeripherySpec()
+    digital: DigitalSpec
+    buffer: BufferSpec
+    bus: BusSpec
+    system: SystemSpec
+
+    @model_validator(mode="after")
+    def _check(self):
+        return self
+
+    @property
+    def inp_res(self) -> float:
+        """aihwkit-style DAC resolution (step as a fraction of the full range)."""
+        return 1.0 / (2**self.dac.bits - 2)
+
+    @property
+    def out_res(self) -> float:
+        """aihwkit-style ADC resolution."""
+        return 1.0 / (2**self.adc.bits - 2)
+
+    def adc_time_s(self) -> float:
+        """Time for the ADC bank to convert all lines of one MVM."""
+        return self.adc.cols_per_adc / self.adc.sample_rate_Hz
+
+    def bus_time_s(self, bits: int) -> float:
+        """Time to move ``bits`` over one bus."""
+        return math.ceil(bits / self.bus.width_bits) / self.bus.clock_Hz
+
+    def digital_time_s(self, elements: int) -> float:
+        """Time for one digital unit to apply one element-op to ``elements`` values."""
+        return math.ceil(elements / self.digital.lanes) / self.digital.clock_Hz
+
+    def update_time_s(self, bl: float | None = None) -> float:
+        """Time of one rank-one pulsed update."""
+        bl = self.update.desired_bl if bl is None else bl
+        return bl * self.update.t_pulse_s + self.update.t_overhead_s
+
+

@@ -1,0 +1,109 @@
+"""Workload spec: the LSTM stack, its training schedule, and the presets it runs on.
+
+A character LSTM with ``layers`` layers of ``hidden_size`` units reads one-hot characters
+(``input_size`` = ``vocab_size`` unless set), and an output (softmax) layer maps the top hidden
+state to ``output_size`` (= ``vocab_size`` unless set) logits. One training step is one minibatch of
+``batch_size`` sequences of ``seq_len`` characters; one epoch covers ``train_chars`` characters,
+i.e. ``ceil(train_chars / (batch_size * seq_len))`` steps.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pydantic import Field, PrivateAttr, model_validator
+
+from archsim.specs.base import Fraction, NonNegInt, PositiveInt, Spec
+
+
+class ModelSpec(Spec):
+    """The LSTM network."""
+
+    layers: PositiveInt = Field(description="Number of stacked LSTM layers.")
+    hidden_size: PositiveInt = Field(description="Hidden units per LSTM layer (h).")
+    vocab_size: PositiveInt = Field(description="Characters in the vocabulary (one-hot input).")
+    input_size: PositiveInt | None = Field(None, description="Input width n of layer 1 (default vocab_size).")
+    output_size: PositiveInt | None = Field(None, description="Output-layer width (default vocab_size).")
+    output_layer: bool = Field(True, description="Map the softmax output layer onto arrays too.")
+
+    @property
+    def n_input(self) -> int:
+        return self.input_size or self.vocab_size
+
+    @property
+    def n_output(self) -> int:
+        return self.output_size or self.vocab_size
+
+    def lstm_shapes(self) -> list[tuple[int, int]]:
+        """(rows, cols) of each LSTM layer's matrix: 4h x (n + h + 1)."""
+        h = self.hidden_size
+        shapes = []
+        n = self.n_input
+        for _ in range(self.layers):
+            shapes.append((4 * h, n + h + 1))
+            n = h
+        return shapes
+
+    def output_shape(self) -> tuple[int, int]:
+        """(rows, cols) of the output layer: V x (h + 1)."""
+        return (self.n_output, self.hidden_size + 1)
+
+    def n_weights(self) -> int:
+        out = math.prod(self.output_shape()) if self.output_layer else 0
+        return sum(r * c for r, c in self.lstm_shapes()) + out
+
+
+class TrainingSpec(Spec):
+    """How the network is trained."""
+
+    seq_len: PositiveInt = Field(description="Truncated-BPTT sequence length T.")
+    batch_size: PositiveInt = Field(1, description="Sequences per training step (B).")
+    epochs: PositiveInt = Field(1, description="Passes over the training characters.")
+    train_chars: PositiveInt | None = Field(None, description="Training-set size in characters.")
+    data: str | None = Field(None, description="Text file; its training split sets train_chars.")
+    train_fraction: float = Field(0.9, gt=0, le=1, description="Share of the text used for training.")
+    learning_rate: float = Field(0.01, gt=0, description="SGD learning rate (what arrays implement).")
+    dropout: Fraction = Field(0.0, description="Dropout between layers (floating-point only idea).")
+    grad_clip: float | None = Field(None, gt=0, description="Clip each gradient element to +-grad_clip.")
+    seed: NonNegInt = Field(0, description="Seed of every random draw.")
+
+    @model_validator(mode="after")
+    def _need_size(self):
+        if self.train_chars is None and self.data is None:
+            raise ValueError("set train_chars (characters) or data (a text file)")
+        return self
+
+
+class WorkloadSpec(Spec):
+    """A complete workload: network, training, and the presets it runs on."""
+
+    name: str = Field(description="Workload name.")
+    description: str = Field("", description="One sentence on what this workload is.")
+    model: ModelSpec
+    training: TrainingSpec
+    architecture: str = Field("rpu2016", description="Architecture preset name or YAML path.")
+    device: str = Field("rpu_baseline", description="Device preset name or YAML path.")
+    baselines: list[str] = Field(default_factory=lambda: ["v100"], description="Baseline presets.")
+
+    #: Directory of the YAML file (for resolving relative data paths); not a spec field.
+    _origin: Path | None = PrivateAttr(default=None)
+
+    def resolved_train_chars(self) -> int:
+        """Training characters per epoch (reads the data file's length if train_chars is unset)."""
+        if self.training.train_chars is not None:
+            return self.training.train_chars
+        from archsim.specs.loader import text_length
+
+        return int(text_length(self.data_path()) * self.training.train_fraction)
+
+    def data_path(self) -> Path | None:
+        if self.training.data is None:
+            return None
+        path = Path(self.training.data).expanduser()
+        if not path.is_absolute() and self._origin is not None:
+            path = self._origin / path
+        return path
+
+    def steps_per_epoch(self) -> int:
+        t = self.training
+        return max(1, math.ceil(self.resolved_train_chars() / (t.batch_size * t.seq_len)))
