@@ -1,0 +1,75 @@
+"""Activity profile: the data-dependent quantities that set RPU training cost.
+
+Nominal values (no training run) are stated bounds; ``archsim run`` measures them from a
+functional training run and ``archsim estimate --activity FILE`` re-prices a saved profile.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import Field, ValidationError
+
+from archsim.errors import SpecError
+from archsim.specs.base import Fraction, Spec
+
+
+class ActivityProfile(Spec):
+    """Mean activity per operation (per MVM cycle, per rank-one update)."""
+
+    bm_repeats_per_mvm: float = Field(
+        0.0, ge=0, description="Mean extra forward MVM cycles per input vector from bound management.")
+    pulse_slots_per_update: float | None = Field(
+        None, gt=0, description="Mean BL actually used per rank-one update (None: the architecture's desired_bl).")
+    x_fire_prob: Fraction = Field(
+        1.0, description="Mean probability that a line carrying x (an array column, input side) fires "
+        "in a pulse slot (1.0 = upper bound).")
+    d_fire_prob: Fraction = Field(
+        1.0, description="Mean probability that a line carrying delta (an array row, output side) "
+        "fires in a pulse slot (1.0 = upper bound).")
+    coincidence_prob: Fraction | None = Field(
+        None, description="Mean probability of a coincidence per device per slot (None: x_fire_prob * d_fire_prob).")
+    adc_saturation_rate: Fraction = Field(0.0, description="Share of ADC conversions that saturated (reported).")
+    source: str = Field("nominal: upper bounds (every line fires in every slot, no bound-management repeats)",
+                        description="Where these numbers come from.")
+    spec_hash: str | None = Field(None, description="Hash of the specs of the run that measured this profile.")
+    seed: int | None = Field(None, description="Seed of the run that measured this profile.")
+    per_matrix: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Optional per-matrix overrides of the fields above.")
+
+    def for_matrix(self, name: str) -> "ActivityProfile":
+        over = self.per_matrix.get(name)
+        if not over:
+            return self
+        return self.model_copy(update={k: v for k, v in over.items() if k in type(self).model_fields})
+
+    def pulse_slots(self, desired_bl: int) -> float:
+        return desired_bl if self.pulse_slots_per_update is None else self.pulse_slots_per_update
+
+    def coincidence(self) -> float:
+        if self.coincidence_prob is not None:
+            return self.coincidence_prob
+        return self.x_fire_prob * self.d_fire_prob
+
+
+NOMINAL = ActivityProfile()
+
+
+def load_activity(path: str | Path) -> ActivityProfile:
+    """Read an activity profile saved by ``archsim run`` (JSON: the profile itself or a report
+    holding it under ``activity``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(path, "", str(path), "no such activity file")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(path, "", str(exc).split(":")[0], "expected a JSON activity profile") from None
+    if isinstance(data, dict) and "activity" in data and isinstance(data["activity"], dict):
+        data = data["activity"]
+    try:
+        return ActivityProfile.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise SpecError(path, f"activity.{loc}", err.get("input"), err["msg"]) from None

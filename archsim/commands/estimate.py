@@ -1,0 +1,61 @@
+"""``archsim estimate``: time and energy per step and per epoch, breakdowns, baselines."""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("estimate", help="time and energy of training a workload on an RPU architecture")
+    p.add_argument("workload", help="workload YAML file")
+    p.add_argument("--arch", help="architecture preset name or YAML file (default: the workload's)")
+    p.add_argument("--device", help="device preset name or YAML file (default: the workload's)")
+    p.add_argument("--batch", type=int, help="override training.batch_size")
+    p.add_argument("--epochs", type=int, help="override training.epochs")
+    p.add_argument("--exact", action="store_true",
+                   help="simulate every step of the epoch instead of extrapolating a periodic window")
+    p.add_argument("--activity", help="activity profile JSON saved by `archsim run` (default: nominal)")
+    p.add_argument("--baselines", help="comma-separated baseline presets (default: the workload's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", help="write report.json and report.md into this folder")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from archsim.activity import load_activity
+    from archsim.errors import SpecError
+    from archsim.estimate import estimate
+    from archsim.fsutil import atomic_write_json, atomic_write_text
+    from archsim.report import estimate_markdown, estimate_text
+    from archsim.specs import load_architecture, load_device, load_workload
+
+    for flag in ("batch", "epochs"):
+        value = getattr(args, flag)
+        if value is not None and value <= 0:
+            raise SpecError("command line", f"--{flag}", value, "must be a positive integer")
+    workload = load_workload(args.workload)
+    arch = load_architecture(args.arch or workload.architecture,
+                             referrer="command line" if args.arch else args.workload)
+    device = load_device(args.device or workload.device,
+                         referrer="command line" if args.device else args.workload)
+    activity = load_activity(args.activity) if args.activity else None
+    baselines = None
+    if args.baselines is not None:
+        from archsim.specs.loader import preset_path
+
+        baselines = [b for b in args.baselines.split(",") if b]
+        for b in baselines:
+            preset_path("baselines", b, field_path="--baselines")
+    result = estimate(workload, arch, device, exact=args.exact, activity=activity, batch=args.batch,
+                      epochs=args.epochs, baselines=baselines, progress=not args.json)
+    if args.out:
+        command = "archsim estimate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
+            if sys.argv and sys.argv[0].endswith("archsim") else None
+        atomic_write_json(f"{args.out}/report.json", result.to_json())
+        atomic_write_text(f"{args.out}/report.md", estimate_markdown(result, command))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(estimate_text(result), end="")
+    return 0

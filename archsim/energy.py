@@ -1,0 +1,82 @@
+"""Energy of a timed schedule: counts x energy per action + leakage x time (after the timing run).
+
+Operations are counted as DNN+NeuroSim counts training work: forward ops = 2 x MACs, training ops =
+3 x forward ops (forward, backward and update each touch every weight once per vector).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from archsim.hw.components import action_energy_J, build_components
+from archsim.schedule import PHASES, Schedule
+
+#: Report names of the component kinds, in table order.
+COMPONENTS = ("array", "dac", "integrator", "adc", "update", "digital", "buffer", "bus", "system")
+
+
+@dataclass
+class EnergyReport:
+    """Energy of one training step (J), by component and by phase."""
+
+    by_component: dict[str, float]
+    by_phase: dict[str, float]
+    dynamic_J: float
+    leakage_J: float
+    leakage_W: float
+
+    @property
+    def total_J(self) -> float:
+        return self.dynamic_J + self.leakage_J
+
+
+def leakage_by_component_W(schedule: Schedule) -> dict[str, float]:
+    """Static power of the hardware this workload occupies, by component."""
+    arch = schedule.arch
+    tiles = {p.tile for rows in schedule.placements.values() for p in rows}
+    units = {p.digital for rows in schedule.placements.values() for p in rows}
+    buses = {p.bus for rows in schedule.placements.values() for p in rows}
+    n = len(tiles)
+    return {
+        "array": n * arch.array.leakage_W, "dac": n * arch.dac.leakage_W,
+        "integrator": n * arch.integrator.leakage_W, "adc": n * arch.adc.leakage_W,
+        "update": 0.0, "digital": len(units) * arch.digital.leakage_W,
+        "buffer": len(units) * arch.buffer.leakage_W, "bus": len(buses) * arch.bus.leakage_W,
+        "system": arch.system.leakage_W,
+    }
+
+
+def dynamic_energy(schedule: Schedule) -> dict[tuple[str, str], float]:
+    """(phase, component) -> dynamic energy of all the schedule's ops (J)."""
+    components = build_components(schedule.arch)
+    out: dict[tuple[str, str], float] = {}
+    for (phase, comp, act), count in schedule.action_counts().items():
+        key = (phase, comp)
+        out[key] = out.get(key, 0.0) + count * action_energy_J(components, comp, act)
+    return out
+
+
+def price_step(schedule: Schedule, step_time_s: float, phase_times_s: dict[str, float]) -> EnergyReport:
+    """Energy of one step of ``schedule`` (divides multi-step schedules by their step count).
+
+    Leakage is charged over ``step_time_s`` and split over phases by ``phase_times_s``.
+    """
+    dyn = dynamic_energy(schedule)
+    per = 1.0 / schedule.steps
+    leak_W = leakage_by_component_W(schedule)
+    total_leak_W = sum(leak_W.values())
+    by_component = {c: leak_W.get(c, 0.0) * step_time_s for c in COMPONENTS}
+    by_phase = {p: total_leak_W * phase_times_s.get(p, 0.0) for p in PHASES}
+    dynamic = 0.0
+    for (phase, comp), e in dyn.items():
+        by_component[comp] += e * per
+        by_phase[phase] += e * per
+        dynamic += e * per
+    return EnergyReport(by_component, by_phase, dynamic, total_leak_W * step_time_s, total_leak_W)
+
+
+def training_ops_per_step(schedule: Schedule) -> float:
+    """NeuroSim-style training ops of one step: 3 x (2 x MACs of the forward pass)."""
+    T = schedule.workload.training.seq_len
+    B = schedule.batch
+    macs = sum(m.rows * m.cols for m in schedule.mapping.matrices) * T * B
+    return 3 * 2 * macs

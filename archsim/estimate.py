@@ -1,0 +1,185 @@
+"""``estimate``: time and energy of training a workload on an RPU architecture, and baselines.
+
+The one library entry point behind ``archsim estimate`` (and sweeps). It maps the workload, builds
+the schedule, times it with SimPy (exact per step; warm-up + periodic window extrapolated to the
+epoch unless ``exact``), checks it against the closed-form model, prices the actions, and runs the
+digital baselines on the same workload.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from archsim.activity import NOMINAL, ActivityProfile
+from archsim.energy import price_step, training_ops_per_step
+from archsim.engine.analytic import analytic_step
+from archsim.engine.extrapolate import epoch_timing
+from archsim.schedule import build_schedule
+from archsim.specs import load_architecture, load_device, spec_hash
+from archsim.specs.architecture import ArchitectureSpec
+from archsim.specs.device import DeviceSpec
+from archsim.specs.workload import WorkloadSpec
+
+#: Resource classes reported in ``utilization`` (prefix of the SimPy resource names).
+RESOURCE_CLASSES = ("array", "adc_rows", "adc_cols", "bus", "digital")
+
+
+@dataclass
+class EstimateResult:
+    """Everything ``archsim estimate`` reports (SI units)."""
+
+    workload: str
+    architecture: str
+    device: str
+    batch_size: int
+    seq_len: int
+    steps_per_epoch: int
+    epochs: int
+    n_weights: int
+    mapping: list[dict]
+    tiles: int
+    array_utilization: float
+    time_per_step_s: float
+    first_step_s: float
+    analytic_step_s: float
+    time_per_epoch_s: float
+    epoch_method: str
+    periodic: bool
+    energy_per_step_J: float
+    energy_per_epoch_J: float
+    energy_breakdown_J: dict[str, float]
+    phase_breakdown: dict[str, dict[str, float]]
+    utilization: dict[str, float]
+    ops_per_step: float
+    ops_per_s: float
+    ops_per_W: float
+    leakage_W: float
+    baselines: list[dict]
+    activity: dict
+    spec_hash: str
+    simulation: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _resource_class(name: str) -> str:
+    tail = name.split(".")[-1]
+    for cls in RESOURCE_CLASSES:
+        if tail.startswith(cls):
+            return cls
+    return tail
+
+
+def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
+             device: DeviceSpec | None = None, *, exact: bool = False,
+             activity: ActivityProfile | None = None, batch: int | None = None,
+             epochs: int | None = None, baselines: list[str] | None = None,
+             progress: bool = False) -> EstimateResult:
+    """Estimate one workload on one architecture (presets named by the workload unless given)."""
+    arch = arch or load_architecture(workload.architecture)
+    device = device or load_device(workload.device)
+    activity = activity or NOMINAL
+    if batch is not None or epochs is not None:
+        training = workload.training.model_copy(update={
+            k: v for k, v in (("batch_size", batch), ("epochs", epochs)) if v is not None})
+        origin = workload._origin
+        workload = workload.model_copy(update={"training": training})
+        workload._origin = origin
+    tr = workload.training
+    n_steps = workload.steps_per_epoch()
+
+    def build(k: int):
+        return build_schedule(workload, arch, steps=k, activity=activity)
+
+    one = build(1)
+    analytic = analytic_step(one)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        total = len(one.ops) * (n_steps if exact else 3)
+        bar = tqdm(total=total, unit="op", desc="simulating", delay=1.0, leave=False)
+    wall0 = time.perf_counter()
+    try:
+        timing = epoch_timing(build, n_steps, exact=exact,
+                              progress=bar.update if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    wall = time.perf_counter() - wall0
+
+    run = timing.run
+    last = run.steps[-1]
+    phase_times = last.phase_times
+    step_s = timing.period_s
+    energy = price_step(one, step_s, phase_times)
+    epoch_energy = (energy.dynamic_J * n_steps + energy.leakage_W * timing.total_s)
+
+    by_class: dict[str, list[float]] = {}
+    for res, frac in run.utilization().items():
+        by_class.setdefault(_resource_class(res), []).append(frac)
+    utilization = {c: sum(v) / len(v) for c, v in sorted(by_class.items())}
+    utilization.update({f"{c}_max": max(v) for c, v in sorted(by_class.items())})
+
+    ops = training_ops_per_step(one)
+    base_rows = []
+    for name in (baselines if baselines is not None else workload.baselines):
+        res = run_baseline(name, workload)
+        base_rows.append({
+            "name": res.name, "kind": res.kind,
+            "time_per_step_s": res.time_per_step_s, "energy_per_step_J": res.energy_per_step_J,
+            "speedup": res.time_per_step_s / step_s,
+            "energy_ratio": res.energy_per_step_J / energy.total_J,
+            "utilization": res.utilization, "energy_is_bound": res.energy_is_bound,
+            "scaled_from": res.scaled_from, "note": res.note,
+        })
+
+    notes = [
+        "ops counted as DNN+NeuroSim does: training ops = 3 x forward ops, forward ops = 2 x MACs",
+        f"activity: {activity.source}",
+        "baseline energy = board power x time (an upper bound)",
+    ]
+    if analytic.step_s and abs(timing.first_step_s - analytic.step_s) > 1e-9 * analytic.step_s:
+        notes.append(f"SimPy first step is {timing.first_step_s / analytic.step_s:.4f}x the "
+                     "uncontended closed form: shared resources are contended")
+    return EstimateResult(
+        workload=workload.name, architecture=arch.name, device=device.name,
+        batch_size=tr.batch_size, seq_len=tr.seq_len, steps_per_epoch=n_steps, epochs=tr.epochs,
+        n_weights=one.mapping.n_weights, mapping=one.mapping.table(), tiles=one.mapping.n_tiles,
+        array_utilization=one.mapping.utilization,
+        time_per_step_s=step_s, first_step_s=timing.first_step_s, analytic_step_s=analytic.step_s,
+        time_per_epoch_s=timing.total_s, epoch_method=timing.method, periodic=timing.periodic,
+        energy_per_step_J=energy.total_J, energy_per_epoch_J=epoch_energy,
+        energy_breakdown_J=energy.by_component,
+        phase_breakdown={p: {"time_s": phase_times[p], "energy_J": energy.by_phase[p]}
+                         for p in phase_times},
+        utilization=utilization, ops_per_step=ops, ops_per_s=ops / step_s,
+        ops_per_W=ops / energy.total_J, leakage_W=energy.leakage_W, baselines=base_rows,
+        activity=activity.model_dump(mode="json"),
+        spec_hash=spec_hash(workload, arch, device, extra={"activity": activity.model_dump(mode="json")}),
+        simulation={"simulated_steps": timing.simulated_steps, "events": run.n_events,
+                    "wall_s": wall, "events_per_s": run.n_events / wall if wall else math.nan,
+                    "contention_wait_s": run.total_wait_s},
+        notes=notes,
+    )
+
+
+def run_baseline(name: str, workload: WorkloadSpec):
+    """Time/energy of one step of ``workload`` on a digital baseline preset (GPU model or CPU)."""
+    from archsim import baselines as bl
+    from archsim.specs.loader import preset_path, read_yaml
+
+    shapes, output = bl.workload_shapes(workload.model)
+    if not workload.model.output_layer:
+        output = None
+    tr = workload.training
+    kind = read_yaml(preset_path("baselines", name)).data.get("kind", "gpu")
+    if kind == "cpu":
+        return bl.cpu_training_step(shapes, output, tr.batch_size, tr.seq_len)
+    return bl.gpu_training_step(bl.load_gpu(name), shapes, output, tr.batch_size, tr.seq_len)

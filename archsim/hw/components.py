@@ -1,0 +1,240 @@
+"""One class per hardware block, in the style of Accelergy/hwcomponents.
+
+Each action (``read_cell``, ``convert``, ``integrate``, ``transfer``, ``pulse_line``, ...) returns an
+:class:`Action` with its energy and latency; ``area_m2`` and ``leakage_W`` are properties. The event
+model only counts actions; energy = sum(count x energy per action) + leakage x time, computed after
+the timing run (:mod:`archsim.energy`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from archsim.specs.architecture import ArchitectureSpec
+
+
+@dataclass(frozen=True)
+class Action:
+    """Energy (J) and latency (s) of one action."""
+
+    energy_J: float
+    latency_s: float = 0.0
+
+
+class Block:
+    """A hardware block: named actions, area and leakage."""
+
+    component = "block"
+
+    def action(self, name: str) -> Action:
+        return getattr(self, name)()
+
+    @property
+    def area_m2(self) -> float:
+        return 0.0
+
+    @property
+    def leakage_W(self) -> float:
+        return 0.0
+
+
+class CrossPointArray(Block):
+    """The resistive array: MVM reads (per device) and pulsed updates (per coincidence)."""
+
+    component = "array"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec, self.update_spec = arch.array, arch.update
+
+    def read_cell(self) -> Action:
+        """One device read during one MVM integration."""
+        return Action(self.spec.e_read_cell_J)
+
+    def coincidence(self) -> Action:
+        """One row/column pulse coincidence at one device."""
+        return Action(self.update_spec.e_pulse_cell_J)
+
+    def forward_cycle(self) -> Action:
+        return Action(0.0, self.spec.t_forward_s)
+
+    def backward_cycle(self) -> Action:
+        return Action(0.0, self.spec.t_backward_s)
+
+    @property
+    def area_m2(self) -> float:
+        return self.spec.area_m2
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+class DAC(Block):
+    """Input driver: one conversion per input line per MVM."""
+
+    component = "dac"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.dac
+
+    def convert(self) -> Action:
+        return Action(self.spec.e_conv_J)
+
+    @property
+    def area_m2(self) -> float:
+        return self.spec.area_m2
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+class Integrator(Block):
+    """Per-line integrator / sample-and-hold."""
+
+    component = "integrator"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.integrator
+
+    def integrate(self) -> Action:
+        return Action(self.spec.e_integrate_J)
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+class ADCBank(Block):
+    """The ADCs on one side of a tile; each ADC converts ``cols_per_adc`` lines in turn."""
+
+    component = "adc"
+
+    def __init__(self, arch: ArchitectureSpec, lines: int):
+        self.spec, self.lines = arch.adc, lines
+        self.n_adcs = math.ceil(lines / arch.adc.cols_per_adc)
+
+    def convert(self) -> Action:
+        return Action(self.spec.e_conv_J, 1.0 / self.spec.sample_rate_Hz)
+
+    def convert_lines_time_s(self, lines_used: int) -> float:
+        """Time for the bank to convert ``lines_used`` lines (each ADC works through its share)."""
+        return math.ceil(lines_used / self.n_adcs) / self.spec.sample_rate_Hz
+
+    @property
+    def area_m2(self) -> float:
+        return self.n_adcs * self.spec.area_m2
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+class UpdateDriver(Block):
+    """Stochastic translators and line drivers of the pulsed update."""
+
+    component = "update"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.update
+
+    def pulse_line(self) -> Action:
+        return Action(self.spec.e_pulse_line_J)
+
+    def translate(self) -> Action:
+        return Action(self.spec.e_translate_J)
+
+    def rank_one(self, bl: float | None = None) -> Action:
+        bl = self.spec.desired_bl if bl is None else bl
+        return Action(0.0, bl * self.spec.t_pulse_s + self.spec.t_overhead_s)
+
+
+class DigitalUnit(Block):
+    """Element-wise digital unit: ``lanes`` operations per clock cycle."""
+
+    component = "digital"
+    OPS = ("sigmoid", "tanh", "exp", "mul", "add")
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.digital
+
+    def op(self, kind: str) -> Action:
+        return Action(getattr(self.spec, f"e_{kind}_J"), 1.0 / self.spec.clock_Hz)
+
+    def time_s(self, counts: dict[str, float]) -> float:
+        """Time to apply element ops: each kind in ceil(n / lanes) cycles, kinds one after another."""
+        cycles = sum(math.ceil(n / self.spec.lanes) for n in counts.values() if n > 0)
+        return cycles / self.spec.clock_Hz
+
+    @property
+    def area_m2(self) -> float:
+        return self.spec.area_m2
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+class Buffer(Block):
+    """Local SRAM/eDRAM buffer; energy per bit accessed (reads and writes alike)."""
+
+    component = "buffer"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.buffer
+
+    def bit(self) -> Action:
+        return Action(self.spec.e_per_bit_J)
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+class Bus(Block):
+    """Bus between tiles and their digital unit."""
+
+    component = "bus"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.bus
+
+    def bit(self) -> Action:
+        return Action(self.spec.e_per_bit_J)
+
+    def transfer_time_s(self, bits: int) -> float:
+        return math.ceil(bits / self.spec.width_bits) / self.spec.clock_Hz
+
+    @property
+    def leakage_W(self) -> float:
+        return self.spec.leakage_W
+
+
+#: Component name -> the block class that prices its actions.
+BLOCKS = {cls.component: cls for cls in
+          (CrossPointArray, DAC, Integrator, ADCBank, UpdateDriver, DigitalUnit, Buffer, Bus)}
+
+#: (component, action) -> method that returns the Action, for energy pricing.
+ACTIONS = {
+    ("array", "read_cell"): "read_cell", ("array", "coincidence"): "coincidence",
+    ("dac", "convert"): "convert", ("integrator", "integrate"): "integrate",
+    ("adc", "convert"): "convert", ("update", "pulse_line"): "pulse_line",
+    ("update", "translate"): "translate", ("bus", "bit"): "bit", ("buffer", "bit"): "bit",
+}
+
+
+def build_components(arch: ArchitectureSpec) -> dict[str, Block]:
+    """One priced instance per component kind (all instances of a kind share prices)."""
+    return {
+        "array": CrossPointArray(arch), "dac": DAC(arch), "integrator": Integrator(arch),
+        "adc": ADCBank(arch, arch.array.rows), "update": UpdateDriver(arch),
+        "digital": DigitalUnit(arch), "buffer": Buffer(arch), "bus": Bus(arch),
+    }
+
+
+def action_energy_J(components: dict[str, Block], component: str, action: str) -> float:
+    """Energy of one ``action`` of ``component``."""
+    block = components[component]
+    if component == "digital":
+        return block.op(action).energy_J
+    return getattr(block, ACTIONS[(component, action)])().energy_J

@@ -1,0 +1,65 @@
+"""Human-readable tables (tabulate) and Markdown reports of an :class:`EstimateResult`."""
+from __future__ import annotations
+
+from tabulate import tabulate
+
+from archsim.units import format_quantity as fq
+
+
+def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
+    """(title, table) pairs of an estimate result, in display order."""
+    out = []
+    summary = [
+        ["workload", f"{r.workload} (batch {r.batch_size}, T {r.seq_len}, {r.n_weights:,} weights)"],
+        ["architecture / device", f"{r.architecture} / {r.device}"],
+        ["tiles (array utilization)", f"{r.tiles} ({r.array_utilization:.1%})"],
+        ["time per step", fq(r.time_per_step_s, "s")],
+        ["time per epoch", f"{fq(r.time_per_epoch_s, 's')} ({r.steps_per_epoch:,} steps, {r.epoch_method})"],
+        ["energy per step", fq(r.energy_per_step_J, "J")],
+        ["energy per epoch", fq(r.energy_per_epoch_J, "J")],
+        ["training ops per step", f"{r.ops_per_step:.3g} (3 x forward, forward = 2 x MACs)"],
+        ["throughput", fq(r.ops_per_s, "op/s")],
+        ["efficiency", fq(r.ops_per_W, "op/s/W")],
+        ["closed form vs SimPy (first step)", f"{fq(r.analytic_step_s, 's')} vs {fq(r.first_step_s, 's')}"],
+    ]
+    out.append(("Summary", tabulate(summary, tablefmt=fmt)))
+    out.append(("Mapping", tabulate(
+        [[m["matrix"], m["shape"], m["tiles"], f"{m['utilization']:.1%}"] for m in r.mapping],
+        headers=["matrix", "shape", "tiles (rows x cols)", "array utilization"], tablefmt=fmt)))
+    total = r.energy_per_step_J
+    out.append(("Energy per step by component", tabulate(
+        [[c, fq(e, "J"), f"{e / total:.1%}"] for c, e in r.energy_breakdown_J.items() if e > 0]
+        + [["total", fq(total, "J"), "100%"]],
+        headers=["component", "energy", "share"], tablefmt=fmt)))
+    out.append(("Per step by phase", tabulate(
+        [[p, fq(v["time_s"], "s"), fq(v["energy_J"], "J")] for p, v in r.phase_breakdown.items()],
+        headers=["phase", "time", "energy"], tablefmt=fmt)))
+    util = [[k, f"{v:.1%}", f"{r.utilization.get(k + '_max', v):.1%}"]
+            for k, v in r.utilization.items() if not k.endswith("_max")]
+    out.append(("Busy fraction per resource (mean / max over instances)", tabulate(
+        util, headers=["resource", "mean", "max"], tablefmt=fmt)))
+    if r.baselines:
+        out.append(("Digital baselines (same workload, batch and T)", tabulate(
+            [[b["name"], fq(b["time_per_step_s"], "s"), fq(b["energy_per_step_J"], "J"),
+              f"{b['speedup']:.3g}x", f"{b['energy_ratio']:.3g}x",
+              "" if b["utilization"] is None else f"{b['utilization']:.1%}"]
+             for b in r.baselines],
+            headers=["baseline", "time/step", "energy/step (bound)", "speedup", "energy ratio",
+                     "GPU utilization"], tablefmt=fmt)))
+    return out
+
+
+def estimate_text(r) -> str:
+    parts = [f"{title}\n{table}" for title, table in estimate_tables(r)]
+    parts.append("Notes:\n" + "\n".join(f"- {n}" for n in r.notes))
+    return "\n\n".join(parts) + "\n"
+
+
+def estimate_markdown(r, command: str | None = None) -> str:
+    lines = [f"# archsim estimate: {r.workload} on {r.architecture}", ""]
+    if command:
+        lines += ["Produced by:", "", "```", command, "```", ""]
+    for title, table in estimate_tables(r, fmt="github"):
+        lines += [f"## {title}", "", table, ""]
+    lines += ["## Notes", ""] + [f"- {n}" for n in r.notes] + [""]
+    return "\n".join(lines)
