@@ -5,6 +5,7 @@ the loader strips the sources into ``sources`` (field path -> citation) and vali
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -159,8 +160,10 @@ def _allowed(err: dict, model: type[BaseModel], loc: tuple) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         parent = _model_at(model, loc[:-1])
-        names = ", ".join(parent.model_fields) if parent is not None else ""
-        return f"unknown field; allowed: {names}"
+        names = list(parent.model_fields) if parent is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"unknown field{hint}; allowed: {', '.join(names)}"
     if kind == "missing":
         return "required field is missing"
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
@@ -195,7 +198,9 @@ def validate(model: type[T], loaded: Loaded, prefix: str = "") -> T:
     try:
         return model.model_validate(loaded.data)
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # A misspelt field shows up as "unknown" plus "missing": report the unknown one first.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        err = errors[0]
         loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function")))
         path = _loc_path(loc)
         value = err.get("input") if err["type"] != "missing" else None

@@ -1,0 +1,23 @@
+"""Shared test fixtures: paths to the repository's workloads and to the shared data sets."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOADS = REPO / "workloads"
+
+
+def shared_data_dir() -> Path | None:
+    """$ARCHSIM_DATA_DIR, else ../shared/data beside the repository; None when absent."""
+    for candidate in (os.environ.get("ARCHSIM_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def workloads() -> Path:
+    return WORKLOADS

@@ -1,0 +1,137 @@
+"""Timing engines: closed form = SimPy when uncontended, contention costs what it should,
+extrapolated epochs = exact epochs, energy bookkeeping adds up."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from archsim.energy import price_step, training_ops_per_step
+from archsim.engine.analytic import analytic_step
+from archsim.engine.des import simulate
+from archsim.engine.extrapolate import epoch_timing
+from archsim.estimate import estimate
+from archsim.schedule import build_schedule
+from archsim.specs import load_architecture, load_workload
+
+from conftest import WORKLOADS
+
+
+def _tiny_split(tiles_per_bus: int, batch: int = 1, seq_len: int = 3):
+    """One LSTM layer (h=4, n=11: a 16 x 16 matrix) on 16 x 8 arrays: two column tiles."""
+    w = load_workload(WORKLOADS / "tiny.yaml", overrides={
+        "model.hidden_size": 4, "model.vocab_size": 11, "model.output_layer": False,
+        "training.batch_size": batch, "training.seq_len": seq_len})
+    a = load_architecture("rpu2016", overrides={
+        "array.rows": 16, "array.cols": 8, "bus.tiles_per_bus": tiles_per_bus,
+        "digital.tiles_per_unit": 4})
+    return w, a
+
+
+@pytest.mark.parametrize("workload", ["lstm2x512", "lstm3x512", "lstm2x64", "tiny"])
+def test_closed_form_equals_simpy_without_contention(workload):
+    w = load_workload(WORKLOADS / f"{workload}.yaml")
+    a = load_architecture("rpu2016")
+    s = build_schedule(w, a)
+    run = simulate(s)
+    assert run.total_wait_s == 0.0
+    assert run.total_s == pytest.approx(analytic_step(s).step_s, rel=1e-12)
+
+
+def test_closed_form_equals_simpy_split_tiles_own_buses():
+    w, a = _tiny_split(tiles_per_bus=1, batch=4)
+    s = build_schedule(w, a)
+    assert len(s.placements["lstm1"]) == 2
+    run = simulate(s)
+    assert run.total_wait_s == 0.0
+    assert run.total_s == pytest.approx(analytic_step(s).step_s, rel=1e-12)
+
+
+def test_shared_bus_costs_one_transfer_per_op():
+    """Two tiles of one matrix share a bus at batch 1: in every op the second tile's transfer
+    waits for the first one's, so each op takes exactly one bus transfer longer."""
+    w, a = _tiny_split(tiles_per_bus=2, batch=1, seq_len=3)
+    s = build_schedule(w, a)
+    bus = lambda bits: math.ceil(bits / a.bus.width_bits) / a.bus.clock_Hz  # noqa: E731
+    rows, cols = 16, 8  # each tile's block
+    fwd = bus(cols * a.dac.bits + rows * a.adc.bits)
+    bwd = bus(rows * a.dac.bits + cols * a.adc.bits)
+    upd = bus((rows + cols) * a.digital.word_bits)
+    T = w.training.seq_len
+    expected_extra = T * (fwd + bwd + upd)
+    run = simulate(s)
+    closed = analytic_step(s).step_s
+    assert run.total_s - closed == pytest.approx(expected_extra, rel=1e-9)
+    assert run.total_wait_s == pytest.approx(expected_extra, rel=1e-9)
+
+
+@pytest.mark.parametrize("arch", ["rpu2016", "shared_adc256_nominal"])
+def test_extrapolated_epoch_equals_exact(arch):
+    w = load_workload(WORKLOADS / "tiny.yaml", overrides={"model.hidden_size": 64,
+                                                          "training.train_chars": 1200})
+    a = load_architecture(arch, overrides={"array.rows": 64, "array.cols": 32})
+    n = w.steps_per_epoch()
+    assert n == 60
+    build = lambda k: build_schedule(w, a, steps=k)  # noqa: E731
+    exact = epoch_timing(build, n, exact=True)
+    extra = epoch_timing(build, n)
+    assert extra.method == "extrapolated" and extra.simulated_steps < n
+    assert abs(extra.total_s - exact.total_s) / exact.total_s <= 1e-3
+
+
+def test_energy_adds_up():
+    w = load_workload(WORKLOADS / "lstm2x64.yaml")
+    r = estimate(w, load_architecture("shared_adc256_nominal"), baselines=[])
+    assert sum(r.energy_breakdown_J.values()) == pytest.approx(r.energy_per_step_J, rel=1e-12)
+    assert sum(p["energy_J"] for p in r.phase_breakdown.values()) == pytest.approx(
+        r.energy_per_step_J, rel=1e-12)
+    assert sum(p["time_s"] for p in r.phase_breakdown.values()) == pytest.approx(
+        r.time_per_step_s, rel=1e-9)
+    assert r.energy_breakdown_J["buffer"] >= r.leakage_W * r.time_per_step_s > 0
+
+
+def test_energy_counts_times_prices():
+    """Doubling one action's price raises the total by exactly that action's energy."""
+    w = load_workload(WORKLOADS / "tiny.yaml")
+    a = load_architecture("rpu2016")
+    a2 = load_architecture("rpu2016", overrides={"adc.e_conv_J": 2 * a.adc.e_conv_J})
+    s, s2 = build_schedule(w, a), build_schedule(w, a2)
+    t = simulate(s).total_s
+    phases = {"forward": t, "backward": 0.0, "update": 0.0}
+    e1, e2 = price_step(s, t, phases), price_step(s2, t, phases)
+    conversions = sum(n for (ph, c, act), n in s.action_counts().items() if c == "adc")
+    assert e2.total_J - e1.total_J == pytest.approx(conversions * a.adc.e_conv_J, rel=1e-9)
+
+
+def test_training_ops_neurosim_convention():
+    w = load_workload(WORKLOADS / "lstm2x512.yaml")
+    s = build_schedule(w, load_architecture("rpu2016"))
+    T, B = 100, 32
+    assert training_ops_per_step(s) == 3 * 2 * w.model.n_weights() * T * B
+
+
+def test_bound_management_repeats_slow_forward():
+    from archsim.activity import ActivityProfile
+
+    w = load_workload(WORKLOADS / "tiny.yaml")
+    a = load_architecture("rpu2016")
+    base = analytic_step(build_schedule(w, a))
+    more = analytic_step(build_schedule(w, a, activity=ActivityProfile(bm_repeats_per_mvm=0.5)))
+    assert more.forward_s > base.forward_s
+    assert more.backward_s == pytest.approx(base.backward_s)
+
+
+def test_contention_makes_simpy_slower_on_shared_designs():
+    w = load_workload(WORKLOADS / "lstm2x512.yaml")
+    s = build_schedule(w, load_architecture("shared_adc256_nominal"))
+    run = simulate(s)
+    assert run.total_wait_s > 0 and run.total_s > analytic_step(s).step_s
+
+
+def test_too_many_tiles_is_a_one_line_error():
+    from archsim.errors import SpecError
+
+    w = load_workload(WORKLOADS / "lstm2x512.yaml")
+    a = load_architecture("shared_adc256_nominal", overrides={"system.n_tiles": 10})
+    with pytest.raises(SpecError, match="needs 67 tiles"):
+        build_schedule(w, a)
