@@ -185,6 +185,8 @@ class _Builder:
             self._add(actions, ("dac", "convert"), p.cols * rep * p.count)
             self._add(actions, ("integrator", "integrate"), p.rows * rep * p.count)
             self._add(actions, ("adc", "convert"), p.rows * rep * p.count)
+            self._add(actions, ("array", "forward_mvm"), p.count)
+            self._add(actions, ("array", "bm_repeat"), (rep - 1.0) * p.count)
         h, rows = self.h, m.rows
         counts = {"add": (m.col_splits - 1) * rows, "mul": rows}  # partial sums, NM/BM rescale
         if m.kind == "lstm":
@@ -201,7 +203,9 @@ class _Builder:
         post = self._digital_stage(m, counts, actions)
         return None, branches, post
 
-    def backward(self, m: MatrixMapping, actions: dict):
+    def backward(self, m: MatrixMapping, actions: dict, mvm: bool = True):
+        """``mvm=False``: the first layer at t=0 needs its gate derivatives (for the update) but
+        no transposed MVM: nothing below a one-hot input or before t=0 consumes the result."""
         h, rows = self.h, m.rows
         if m.kind == "lstm":
             counts = {"add": h + 6 * h + rows, "mul": 16 * h + rows}  # dh sum, gate derivatives, NM
@@ -210,6 +214,8 @@ class _Builder:
             counts = {"add": rows + rows, "mul": rows}                  # p - y, NM
             self._buffer(actions, rows + rows)
         pre = self._digital_stage(m, counts, actions)
+        if not mvm:
+            return pre, [], None
         branches = []
         for p in self.placements[m.name]:
             bits = p.rows * self.arch.dac.bits + p.cols * self.arch.adc.bits
@@ -223,6 +229,7 @@ class _Builder:
             self._add(actions, ("dac", "convert"), p.rows * p.count)
             self._add(actions, ("integrator", "integrate"), p.cols * p.count)
             self._add(actions, ("adc", "convert"), p.cols * p.count)
+            self._add(actions, ("array", "backward_mvm"), p.count)
         post = self._digital_stage(m, {"add": (m.row_splits - 1) * m.cols, "mul": m.cols}, actions)
         return pre, branches, post
 
@@ -242,6 +249,8 @@ class _Builder:
             ])
             self._add(actions, ("bus", "bit"), bits * p.count)
             self._add(actions, ("update", "translate"), (p.rows + p.cols) * p.count)
+            self._add(actions, ("update", "rank_one"), p.count)
+            self._add(actions, ("update", "pulse_slot"), bl * p.count)
             self._add(actions, ("update", "pulse_line"),
                       bl * (p.cols * act.x_fire_prob + p.rows * act.d_fire_prob) * p.count)
             self._add(actions, ("array", "coincidence"), bl * p.rows * p.cols * act.coincidence() * p.count)
@@ -264,9 +273,9 @@ def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int
     ops: list[Op] = []
     last_update: dict[str, int] = {}
 
-    def new(step, phase, m, t, deps):
+    def new(step, phase, m, t, deps, **kw):
         actions: dict = {}
-        pre, branches, post = getattr(b, phase)(m, actions)
+        pre, branches, post = getattr(b, phase)(m, actions, **kw)
         op = Op(len(ops), step, phase, m.name, t, pre, branches, post, actions,
                 [d for d in deps if d is not None])
         ops.append(op)
@@ -288,7 +297,8 @@ def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int
                 deps = [bwd.get((k, t + 1)), bwd.get((k + 1, t)) if k < top else None]
                 if t == T - 1 and k == top:
                     deps.append(end_fwd)
-                bwd[(k, t)] = new(step, "backward", rows[k], t, deps)
+                skip = k == 0 and t == 0 and rows[k].kind == "lstm"
+                bwd[(k, t)] = new(step, "backward", rows[k], t, deps, **({"mvm": False} if skip else {}))
         for k, m in enumerate(rows):
             prev = bwd[(k, 0)]
             for t in range(T):

@@ -9,6 +9,8 @@ which every op of row k has the same latency ``L_k``, the phase lasts::
 
 and matrix k's updates end ``T * U_k`` after its own backward sweep, which ends
 ``sum_{j>=k} B_j + (T-1) * max_{j>=k} B_j`` into the backward phase (rows counted from the top).
+The first layer's op at t=0 has no transposed MVM (nothing consumes it); it is the lattice's last
+corner, visited once by every path, so its latency simply replaces one ``B_0``.
 Step time = forward + max(backward, max_k(backward end_k + T * U_k)).
 When no resource is contended this equals the SimPy run exactly (a tested property).
 """
@@ -64,11 +66,14 @@ def analytic_step(schedule: Schedule) -> AnalyticTiming:
     T = schedule.seq_len
     lat: dict[tuple[str, str], float] = {}
     order: list[str] = []
+    corner = None  # the first layer's backward op at t=0 (no transposed MVM there)
     for op in schedule.ops:
         if op.step != 0:
             break
         key = (op.phase, op.matrix)
-        if key not in lat:
+        if op.phase == "backward" and op.t == 0 and op.matrix == order[0]:
+            corner = op_latency(op)
+        elif key not in lat:
             lat[key] = op_latency(op)
             if op.phase == "forward":
                 order.append(op.matrix)
@@ -81,6 +86,10 @@ def analytic_step(schedule: Schedule) -> AnalyticTiming:
     for k in range(len(order)):
         above = B[k:]
         bwd_end[order[k]] = sum(above) + (T - 1) * max(above)
+    if corner is not None:
+        # Every path through the reversed lattice ends in the corner (first layer, t=0) exactly
+        # once, so its own latency replaces one B_0 (the other T-1 visits may still be anywhere).
+        bwd_end[order[0]] += corner - B[0]
     backward = max(bwd_end.values())
     upd_end = max(bwd_end[m] + T * U[k] for k, m in enumerate(order))
     step_rest = max(backward, upd_end)

@@ -232,8 +232,16 @@ def build_components(arch: ArchitectureSpec) -> dict[str, Block]:
     }
 
 
+#: Actions that are counted (for activity and consistency checks) but cost no energy of their
+#: own: their energy is in the per-line and per-cell actions they consist of.
+COUNT_ONLY = {("array", "forward_mvm"), ("array", "backward_mvm"), ("array", "bm_repeat"),
+              ("update", "rank_one"), ("update", "pulse_slot")}
+
+
 def action_energy_J(components: dict[str, Block], component: str, action: str) -> float:
     """Energy of one ``action`` of ``component``."""
+    if (component, action) in COUNT_ONLY:
+        return 0.0
     block = components[component]
     if component == "digital":
         return block.op(action).energy_J
