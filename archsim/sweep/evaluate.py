@@ -1,0 +1,119 @@
+"""What a worker does with one point: rebuild its specs, run its evaluator, return a JSON-able result.
+
+The same functions run in joblib (loky) worker processes and on Dask workers, so everything here
+takes and returns plain dicts, and heavy imports (torch, the engines) happen inside the evaluators.
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import time
+from typing import Any, Callable
+
+from archsim.errors import ArchsimError, DivergenceError
+from archsim.sweep.expand import point_key, resolve_task, resolved_values
+
+
+def _estimate(task: dict, workload, arch, device) -> dict[str, Any]:
+    """Time/energy estimate of one training run (the estimate engine's JSON result)."""
+    from archsim.estimate import estimate  # lazy: keeps the sweep module light
+
+    result = estimate(workload, arch, device, exact=bool(task["options"].get("exact", False)))
+    return result.to_json()
+
+
+def _train(task: dict, workload, arch, device) -> dict[str, Any]:
+    """A short training run on the functional simulator; keeps only scalar results (losses, counts)."""
+    from archsim.functional.train import train  # lazy: imports torch
+
+    opts = task["options"]
+    if opts.get("epochs"):
+        workload = workload.model_copy(deep=True)
+        workload.training.epochs = int(opts["epochs"])
+    kwargs: dict[str, Any] = {"max_chars": opts.get("max_chars"), "seed": task["seed"], "progress": False}
+    if opts.get("update_mode") is not None:
+        if "update_mode" not in inspect.signature(train).parameters:
+            raise ArchsimError("train.update_mode is set in the sweep, but this archsim's trainer "
+                               "has no update_mode option")
+        kwargs["update_mode"] = opts["update_mode"]
+    outcome = train(workload, arch, device, **kwargs)
+    return compact(outcome)
+
+
+def _echo(task: dict, workload, arch, device) -> dict[str, Any]:
+    """Test evaluator: the resolved value of every axis plus a number drawn from the point's seed."""
+    import numpy as np
+
+    if task["options"].get("sleep_s"):
+        time.sleep(float(task["options"]["sleep_s"]))
+    values = resolved_values(task["values"], (workload, arch, device))
+    # Seeded by the point's key (specs + seed), so the number is the same on any worker.
+    rng = np.random.default_rng([task["seed"], int(task["key"], 16) % (2**32)])
+    return {"values": values, "random": float(rng.random()), "n_weights": workload.model.n_weights()}
+
+
+#: kind -> evaluator(task, workload, arch, device) -> JSON-able dict.
+EVALUATORS: dict[str, Callable[..., dict[str, Any]]] = {
+    "estimate": _estimate,
+    "train": _train,
+    "echo": _echo,
+}
+
+
+def evaluate_point(point: dict[str, Any]) -> dict[str, Any]:
+    """Run one point (a task dict from :func:`archsim.sweep.expand.make_task`) and return its result.
+
+    The worker rebuilds the specs from the files and checks that they hash to the key the submitter
+    computed, so a worker that sees different spec files (another checkout on a remote Dask
+    worker) fails loudly instead of filing a result under the wrong key.
+    """
+    workload, arch, device = resolve_task(point)
+    key = point_key(point, (workload, arch, device))
+    if point.get("key") and key != point["key"]:
+        raise ArchsimError(f"point {point['index']} of sweep {point['sweep']}: this worker's specs hash "
+                           f"to {key}, the submitter's to {point['key']}; workers must see the same "
+                           "spec and preset files")
+    point = {**point, "key": key}
+    return EVALUATORS[point["kind"]](point, workload, arch, device)
+
+
+def run_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Worker entry point: ``{key, result, seconds}`` or ``{key, error}``; never raises ArchsimError.
+
+    Exceptions with custom constructors (SpecError) do not survive pickling back from a worker, so
+    they come back as data and the runner re-raises them. A diverged training run is a result
+    (a device too asymmetric to learn is an answer), recorded with ``diverged: true``.
+    """
+    start = time.perf_counter()
+    try:
+        result = evaluate_point(task)
+    except DivergenceError as exc:
+        result = {"diverged": True, "error": str(exc)}
+    except ArchsimError as exc:
+        return {"key": task.get("key"), "index": task.get("index"),
+                "error": {"type": type(exc).__name__, "message": str(exc),
+                          "exit_status": getattr(exc, "exit_status", 1)}}
+    return {"key": task.get("key"), "index": task.get("index"), "result": result,
+            "seconds": time.perf_counter() - start}
+
+
+def compact(outcome: Any) -> dict[str, Any]:
+    """Scalar fields of a result object (dataclass, object with to_json, or dict)."""
+    if hasattr(outcome, "to_json"):
+        data = outcome.to_json()
+    elif dataclasses.is_dataclass(outcome):
+        data = dataclasses.asdict(outcome)
+    elif isinstance(outcome, dict):
+        data = outcome
+    else:
+        data = vars(outcome)
+    out = {}
+    for name, value in data.items():
+        if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+            value = value.item()  # numpy / torch scalars
+        if isinstance(value, (bool, int, str)) or value is None:
+            out[name] = value
+        elif isinstance(value, float):
+            out[name] = value if math.isfinite(value) else str(value)
+    return out

@@ -1,0 +1,280 @@
+"""Run a sweep: expand, skip finished points, run the rest on a backend, stream results, summarise.
+
+Nothing is written until the whole sweep file and every point's specs are valid. Results go to
+``<out>/results.jsonl`` (default ``reports/sweeps/<sweep name>/``) as they arrive; at the end the
+summary table (``summary.md``) and the plot (``plot.png``) are written atomically.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archsim import __version__
+from archsim.errors import ArchsimError
+from archsim.sweep.backends import check_backend, run_points
+from archsim.sweep.evaluate import run_task
+from archsim.sweep.expand import Point, expand, resolve_point
+from archsim.sweep.spec import Sweep, load_sweep
+from archsim.sweep.store import ResultsStore
+
+#: Result keys shown by default, when the sweep names no columns (first present ones win).
+DEFAULT_COLUMNS = {
+    "estimate": ["time_per_step_s", "energy_per_step_J", "time_per_epoch_s", "energy_per_epoch_J"],
+    "train": ["train_loss", "valid_loss", "test_loss", "chars_seen"],
+    "echo": ["random", "n_weights"],
+}
+MAX_DEFAULT_COLUMNS = 4
+
+
+class WorkerError(ArchsimError):
+    """An ArchsimError raised in a worker, re-raised in the runner with the same message and status."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep run did and where it wrote."""
+
+    name: str
+    results_path: Path
+    points: int             # points expanded (axis combinations x seeds x kinds)
+    unique: int             # distinct keys among them (identical resolved points share one)
+    skipped: int            # keys already in the results file when the run started
+    computed: int           # points this run sent to workers
+    new: int                # records this run appended (computed, unless another writer beat it)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)
+    table: str = ""
+    summary_path: Path | None = None
+    plot_path: Path | None = None
+
+
+def default_out(sweep: Sweep) -> Path:
+    return Path("reports") / "sweeps" / sweep.name
+
+
+def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,
+              jobs: int | None = None, out: str | Path | None = None,
+              progress: bool = True) -> SweepOutcome:
+    """Run (or resume) the sweep in ``sweep_path``; see the module docstring for what is written."""
+    sweep = load_sweep(sweep_path)
+    check_backend(backend)
+    points = expand(sweep)
+    planned: list[tuple[Point, dict, str]] = []
+    for point in points:
+        task, key = resolve_point(sweep, point)  # raises a one-line error before anything runs
+        planned.append((point, task, key))
+
+    out_dir = Path(out) if out is not None else default_out(sweep)
+    store = ResultsStore(out_dir / "results.jsonl")
+    done = set(store.load())
+    todo: dict[str, tuple[Point, dict]] = {}
+    for point, task, key in planned:
+        if key not in done and key not in todo:
+            todo[key] = (point, task)
+    unique = len({key for _, _, key in planned})
+    skipped = len({key for _, _, key in planned if key in done})
+
+    new = 0
+    if todo:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="pt", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True)
+        outputs = None
+        try:
+            outputs = run_points(run_task, [task for _, task in todo.values()],
+                                 backend=backend, address=address, jobs=jobs)
+            for output in outputs:
+                if "error" in output:
+                    err = output["error"]
+                    raise WorkerError(err["message"], int(err.get("exit_status", 1)))
+                point, _task = todo[output["key"]]
+                record = {
+                    "key": output["key"], "point": point.values, "seed": point.seed,
+                    "kind": point.kind, "result": output["result"],
+                    "seconds": round(float(output["seconds"]), 6), "archsim_version": __version__,
+                }
+                new += int(store.append(record))
+                bar.update(1)
+        finally:
+            bar.close()
+            close = getattr(outputs, "close", None)
+            if close is not None:
+                close()  # stop the pool / release the cluster if we left early
+
+    records = store.load()
+    rows = [_row(point, task, records.get(key)) for point, task, key in planned]
+    columns = _columns(sweep, rows)
+    outcome = SweepOutcome(sweep.name, store.path, len(points), unique, skipped, len(todo), new,
+                           rows, columns)
+    outcome.table = summary_table(sweep, rows, columns)
+    if rows:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        outcome.summary_path = out_dir / "summary.md"
+        _write_atomic(outcome.summary_path, _summary_markdown(sweep, outcome).encode())
+        outcome.plot_path = write_plot(sweep, rows, columns, out_dir / "plot.png")
+    return outcome
+
+
+# -- summary -------------------------------------------------------------------------------
+def flatten(result: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """Nested result dict -> dotted keys of scalar leaves."""
+    flat: dict[str, Any] = {}
+    for name, value in (result or {}).items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, key + "."))
+        elif not isinstance(value, list):
+            flat[key] = value
+    return flat
+
+
+def _row(point: Point, task: dict, record: dict | None) -> dict[str, Any]:
+    return {"point": point, "values": point.values, "resolved": task["resolved"],
+            "seed": point.seed, "kind": point.kind,
+            "done": record is not None, "result": flatten(record["result"]) if record else {},
+            "seconds": record.get("seconds") if record else None}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _columns(sweep: Sweep, rows: list[dict]) -> list[str]:
+    """Result keys in the table: the sweep's ``columns``, else the first few numeric ones per kind."""
+    if sweep.spec.columns:
+        cols = list(sweep.spec.columns)
+    else:
+        cols = []
+        for kind in sweep.spec.kinds():
+            present = [r["result"] for r in rows if r["kind"] == kind and r["done"]]
+            if not present:
+                continue
+            numeric = [k for k, v in present[0].items() if _is_number(v)]
+            preferred = [k for k in DEFAULT_COLUMNS.get(kind, []) if k in numeric]
+            picked = preferred or numeric[:MAX_DEFAULT_COLUMNS]
+            cols += [c for c in picked if c not in cols]
+    if sweep.spec.plot.y and sweep.spec.plot.y not in cols:
+        cols.append(sweep.spec.plot.y)
+    return cols
+
+
+def summary_table(sweep: Sweep, rows: list[dict], columns: list[str]) -> str:
+    from tabulate import tabulate
+
+    headers = list(sweep.spec.axes) + ["seed", "kind"] + columns + ["s"]
+    body = []
+    for r in rows:
+        line = [r["values"].get(a) for a in sweep.spec.axes] + [r["seed"], r["kind"]]
+        if not r["done"]:
+            line += ["(not run)"] + [""] * len(columns)
+        else:
+            diverged = r["result"].get("diverged")
+            line += [r["result"].get(c, "diverged" if diverged else "") for c in columns]
+            line.append(r["seconds"])
+        body.append(line[: len(headers)])
+    return tabulate(body, headers=headers, tablefmt="github", floatfmt=".4g")
+
+
+def _summary_markdown(sweep: Sweep, outcome: SweepOutcome) -> str:
+    lines = [f"# Sweep {sweep.name}", ""]
+    if sweep.spec.description:
+        lines += [sweep.spec.description, ""]
+    lines += [f"Sweep file: `{sweep.file}`; base workload: `{sweep.spec.base}`; mode {sweep.spec.mode}; "
+              f"kind {sweep.spec.kind}; seeds {sweep.spec.seeds}.",
+              f"{outcome.points} points, {outcome.unique} distinct; "
+              f"results in `{outcome.results_path.name}`.",
+              "", outcome.table, ""]
+    return "\n".join(lines)
+
+
+def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -> Path | None:
+    """Plot ``plot.y`` against ``plot.x`` (one line per other-axes combination and kind; mean over
+    seeds). Returns the PNG path, or None when there is nothing numeric to plot."""
+    x_axis = sweep.spec.plot.x or next(iter(sweep.spec.axes))
+    y_key = sweep.spec.plot.y or (columns[0] if columns else None)
+    if y_key is None:
+        return None
+    groups: dict[tuple, dict[Any, list[float]]] = {}
+    for r in rows:
+        y = r["result"].get(y_key)
+        if not r["done"] or not _is_number(y) or not math.isfinite(y):
+            continue
+        label = tuple((a, v) for a, v in r["values"].items() if a != x_axis)
+        if len(sweep.spec.kinds()) > 1:
+            label += (("kind", r["kind"]),)
+        groups.setdefault(label, {}).setdefault(_hashable(r["resolved"][x_axis]), []).append(float(y))
+    if not groups:
+        return None
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs_all = [x for g in groups.values() for x in g]
+    numeric_x = all(_is_number(x) for x in xs_all)
+    categories = list(dict.fromkeys(_hashable(r["resolved"][x_axis]) for r in rows))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for label, series in groups.items():
+        xs = sorted(series, key=lambda v: v if numeric_x else categories.index(v))
+        pos = xs if numeric_x else [categories.index(x) for x in xs]
+        ys = [sum(series[x]) / len(series[x]) for x in xs]
+        name = ", ".join(f"{a.split('.')[-1]}={v}" for a, v in label) or None
+        ax.plot(pos, ys, marker="o", label=name)
+    if not numeric_x:
+        ax.set_xticks(range(len(categories)))
+        ax.set_xticklabels([str(c) for c in categories], rotation=20, ha="right")
+    if sweep.spec.plot.logx and numeric_x:
+        ax.set_xscale("log")
+    if sweep.spec.plot.logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(x_axis)
+    ax.set_ylabel(y_key + (" (mean over seeds)" if len(sweep.spec.seeds) > 1 else ""))
+    ax.set_title(f"sweep {sweep.name}")
+    if any(label for label in groups):
+        ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".plot-", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a report is for everyone to read
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
