@@ -34,14 +34,19 @@ class ActivityProfile(Spec):
                         description="Where these numbers come from.")
     spec_hash: str | None = Field(None, description="Hash of the specs of the run that measured this profile.")
     seed: int | None = Field(None, description="Seed of the run that measured this profile.")
-    per_matrix: dict[str, dict[str, float]] = Field(
-        default_factory=dict, description="Optional per-matrix overrides of the fields above.")
+    per_matrix: dict[str, dict[str, float | None]] = Field(
+        default_factory=dict, description="Optional overrides of the fields above per matrix "
+        "(key 'lstm1') or per tile of a split matrix (key 'lstm1[2]', the block index).")
 
-    def for_matrix(self, name: str) -> "ActivityProfile":
-        over = self.per_matrix.get(name)
-        if not over:
-            return self
-        return self.model_copy(update={k: v for k, v in over.items() if k in type(self).model_fields})
+    def for_matrix(self, name: str, block: int | None = None) -> "ActivityProfile":
+        """The profile of one matrix (or one tile of it): tile over matrix over global values."""
+        update: dict = {}
+        for key in (name, f"{name}[{block}]" if block is not None else None):
+            over = self.per_matrix.get(key) if key else None
+            if over:
+                update.update({k: v for k, v in over.items()
+                               if k in _RATE_FIELDS and v is not None})
+        return self.model_copy(update=update) if update else self
 
     def pulse_slots(self, desired_bl: int) -> float:
         return desired_bl if self.pulse_slots_per_update is None else self.pulse_slots_per_update
@@ -51,6 +56,10 @@ class ActivityProfile(Spec):
             return self.coincidence_prob
         return self.x_fire_prob * self.d_fire_prob
 
+
+#: Fields that may differ per matrix or tile.
+_RATE_FIELDS = ("bm_repeats_per_mvm", "pulse_slots_per_update", "x_fire_prob", "d_fire_prob",
+                "coincidence_prob", "adc_saturation_rate")
 
 NOMINAL = ActivityProfile()
 

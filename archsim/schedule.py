@@ -74,6 +74,7 @@ class TilePlacement:
     rows: int
     cols: int
     count: int  # vectors of the batch this copy processes
+    block: int = 0  # index of the block in the matrix's split (archsim.mapping.split_matrix order)
 
 
 @dataclass
@@ -129,10 +130,11 @@ def place(mapping: Mapping, arch: ArchitectureSpec, batch: int) -> dict[str, lis
         rows: list[TilePlacement] = []
         for copy in range(m.replication):
             count = batch // m.replication + (1 if copy < batch % m.replication else 0)
-            for b in m.blocks:
+            for j, b in enumerate(m.blocks):
                 if count > 0:
                     rows.append(TilePlacement(g, g // arch.bus.tiles_per_bus,
-                                              g // arch.digital.tiles_per_unit, b.rows, b.cols, count))
+                                              g // arch.digital.tiles_per_unit, b.rows, b.cols,
+                                              count, j))
                 g += 1
         placements[m.name] = rows
     return placements
@@ -152,6 +154,14 @@ class _Builder:
         self.digital = DigitalUnit(arch)
         self.h = workload.model.hidden_size
         self.word = arch.digital.word_bits
+        self._activity_cache: dict = {}
+
+    def act(self, m: MatrixMapping, p: TilePlacement) -> ActivityProfile:
+        """Activity of one tile (measured profiles may differ per matrix and per tile)."""
+        key = (m.name, p.block)
+        if key not in self._activity_cache:
+            self._activity_cache[key] = self.activity.for_matrix(m.name, p.block)
+        return self._activity_cache[key]
 
     # -- helpers -----------------------------------------------------------------------------
     def _digital_stage(self, m: MatrixMapping, counts: dict[str, float], actions: dict) -> Stage:
@@ -170,10 +180,9 @@ class _Builder:
 
     # -- the three phases --------------------------------------------------------------------
     def forward(self, m: MatrixMapping, actions: dict):
-        act = self.activity.for_matrix(m.name)
-        rep = 1.0 + act.bm_repeats_per_mvm
         branches = []
         for p in self.placements[m.name]:
+            rep = 1.0 + self.act(m, p).bm_repeats_per_mvm
             bits = p.cols * self.arch.dac.bits + p.rows * self.arch.adc.bits
             branches.append([
                 Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
@@ -234,14 +243,14 @@ class _Builder:
         return pre, branches, post
 
     def update(self, m: MatrixMapping, actions: dict):
-        act = self.activity.for_matrix(m.name)
-        bl = act.pulse_slots(self.arch.update.desired_bl)
-        t_update = bl * self.arch.update.t_pulse_s + self.arch.update.t_overhead_s
         n = m.rows + m.cols
         pre = self._digital_stage(m, {"add": n, "mul": n}, actions)  # max|x|, max|d|; scale by A, B
         self._buffer(actions, n)                                      # read u_t and dz_t
         branches = []
         for p in self.placements[m.name]:
+            act = self.act(m, p)
+            bl = act.pulse_slots(self.arch.update.desired_bl)
+            t_update = bl * self.arch.update.t_pulse_s + self.arch.update.t_overhead_s
             bits = (p.rows + p.cols) * self.word
             branches.append([
                 Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),

@@ -1,0 +1,151 @@
+"""One schedule, two engines: train on simulated tiles, then time and price the measured activity.
+
+The functional simulator executes the schedule's ops in an order the schedule allows (layer by
+layer over the timesteps, the output layer batched over T, BPTT in reverse, each tile's T x B
+rank-one updates after its backward sweep) and counts, per tile, what happened: MVMs run (with
+bound-management repeats), DAC and ADC conversions, ADC saturations, rank-one updates, pulse slots,
+pulses per line and coincidences. :func:`profile_from_activity` turns those counts into an
+:class:`~archsim.activity.ActivityProfile` (per tile), and the estimate engine re-times and
+re-prices the schedule with it. :func:`schedule_counts` and :func:`functional_counts` put both
+engines' counts side by side: they must be equal for the same workload and steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from archsim.activity import ActivityProfile
+from archsim.schedule import Schedule
+
+#: Count name (functional TileActivity field) -> the schedule action that counts the same thing.
+COUNT_ACTIONS = {
+    "forward_mvms": ("array", "forward_mvm"),
+    "backward_mvms": ("array", "backward_mvm"),
+    "bm_repeats": ("array", "bm_repeat"),
+    "dac_conversions": ("dac", "convert"),
+    "adc_conversions": ("adc", "convert"),
+    "updates": ("update", "rank_one"),
+    "pulse_slots": ("update", "pulse_slot"),
+}
+
+
+def schedule_counts(schedule: Schedule) -> dict[str, float]:
+    """What the schedule says the analog side does, in the functional simulator's units."""
+    out = dict.fromkeys(COUNT_ACTIONS, 0.0)
+    lookup = {v: k for k, v in COUNT_ACTIONS.items()}
+    for (_phase, comp, act), n in schedule.action_counts().items():
+        name = lookup.get((comp, act))
+        if name:
+            out[name] += n
+    return out
+
+
+def functional_counts(per_tile: dict[str, dict]) -> dict[str, float]:
+    """Summed counters of a functional run (``per_tile``: tile key -> TileActivity dict)."""
+    out = dict.fromkeys(COUNT_ACTIONS, 0.0)
+    for counters in per_tile.values():
+        for name in out:
+            out[name] += float(counters.get(name, 0))
+    return out
+
+
+def _rates(c: dict) -> dict[str, float | None]:
+    def div(a, b):
+        return a / b if b else None
+
+    return {
+        "bm_repeats_per_mvm": div(c.get("bm_repeats", 0), c.get("forward_mvms", 0)) or 0.0,
+        "pulse_slots_per_update": div(c.get("pulse_slots", 0), c.get("updates", 0)),
+        "x_fire_prob": div(c.get("row_pulses", 0), c.get("x_line_slots", 0)),
+        "d_fire_prob": div(c.get("col_pulses", 0), c.get("d_line_slots", 0)),
+        "coincidence_prob": div(c.get("coincidences", 0), c.get("device_slots", 0)),
+        "adc_saturation_rate": div(c.get("adc_saturations", 0), c.get("adc_conversions", 0)) or 0.0,
+    }
+
+
+def profile_from_activity(per_tile: dict[str, dict], *, source: str, spec_hash: str | None = None,
+                          seed: int | None = None) -> ActivityProfile:
+    """A measured :class:`ActivityProfile`: global means plus one entry per tile."""
+    total: dict[str, float] = {}
+    for counters in per_tile.values():
+        for k, v in counters.items():
+            if isinstance(v, (int, float)):
+                total[k] = total.get(k, 0.0) + v
+    glob = {k: v for k, v in _rates(total).items() if v is not None}
+    per = {key: _rates(c) for key, c in per_tile.items()}
+    return ActivityProfile(**glob, source=source, spec_hash=spec_hash, seed=seed, per_matrix=per)
+
+
+#: Quantities compared between the nominal and the activity-driven estimate.
+COMPARED = [
+    ("time per step", lambda r: r.time_per_step_s, "s"),
+    ("forward time", lambda r: r.phase_breakdown["forward"]["time_s"], "s"),
+    ("update time", lambda r: r.phase_breakdown["update"]["time_s"], "s"),
+    ("energy per step", lambda r: r.energy_per_step_J, "J"),
+    ("update energy", lambda r: r.phase_breakdown["update"]["energy_J"], "J"),
+    ("array energy", lambda r: r.energy_breakdown_J["array"], "J"),
+    ("update-driver energy", lambda r: r.energy_breakdown_J["update"], "J"),
+    ("ADC energy", lambda r: r.energy_breakdown_J["adc"], "J"),
+    ("time per epoch", lambda r: r.time_per_epoch_s, "s"),
+    ("energy per epoch", lambda r: r.energy_per_epoch_J, "J"),
+]
+
+
+@dataclass
+class RunResult:
+    """Training on simulated tiles plus nominal and activity-driven estimates of the same schedule."""
+
+    train: Any
+    activity: ActivityProfile
+    nominal: Any
+    measured: Any
+    counts: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def comparison(self) -> list[dict]:
+        rows = []
+        for name, get, unit in COMPARED:
+            a, b = get(self.nominal), get(self.measured)
+            rows.append({"quantity": name, "unit": unit, "nominal": a, "measured": b,
+                         "change": (b - a) / a if a else 0.0})
+        return rows
+
+    def to_json(self) -> dict:
+        return {
+            "workload": self.nominal.workload, "architecture": self.nominal.architecture,
+            "device": self.nominal.device, "spec_hash": self.activity.spec_hash,
+            "seed": self.activity.seed,
+            "train": {k: v for k, v in self.train.to_dict().items() if k != "curve"},
+            "activity": self.activity.model_dump(mode="json"),
+            "comparison": self.comparison(), "counts": self.counts,
+            "nominal": self.nominal.to_json(), "measured": self.measured.to_json(),
+        }
+
+
+def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
+                 data_path=None, update_mode: str = "fast", progress: bool = False,
+                 torch_device: str | None = "cpu", baselines: list[str] | None = None) -> RunResult:
+    """Train ``steps`` steps functionally, then estimate nominally and with the measured activity."""
+    from archsim.estimate import estimate
+    from archsim.functional.train import train
+    from archsim.schedule import build_schedule
+    from archsim.specs import spec_hash
+
+    tr = workload.training
+    seed = tr.seed if seed is None else seed
+    result = train(workload, arch, device, data_path=data_path, max_chars=steps * tr.batch_size * tr.seq_len,
+                   seed=seed, update_mode=update_mode, progress=progress, torch_device=torch_device)
+    per_tile = result.activity.get("per_tile", {})
+    h = spec_hash(workload, arch, device, extra={"seed": seed, "steps": result.steps,
+                                                   "update_mode": update_mode})
+    profile = profile_from_activity(
+        per_tile, spec_hash=h, seed=seed,
+        source=f"measured: {result.steps} functional training steps of {workload.name} on "
+               f"{arch.name}/{device.name}, seed {seed}, {update_mode} update mode")
+    nominal = estimate(workload, arch, device, baselines=baselines if baselines is not None else [])
+    measured = estimate(workload, arch, device, activity=profile,
+                        baselines=baselines if baselines is not None else [])
+    # Counts are the same every step, so one step's schedule times the number of steps.
+    one = schedule_counts(build_schedule(workload, arch, steps=1, activity=profile))
+    counts = {"functional": functional_counts(per_tile),
+              "schedule": {k: v * result.steps for k, v in one.items()}}
+    return RunResult(result, profile, nominal, measured, counts)
