@@ -9,7 +9,7 @@ from archsim import __version__
 from archsim.errors import ArchsimError
 
 #: Subcommand modules under archsim.commands, in the order ``archsim --help`` lists them.
-COMMANDS = ["estimate", "run", "train", "validate", "compare", "sweep", "reproduce", "schema"]
+COMMANDS = ["estimate", "run", "train", "validate", "compare", "sweep", "reproduce", "calibrate", "schema"]
 
 
 def build_parser() -> argparse.ArgumentParser:
