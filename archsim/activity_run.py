@@ -134,7 +134,19 @@ def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
     seed = tr.seed if seed is None else seed
     result = train(workload, arch, device, data_path=data_path, max_chars=steps * tr.batch_size * tr.seq_len,
                    seed=seed, update_mode=update_mode, progress=progress, torch_device=torch_device)
-    per_tile = result.activity.get("per_tile", {})
+    from archsim.mapping import map_workload
+
+    if result.vocab_size and result.vocab_size != workload.model.vocab_size:
+        # The functional model's vocabulary comes from the text: time the same network.
+        model = workload.model.model_copy(update={"vocab_size": result.vocab_size})
+        origin = workload._origin
+        workload = workload.model_copy(update={"model": model})
+        workload._origin = origin
+
+    mapped = {m.name for m in map_workload(workload.model, arch.array.rows, arch.array.cols).matrices}
+    # Only tiles the schedule maps (an unmapped output layer runs in floating point).
+    per_tile = {k: v for k, v in result.activity.get("per_tile", {}).items()
+                if k.split("[")[0] in mapped}
     h = spec_hash(workload, arch, device, extra={"seed": seed, "steps": result.steps,
                                                    "update_mode": update_mode})
     profile = profile_from_activity(
