@@ -1,0 +1,132 @@
+"""Settings of one simulated analog tile: periphery (forward/backward MVM) and pulsed update.
+
+Field names follow aihwkit (``IOParameters`` and ``UpdateParameters``) so that configurations move
+between the two tools. This module imports neither torch nor pydantic at run time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: keeps ``archsim.functional.config`` import-light
+    from archsim.specs.architecture import ArchitectureSpec
+    from archsim.specs.device import DeviceSpec
+
+UPDATE_MODES = ("fast", "exact")
+
+
+@dataclass
+class RPUConfig:
+    r"""Periphery and update settings of one tile (aihwkit names).
+
+    Forward MVM of one input vector ``x`` (backward: the same with ``W^T`` and no bound management)::
+
+        alpha  = max_j |x_j|                       noise management "abs_max" (1 for "none")
+        x~_j   = clip(Q_in(x_j / (alpha*beta)), +-inp_bound)      DAC, step 2*inp_bound*inp_res
+        y~_i   = sum_j w_ij x~_j + out_noise * xi_i               xi ~ N(0, 1), fresh per MVM
+        y^_i   = clip(Q_out(y~_i), +-out_bound)                   ADC, step 2*out_bound*out_res
+        y_i    = y^_i * alpha * beta
+
+    ``Q`` rounds to the nearest level, or stochastically (``floor(v/step + u)*step``, ``u ~ U[0,1)``,
+    so ``E[Q(v)] = v``). Bound management "iterative": beta starts at 1; while any output of a
+    vector reaches ``out_bound`` and ``2*beta <= max_bm_factor``, that vector's MVM is repeated
+    with ``beta <- 2*beta`` (each repeat is one more array cycle).
+
+    Pulsed update of one rank-one term ``-lr * d x^T`` (``d`` = dLoss/dy, so this is SGD)::
+
+        BL     = desired_bl, or with update_bl_management
+                 BL = clip(ceil(lr * max|x| * max|d| / dw_min), 1, desired_bl)
+        A = B  = sqrt(lr / (dw_min * BL))
+        UM:      A <- A*sqrt(max|d|/max|x|),  B <- B*sqrt(max|x|/max|d|)
+        p_j    = min(1, A|x_j|)   (x line j fires in each of the BL slots)
+        q_i    = min(1, B|d_i|)   (d line i fires in each slot)
+        each coincidence moves w_ij one device step in direction -sign(d_i x_j)
+
+    so that ``E[dw_ij] = dw_min*BL*p_j*q_i*(-sign(d_i x_j)) = -lr*d_i*x_j`` away from clipping and
+    for a nominal device. The device model (steps, variations, bounds) is ``device``.
+    """
+
+    device: "DeviceSpec"
+    """Device model (``archsim.specs.DeviceSpec``, aihwkit names): kind, dw_min, variations, bounds."""
+
+    inp_res: float
+    """DAC resolution as a fraction of the input range, 1/(2^bits - 2); <= 0: no quantization;
+    a value > 1 is read as a number of steps (as aihwkit does)."""
+
+    out_res: float
+    """ADC resolution as a fraction of the output range, 1/(2^bits - 2); <= 0: no quantization."""
+
+    inp_bound: float = 1.0
+    """DAC full scale: inputs (after noise management) are clipped to +-inp_bound."""
+
+    out_bound: float = 12.0
+    """ADC full scale in weight units: outputs are clipped to +-out_bound (``inf``: no clipping)."""
+
+    out_noise: float = 0.06
+    """Std of the additive Gaussian output noise per output and MVM (weight units)."""
+
+    inp_sto_round: bool = False
+    """Stochastic (unbiased) rounding in the DAC instead of rounding to nearest."""
+
+    out_sto_round: bool = False
+    """Stochastic (unbiased) rounding in the ADC instead of rounding to nearest."""
+
+    noise_management: str = "abs_max"
+    """"abs_max": scale each input vector by its max |x| before the DAC; "none": no scaling."""
+
+    bound_management: str = "iterative"
+    """"iterative": repeat a saturated forward MVM with the input halved; "none": no repeats."""
+
+    max_bm_factor: int = 1000
+    """Largest bound-management factor beta (repeats stop before beta would exceed it)."""
+
+    desired_bl: int = 10
+    """Pulse slots (BL) per rank-one update; with BL management the upper limit."""
+
+    update_management: bool = True
+    """Balance the x and d firing probabilities (aihwkit update_management)."""
+
+    update_bl_management: bool = False
+    """Choose BL per update from the gradient size (aihwkit update_bl_management)."""
+
+    update_mode: str = "fast"
+    """"fast": one draw per device from the exact model's mean and variance per ``update`` call;
+    "exact": pulse trains sampled, coincidences counted per rank-one update (see AnalogTile)."""
+
+    exact_chunk: int = 0
+    """Exact mode: rank-one updates whose coincidences are counted by one matrix product (devices
+    that could reach a bound are followed chunk by chunk, see AnalogTile); 0 = automatic
+    (256 on CPU, 1024 on an accelerator, where fewer and larger operations are faster)."""
+
+    def __post_init__(self) -> None:
+        if self.update_mode not in UPDATE_MODES:
+            raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {self.update_mode!r}")
+        if self.noise_management not in ("abs_max", "none"):
+            raise ValueError(f"noise_management must be 'abs_max' or 'none', got {self.noise_management!r}")
+        if self.bound_management not in ("iterative", "none"):
+            raise ValueError(f"bound_management must be 'iterative' or 'none', got {self.bound_management!r}")
+        if self.desired_bl < 1 or self.exact_chunk < 0 or self.max_bm_factor < 1:
+            raise ValueError("desired_bl and max_bm_factor must be >= 1, exact_chunk >= 0")
+        if self.inp_bound <= 0 or self.out_bound <= 0 or self.out_noise < 0:
+            raise ValueError("inp_bound and out_bound must be > 0 and out_noise >= 0")
+
+    @classmethod
+    def from_specs(cls, device: "DeviceSpec", arch: "ArchitectureSpec",
+                   update_mode: str = "fast") -> "RPUConfig":
+        """Tile settings from a device preset and an architecture preset (DAC/ADC bits, periphery,
+        update)."""
+        per = arch.periphery
+        return cls(
+            device=device, inp_res=arch.inp_res, out_res=arch.out_res,
+            inp_bound=per.inp_bound, out_bound=per.out_bound, out_noise=per.out_noise,
+            inp_sto_round=per.inp_sto_round, out_sto_round=per.out_sto_round,
+            noise_management=per.noise_management, bound_management=per.bound_management,
+            max_bm_factor=per.max_bm_factor, desired_bl=arch.update.desired_bl,
+            update_management=arch.update.update_management,
+            update_bl_management=arch.update.update_bl_management, update_mode=update_mode,
+        )
+
+    @property
+    def is_ideal(self) -> bool:
+        """Floating-point device: no periphery, exact SGD updates."""
+        return self.device.kind == "ideal"
