@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
+    if hasattr(args, "argv") and args.argv is None:
+        args.argv = list(argv if argv is not None else sys.argv[1:])[1:]  # after the command name
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

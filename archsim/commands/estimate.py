@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 
 
 def register(sub) -> None:
@@ -19,7 +18,7 @@ def register(sub) -> None:
     p.add_argument("--baselines", help="comma-separated baseline presets (default: the workload's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="write report.json and report.md into this folder")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, argv=None)
 
 
 def run(args) -> int:
@@ -50,8 +49,7 @@ def run(args) -> int:
     result = estimate(workload, arch, device, exact=args.exact, activity=activity, batch=args.batch,
                       epochs=args.epochs, baselines=baselines, progress=not args.json)
     if args.out:
-        command = "archsim estimate " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
-            if sys.argv and sys.argv[0].endswith("archsim") else None
+        command = "archsim estimate " + " ".join(shlex.quote(a) for a in args.argv)
         atomic_write_json(f"{args.out}/report.json", result.to_json())
         atomic_write_text(f"{args.out}/report.md", estimate_markdown(result, command))
     if args.json:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 
 def register(sub) -> None:
@@ -15,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="write report.json, report.md and activity.json into this folder")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, argv=None)
 
 
 def run(args) -> int:
@@ -49,8 +50,10 @@ def run(args) -> int:
                     headers=["activity (mean over tiles)", "measured"], tablefmt="github", floatfmt=".4g")
     counts = tabulate([[k, r.counts["functional"][k], r.counts["schedule"][k]] for k in r.counts["functional"]],
                       headers=["count", "functional run", "schedule"], tablefmt="github", floatfmt=".6g")
+    command = "archsim run " + " ".join(shlex.quote(x) for x in args.argv)
+    data["command"] = command
     text = (f"# archsim run: {w.name} on {a.name} / {d.name}, {t.steps} steps, seed {act.seed}\n\n"
-            f"spec hash {act.spec_hash}\n\n## Loss (nats/char)\n\n{loss}\n\n"
+            f"Produced by `{command}` (spec hash {act.spec_hash}).\n\n## Loss (nats/char)\n\n{loss}\n\n"
             f"## Time and energy: nominal vs measured activity\n\n{cmp}\n\n## Measured activity\n\n{prof}\n\n"
             f"## Op counts: functional run vs schedule\n\n{counts}\n")
     if args.out:
