@@ -1,0 +1,362 @@
+"""`archsim reproduce`: claim registry, the macs count, the analyses on synthetic sweep rows, the CLI."""
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from archsim.cli import main
+from archsim.reproduce import (
+    CLAIMS, MNIST_TRAIN_IMAGES, RESOLUTION_TOLERANCE, analyse_asymmetry, analyse_macs,
+    analyse_overfitting, analyse_resolution, check_claims, corpus_chars, macs_workloads, mlp_weights,
+    resolution_threshold, row_loss, sweep_paths,
+)
+from archsim.errors import SpecError
+from archsim.specs import load_workload
+from archsim.sweep import expand, load_sweep
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def row(result=None, done=True, **resolved):
+    """A sweep row as archsim.sweep.SweepOutcome.rows has it (resolved axis values, flat result)."""
+    return {"resolved": resolved, "values": resolved, "result": result or {}, "done": done,
+            "seed": 0, "kind": "train"}
+
+
+def losses(test, train=None, valid=None, **extra):
+    out = {"test_loss": test, "train_loss": test - 0.05 if train is None else train,
+           "valid_loss": test if valid is None else valid}
+    out.update(extra)
+    return out
+
+
+# -- registry ---------------------------------------------------------------------------------------
+def test_registry_names_and_shipped_sweep_files():
+    assert list(CLAIMS) == ["asymmetry", "resolution", "overfitting", "macs"]
+    assert check_claims(None) == list(CLAIMS)
+    assert check_claims(["macs", "asymmetry"]) == ["asymmetry", "macs"]   # registry order
+    with pytest.raises(SpecError, match="allowed: asymmetry, resolution, overfitting, macs"):
+        check_claims(["asymetry"])
+    for claim in CLAIMS.values():
+        default = sweep_paths(claim)
+        full = sweep_paths(claim, full=True)
+        assert len(default) == len(full) == (0 if claim.name == "macs" else 1)
+        for path in default + full:
+            sweep = load_sweep(path)
+            assert sweep.spec.kind == "train" and expand(sweep)
+        for path in default:   # default budgets are small and single-seed
+            spec = load_sweep(path).spec
+            assert spec.seeds == [0]
+            if claim.prefix_data:   # whole epochs over a small prefix of the text
+                assert spec.train.epochs and spec.train.max_chars is None
+            else:
+                assert spec.train.max_chars and spec.train.max_chars <= 500_000
+        for path in full:      # paper scale: whole epochs and several seeds
+            spec = load_sweep(path).spec
+            assert spec.train.max_chars is None and len(spec.seeds) >= 3
+
+
+def test_asymmetry_sweep_scans_up_to_ten_percent_against_floating_point():
+    sweep = load_sweep(sweep_paths(CLAIMS["asymmetry"])[0])
+    devices = sweep.spec.axes["device"]
+    ups = sweep.spec.axes["device.up_down"]
+    assert "ideal" in devices and max(ups) == pytest.approx(0.1) and 0.0 in ups
+    assert sorted(load_sweep(sweep_paths(CLAIMS["resolution"])[0]).spec.axes["architecture.dac.bits"]) \
+        == [4, 5, 6, 7, 8]
+
+
+# -- macs --------------------------------------------------------------------------------------------
+def test_mlp_weight_count():
+    assert mlp_weights((784, 256, 128, 10), biases=False) == 784 * 256 + 256 * 128 + 128 * 10
+    assert mlp_weights((784, 256, 128, 10)) == 784 * 256 + 256 * 128 + 128 * 10 + 256 + 128 + 10
+    assert mlp_weights((3, 2)) == 8
+
+
+def test_macs_ratio_is_about_1500_and_computed_from_the_workloads():
+    workloads = macs_workloads(REPO)
+    w = workloads["lstm2x512"]
+    # 2 layers x 4*512 rows, inputs [x; h; 1] (98 + 512 + 1, then 512 + 512 + 1), softmax 98 x 513.
+    assert w.model.n_weights() == 4 * 512 * (98 + 513) + 4 * 512 * 1025 + 98 * 513
+    assert corpus_chars(w) == 6_153_338
+    a = analyse_macs(workloads)
+    ratio = a.metrics["ratios"]["lstm2x512"]
+    assert ratio == pytest.approx(w.model.n_weights() * 6_153_338 / (mlp_weights() * MNIST_TRAIN_IMAGES))
+    assert 1400 < ratio < 1600 and a.verdict == "holds"
+    assert "1483x" in a.sentence and "holds" in a.sentence.lower()
+    # A different workload gives a different ratio: nothing is hard-coded.
+    small = load_workload(REPO / "workloads" / "lstm2x512.yaml", {"model.hidden_size": 64})
+    b = analyse_macs({"lstm2x512": small})
+    assert b.metrics["ratios"]["lstm2x512"] < 100 and b.verdict == "does not hold"
+
+
+# -- asymmetry ---------------------------------------------------------------------------------------
+def asym_rows(fp, by_u):
+    rows = [row(losses(fp), device="ideal", **{"device.up_down": 0.0})]
+    for u, test in by_u.items():
+        result = {"diverged": True} if test is None else losses(test)
+        rows.append(row(result, device="rpu_baseline", **{"device.up_down": u}))
+    return rows
+
+
+def test_asymmetry_holds_when_a_few_percent_raise_the_loss():
+    a = analyse_asymmetry(asym_rows(2.00, {0.0: 2.03, 0.01: 2.04, 0.02: 2.09, 0.05: 2.30, 0.1: 2.70}))
+    assert a.verdict == "holds"
+    assert a.metrics["onset"] == 0.02 and a.metrics["excess"][0.1] == pytest.approx(0.67)
+    assert "strongly" in a.sentence and "2 % asymmetry raises the test loss by +0.060" in a.sentence
+    assert len(a.table) == 6 and a.table[0]["device"].startswith("floating point")
+    assert "not monotone" not in a.sentence and a.metrics["drops"] == []
+
+
+def test_asymmetry_names_a_non_monotone_scan():
+    a = analyse_asymmetry(asym_rows(2.00, {0.0: 2.05, 0.01: 2.00, 0.02: 2.30, 0.05: 2.10, 0.1: 2.70}))
+    assert a.verdict == "holds"
+    assert a.metrics["drops"] == [(0.01, 0.0, pytest.approx(0.05)), (0.05, 0.02, pytest.approx(0.2))]
+    assert "not monotone (one seed per point): 1 % is 0.050 below 0 %, 5 % is 0.200 below 2 %" in a.sentence
+
+
+def test_asymmetry_partly_and_does_not_hold_and_divergence():
+    late = analyse_asymmetry(asym_rows(2.00, {0.0: 2.02, 0.02: 2.02, 0.05: 2.03, 0.1: 2.20}))
+    assert late.verdict == "partly" and "only at 10 %" in late.sentence
+    far = analyse_asymmetry(asym_rows(2.00, {0.0: 2.30, 0.02: 2.40}))
+    assert far.verdict == "partly" and "more than 0.1" in far.sentence
+    flat = analyse_asymmetry(asym_rows(2.00, {0.0: 2.02, 0.05: 2.03, 0.1: 2.01}))
+    assert flat.verdict == "does not hold" and "+0.010" in flat.sentence
+    diverged = analyse_asymmetry(asym_rows(2.00, {0.0: 2.02, 0.05: 2.03, 0.1: None}))
+    assert diverged.verdict == "partly" and "diverged" in diverged.sentence
+    missing = analyse_asymmetry(asym_rows(2.00, {0.05: 2.2}))
+    assert missing.verdict == "not tested"
+
+
+# -- resolution --------------------------------------------------------------------------------------
+def test_resolution_threshold_is_the_fewest_bits_from_which_all_are_within_tolerance():
+    assert resolution_threshold({4: 2.5, 5: 2.2, 6: 2.1, 7: 2.02, 8: 2.0}, 2.0, 0.03) == 7
+    # a noisy dip below the threshold does not count: every resolution above b must be within
+    assert resolution_threshold({4: 2.01, 5: 2.2, 6: 2.02, 7: 2.0, 8: 2.0}, 2.0, 0.03) == 6
+    assert resolution_threshold({4: 2.0, 5: 2.0}, 2.0, 0.03) == 4
+    assert resolution_threshold({4: 2.0, 8: 2.1}, 2.0, 0.03) is None
+    assert resolution_threshold({4: 2.0, 8: math.inf}, 2.0, 0.03) is None
+
+
+def res_rows(det, sto):
+    rows = []
+    for rounding, curve in ((False, det), (True, sto)):
+        for bits, test in curve.items():
+            rows.append(row({"diverged": True} if test is None else losses(test), **{
+                "architecture.dac.bits": bits, "architecture.periphery.inp_sto_round": rounding}))
+    return rows
+
+
+def test_resolution_verdicts():
+    det = {4: 2.9, 5: 2.6, 6: 2.2, 7: 2.02, 8: 2.00}
+    a = analyse_resolution(res_rows(det, {4: 2.3, 5: 2.02, 6: 2.01, 7: 2.0, 8: 1.99}))
+    assert a.verdict == "holds"
+    assert (a.metrics["threshold_det"], a.metrics["threshold_sto"]) == (7, 5)
+    assert "from 7 bits up (6 bits: +0.200)" in a.sentence and "from 5 bits up (4 bits: +0.300)" in a.sentence
+    assert f"within {RESOLUTION_TOLERANCE}" in a.sentence
+    b = analyse_resolution(res_rows(det, {4: 2.01, 5: 2.0, 6: 2.0, 7: 2.0, 8: 2.0}))
+    assert b.verdict == "partly" and b.metrics["threshold_sto"] == 4 and "lowest scanned" in b.sentence
+    c = analyse_resolution(res_rows({4: 2.5, 5: 2.01, 6: 2.0, 7: 2.0, 8: 2.0},
+                                    {4: 2.6, 5: 2.3, 6: 2.01, 7: 2.0, 8: 2.0}))
+    assert c.verdict == "does not hold" and (c.metrics["threshold_det"], c.metrics["threshold_sto"]) == (5, 6)
+    d = analyse_resolution(res_rows(det, {4: None, 5: 2.0, 6: 2.0, 7: 2.0, 8: 2.0}))
+    assert d.verdict == "holds" and d.table[0]["test loss, stochastic"] == "diverged"
+    assert analyse_resolution(res_rows(det, {})).verdict == "not tested"
+
+
+# -- overfitting -------------------------------------------------------------------------------------
+def of_rows(fp0, fpd, rpu):
+    def r(device, dropout, train, test):
+        return row({"train_loss": train, "valid_loss": test, "test_loss": test, "valid_best": test - 0.1,
+                    "epochs": 10.0}, device=device, **{"workload.training.dropout": dropout})
+    return [r("ideal", 0.0, *fp0), r("ideal", 0.5, *fpd), r("rpu_baseline", 0.0, *rpu)]
+
+
+def test_overfitting_verdicts():
+    a = analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.70), (1.65, 1.72)))
+    assert a.verdict == "holds" and a.metrics["gap_fp"] == pytest.approx(0.6)
+    assert a.metrics["gap_rpu"] == pytest.approx(0.07) and "strongly" in a.sentence
+    b = analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0)))
+    assert b.verdict == "partly" and "mostly slower learning" in b.sentence
+    between = analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.60), (1.4, 1.7)))
+    assert between.verdict == "partly" and "less than dropout does (+0.100" in between.sentence
+    assert "-0.100 against floating point without dropout" in between.sentence
+    c = analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.70), (1.2, 1.81)))
+    assert c.verdict == "does not hold"
+    d = analyse_overfitting(of_rows((1.8, 1.82), (1.9, 1.9), (1.9, 1.9)))
+    assert d.verdict == "not tested" and "does not overfit" in d.sentence
+    assert len(a.table) == 3 and a.table[1]["run"] == "floating point, dropout 0.5"
+
+
+def test_row_loss_reads_divergence_and_missing_values():
+    assert row_loss(row({"diverged": True})) == math.inf
+    assert row_loss(row({"test_loss": "nan"})) == math.inf
+    assert row_loss(row({"test_loss": 1.5})) == 1.5
+    assert row_loss(row({}, done=False)) is None
+
+
+# -- CLI ---------------------------------------------------------------------------------------------
+def test_unknown_claim_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
+    assert main(["reproduce", "asymetry", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("archsim: error: command line: CLAIM: got 'asymetry'; allowed:")
+    assert "\n" not in err and not (tmp_path / "r").exists()
+
+
+def test_macs_claim_through_the_cli_writes_report_and_plot(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["reproduce", "macs", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("macs: holds.") and "1483x" in printed
+    text = (out / "macs.md").read_text()
+    assert "**Verdict: holds.**" in text and "| MNIST MLP 784-256-128-10" in text
+    assert "archsim reproduce macs" in text and "![macs](macs.png)" in text
+    assert (out / "macs.png").read_bytes()[:4] == b"\x89PNG"
+    first = (out / "macs.png").read_bytes()
+    assert main(["reproduce", "macs", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "macs.png").read_bytes() == first   # regeneration is deterministic
+
+
+def test_list_prints_claims_and_runs_nothing(tmp_path, capsys):
+    assert main(["reproduce", "--list"]) == 0
+    printed = capsys.readouterr().out
+    assert all(f"{name}:" in printed for name in CLAIMS) and "asymmetry.yaml" in printed
+
+
+TEXT_WORKLOAD = """\
+name: tiny_text
+model: {{layers: 1, hidden_size: 8, vocab_size: 16}}
+training: {{seq_len: 10, batch_size: 2, train_chars: {train_chars}, data: {data}, train_fraction: 0.8,
+           learning_rate: 0.1, epochs: 2}}
+architecture: rpu2016
+device: rpu_baseline
+baselines: []
+"""
+
+
+def tiny_sweeps(tmp_path: Path) -> Path:
+    """The three training claims' sweeps on a 1x8 LSTM and a 1,500-character text (seconds)."""
+    text = tmp_path / "text.txt"
+    words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"]
+    text.write_text(" ".join(words[(i * 7 + i // 3) % len(words)] for i in range(400))[:1500])
+    (tmp_path / "tiny.yaml").write_text(TEXT_WORKLOAD.format(train_chars=1200, data=text))
+    (tmp_path / "small.yaml").write_text(TEXT_WORKLOAD.format(train_chars=400, data=text))
+    sweeps = tmp_path / "sweeps"
+    sweeps.mkdir()
+    common = "kind: train\nseeds: [0]\ntrain: {max_chars: 200}\n"
+    (sweeps / "asymmetry.yaml").write_text(textwrap.dedent("""\
+        base: ../tiny.yaml
+        mode: zip
+        axes:
+          device: [ideal, rpu_baseline, rpu_baseline]
+          device.up_down: [0.0, 0.0, 0.05]
+        """) + common)
+    (sweeps / "resolution.yaml").write_text(textwrap.dedent("""\
+        base: ../tiny.yaml
+        axes:
+          architecture.periphery.inp_sto_round: [false, true]
+          architecture.dac.bits: [5, 7]
+        """) + common)
+    (sweeps / "overfitting.yaml").write_text(textwrap.dedent("""\
+        base: ../small.yaml
+        mode: zip
+        axes:
+          device: [ideal, ideal, rpu_baseline]
+          workload.training.dropout: [0.0, 0.5, 0.0]
+        kind: train
+        seeds: [0]
+        train: {epochs: 2}
+        """))
+    return sweeps
+
+
+@dataclass
+class _FakeTrainResult:
+    train_loss: float
+    valid_loss: float
+    test_loss: float
+    chars_seen: int
+    seconds: float
+    epochs: float
+    curve: list
+
+
+def _install_fake_train(monkeypatch) -> list[dict]:
+    """A stand-in trainer (in-process: --jobs 1) whose losses follow the specs, so the verdicts of
+    the whole CLI flow are known: asymmetry, resolution and overfitting all hold."""
+    calls = []
+
+    def train(workload, arch, device, **kwargs):
+        calls.append({"device": device.name, **kwargs})
+        fp = device.kind == "ideal"
+        bits, sto = arch.dac.bits, arch.periphery.inp_sto_round
+        test = 2.0 if fp else 2.02 + 2 * device.up_down + (0.2 if bits < (5 if sto else 7) else 0.0)
+        train_loss = test - 0.05
+        if "corpus" in kwargs:   # the overfitting claim: fp overfits, dropout and the device do not
+            dropout = workload.training.dropout
+            test, train_loss = {(True, 0.0): (2.0, 1.5), (True, 0.5): (1.95, 1.9)}.get(
+                (fp, dropout), (1.96, 1.8))
+        curve = [{"epoch": 1.0, "train_loss": train_loss + 0.2, "valid_loss": test - 0.01},
+                 {"epoch": 2.0, "train_loss": train_loss, "valid_loss": test, "final": True}]
+        return _FakeTrainResult(train_loss, test, test, 200, 0.01, 2.0, curve)
+
+    module = types.ModuleType("archsim.functional.train")
+    module.train = train
+    monkeypatch.setitem(sys.modules, "archsim.functional.train", module)
+    return calls
+
+
+def test_cli_runs_the_claims_writes_reports_and_resumes(tmp_path, monkeypatch, capsys):
+    calls = _install_fake_train(monkeypatch)
+    sweeps, out = tiny_sweeps(tmp_path), tmp_path / "r"
+    argv = ["reproduce", "asymmetry", "resolution", "overfitting", "--sweeps", str(sweeps),
+            "--out", str(out), "--jobs", "1", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert len(calls) == 3 + 4 + 3
+    assert {c["max_chars"] for c in calls if "corpus" not in c} == {200}
+    prefix = [c for c in calls if "corpus" in c]
+    assert [c["epochs"] for c in prefix] == [2, 2, 2]
+    assert {len(c["corpus"].train) for c in prefix} == {400}   # the prefix corpus: train_chars
+    for name in ("asymmetry", "resolution", "overfitting"):
+        assert f"{name}: holds." in printed
+        text = (out / f"{name}.md").read_text()
+        assert "**Verdict: holds.**" in text
+        assert f"archsim reproduce {name} --jobs 1" in text
+        assert ("max_chars 200 per run" if name != "overfitting" else "2 epochs per run") in text
+        assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "runs" / name / "results.jsonl").is_file()
+    records = [json.loads(x) for x in (out / "runs" / "overfitting" / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(len(r["result"]["curve"]) == 1 for r in records)
+    assert sorted(r["result"]["valid_best"] for r in records) == pytest.approx([1.94, 1.95, 1.99])
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(argv) == 0   # resume: nothing computed, the same reports
+    assert len(calls) == 10 and "(0 points computed" in capsys.readouterr().out
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+@pytest.mark.slow
+def test_cli_runs_tiny_claims_for_real(tmp_path, capsys):
+    """The real trainer on a 1x8 LSTM (about a minute on a loaded 2-core machine)."""
+    sweeps, out = tiny_sweeps(tmp_path), tmp_path / "r"
+    argv = ["reproduce", "asymmetry", "resolution", "overfitting", "--sweeps", str(sweeps),
+            "--out", str(out), "--jobs", "1", "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    for name in ("asymmetry", "resolution", "overfitting"):
+        text = (out / f"{name}.md").read_text()
+        verdict = text.split("**Verdict: ", 1)[1].split(".**", 1)[0]
+        assert verdict in ("holds", "partly", "does not hold", "not tested")
+        assert f"{name}: {verdict}." in printed
+    records = [json.loads(x) for x in (out / "runs" / "overfitting" / "results.jsonl").read_text().splitlines()]
+    for rec in records:   # the prefix corpus: 400 training characters, two epochs, a curve per epoch
+        assert rec["result"]["train_text_chars"] == 400 and rec["result"]["epochs"] == pytest.approx(2.0)
+        assert len(rec["result"]["curve"]) == 2 and "valid_best" in rec["result"]
+    assert main(argv) == 0
+    assert "(0 points computed" in capsys.readouterr().out
