@@ -7,7 +7,6 @@ digital baselines on the same workload.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any

@@ -18,7 +18,6 @@ analytic model evaluates it in closed form, and the functional simulator execute
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from archsim.activity import NOMINAL, ActivityProfile

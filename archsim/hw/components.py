@@ -22,20 +22,21 @@ class Action:
 
 
 class Block:
-    """A hardware block: named actions, area and leakage."""
+    """A hardware block: named actions, area and leakage (read from its spec when it has them)."""
 
     component = "block"
+    spec = None
 
     def action(self, name: str) -> Action:
         return getattr(self, name)()
 
     @property
     def area_m2(self) -> float:
-        return 0.0
+        return getattr(self.spec, "area_m2", 0.0)
 
     @property
     def leakage_W(self) -> float:
-        return 0.0
+        return getattr(self.spec, "leakage_W", 0.0)
 
 
 class CrossPointArray(Block):
@@ -60,13 +61,7 @@ class CrossPointArray(Block):
     def backward_cycle(self) -> Action:
         return Action(0.0, self.spec.t_backward_s)
 
-    @property
-    def area_m2(self) -> float:
-        return self.spec.area_m2
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 class DAC(Block):
@@ -80,13 +75,7 @@ class DAC(Block):
     def convert(self) -> Action:
         return Action(self.spec.e_conv_J)
 
-    @property
-    def area_m2(self) -> float:
-        return self.spec.area_m2
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 class Integrator(Block):
@@ -100,9 +89,6 @@ class Integrator(Block):
     def integrate(self) -> Action:
         return Action(self.spec.e_integrate_J)
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 class ADCBank(Block):
@@ -125,9 +111,6 @@ class ADCBank(Block):
     def area_m2(self) -> float:
         return self.n_adcs * self.spec.area_m2
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 class UpdateDriver(Block):
@@ -166,13 +149,7 @@ class DigitalUnit(Block):
         cycles = sum(math.ceil(n / self.spec.lanes) for n in counts.values() if n > 0)
         return cycles / self.spec.clock_Hz
 
-    @property
-    def area_m2(self) -> float:
-        return self.spec.area_m2
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 class Buffer(Block):
@@ -186,9 +163,6 @@ class Buffer(Block):
     def bit(self) -> Action:
         return Action(self.spec.e_per_bit_J)
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 class Bus(Block):
@@ -205,9 +179,6 @@ class Bus(Block):
     def transfer_time_s(self, bits: int) -> float:
         return math.ceil(bits / self.spec.width_bits) / self.spec.clock_Hz
 
-    @property
-    def leakage_W(self) -> float:
-        return self.spec.leakage_W
 
 
 #: Component name -> the block class that prices its actions.

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from archsim.specs.base import (
-    BitsPerSecond, Fraction, Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
+    Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
     SquareMetres, Watts,
 )
 

@@ -6,16 +6,16 @@ summary table (``summary.md``) and the plot (``plot.png``) are written atomicall
 """
 from __future__ import annotations
 
+import io
 import math
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from archsim import __version__
 from archsim.errors import ArchsimError
+from archsim.fsutil import atomic_write_bytes
 from archsim.sweep.backends import check_backend, run_points
 from archsim.sweep.evaluate import run_task
 from archsim.sweep.expand import Point, expand, resolve_point
@@ -121,7 +121,7 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
     if rows:
         out_dir.mkdir(parents=True, exist_ok=True)
         outcome.summary_path = out_dir / "summary.md"
-        _write_atomic(outcome.summary_path, _summary_markdown(sweep, outcome).encode())
+        atomic_write_bytes(outcome.summary_path, _summary_markdown(sweep, outcome).encode())
         outcome.plot_path = write_plot(sweep, rows, columns, out_dir / "plot.png")
     return outcome
 
@@ -246,17 +246,12 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
         ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".plot-", suffix=".png")
-    os.close(fd)
+    buf = io.BytesIO()
     try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; a report is for everyone to read
-        os.replace(tmp, path)
+        fig.savefig(buf, format="png", dpi=120)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -264,17 +259,3 @@ def _hashable(value: Any) -> Any:
     return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
