@@ -1,0 +1,112 @@
+"""``archsim train``: train a workload's LSTM on simulated RPU tiles (torch functional simulator)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from archsim.errors import SpecError
+
+
+def add_common_arguments(p, *, device_required: bool = False) -> None:
+    """Flags shared by ``train`` and ``validate``."""
+    p.add_argument("workload", help="workload YAML file (e.g. workloads/lstm2x64.yaml)")
+    p.add_argument("--arch", metavar="A", help="architecture preset or YAML (default: the workload's)")
+    p.add_argument("--device", metavar="D", required=device_required,
+                   help="device preset or YAML" + ("" if device_required else " (default: the workload's)"))
+    p.add_argument("--data", metavar="FILE",
+                   help="UTF-8 text to train on (default: the workload's training.data, found next to "
+                        "the workload, in $ARCHSIM_DATA_DIR or ../shared/data; without any: the Python "
+                        "standard library's sources)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, metavar="N", help="passes over the training split")
+    budget.add_argument("--max-chars", type=int, metavar="N", help="training characters (whole steps)")
+    p.add_argument("--seed", type=int, metavar="S", help="seed of every random draw (default: the workload's)")
+    p.add_argument("--lr", type=float, metavar="LR", help="SGD learning rate (default: training.learning_rate)")
+    p.add_argument("--update-mode", choices=["fast", "exact"], default="fast",
+                   help="pulsed update: fast (moment-matched, default) or exact (pulse trains sampled)")
+    p.add_argument("--torch-device", default="cpu", metavar="DEV",
+                   help="where torch computes: cpu (default), cuda, cuda:N or auto")
+    p.add_argument("--eval-every", type=int, metavar="STEPS",
+                   help="steps between curve points and checkpoints (default: a tenth of an epoch)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="torch CPU threads (default: 1 for hidden_size <= 128, where per-timestep "
+                        "overhead dominates and more threads only contend; else torch's default)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a workload's LSTM on simulated RPU arrays (accuracy)",
+                       description="Train the workload's character LSTM with every weight matrix on "
+                                   "simulated RPU tiles; report train/valid/test cross-entropy in "
+                                   "nats per character.")
+    add_common_arguments(p)
+    p.add_argument("--out", metavar="DIR",
+                   help="write checkpoint.pt, curve.json, curve.png, result.json here "
+                        "(default: runs/<workload>-<device>-seed<S>)")
+    p.set_defaults(handler=run)
+
+
+def load_inputs(args):
+    """Workload, architecture and device specs named by the flags (one-line errors)."""
+    from archsim.specs import load_architecture, load_device, load_workload
+
+    workload = load_workload(args.workload)
+    where = Path(args.workload)
+    arch = load_architecture(args.arch or workload.architecture,
+                             referrer="command line" if args.arch else where)
+    device = load_device(args.device or workload.device,
+                         referrer="command line" if args.device else where)
+    for flag in ("epochs", "max_chars", "eval_every", "threads"):
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            raise SpecError("command line", f"--{flag.replace('_', '-')}", value, "expected a positive integer")
+    if args.lr is not None and not args.lr > 0:
+        raise SpecError("command line", "--lr", args.lr, "expected a positive learning rate")
+    set_threads(args.threads, workload)
+    return workload, arch, device
+
+
+def set_threads(threads: int | None, workload) -> None:
+    """Small LSTMs run fastest on one thread (many tiny kernels per timestep)."""
+    if threads is None and workload.model.hidden_size > 128:
+        return
+    import torch
+
+    torch.set_num_threads(threads or 1)
+
+
+def run(args) -> int:
+    workload, arch, device = load_inputs(args)
+    from archsim.functional.train import train
+
+    seed = args.seed if args.seed is not None else workload.training.seed
+    out = Path(args.out) if args.out else Path("runs") / f"{workload.name}-{device.name}-seed{seed}"
+    result = train(workload, arch, device, data_path=args.data, epochs=args.epochs,
+                   max_chars=args.max_chars, seed=seed, out_dir=out, resume=args.resume,
+                   update_mode=args.update_mode, progress=not args.no_progress,
+                   torch_device=args.torch_device, learning_rate=args.lr, eval_every=args.eval_every)
+    if args.json:
+        d = result.to_dict()
+        d["out_dir"] = str(out)
+        print(json.dumps(d, default=float))
+        return 0
+    from tabulate import tabulate
+
+    rows = [["train loss (nats/char)", f"{result.train_loss:.4f}"],
+            ["valid loss (nats/char)", f"{result.valid_loss:.4f}"],
+            ["test loss (nats/char)", f"{result.test_loss:.4f}"],
+            ["characters seen", f"{result.chars_seen:,}"],
+            ["epochs", f"{result.epochs:.3f}"],
+            ["seconds", f"{result.seconds:.1f}"],
+            ["tiles", result.n_tiles],
+            ["data", result.data]]
+    print(f"{workload.name} on {arch.name} with {device.name} ({args.update_mode} update), "
+          f"lr {result.learning_rate:g}, seed {seed}")
+    print(tabulate(rows, tablefmt="simple"))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"outputs: {out}/ (curve.png, curve.json, result.json, checkpoint.pt)", file=sys.stderr)
+    return 0

@@ -1,0 +1,182 @@
+"""One training step: floating-point torch.nn.LSTM vs archsim's LSTM on simulated RPU tiles.
+
+Prints, side by side from one run, the wall time of one training step (forward, BPTT, SGD update)
+of a character LSTM for each network size and mode, its ratio to the floating-point step, and the
+peak memory of the process that ran it:
+
+* ``fp``     torch.nn.LSTM + Linear, plain SGD (the floating-point reference);
+* ``ideal``  archsim's LSTM on ideal-device tiles (its own overhead, no device physics);
+* ``fast``   archsim on rpu_baseline devices with the default (moment-matched) pulsed update;
+* ``exact``  archsim on rpu_baseline devices with pulse trains sampled per rank-one update.
+
+Targets (issue 3): fast <= 3x and exact <= 10x the fp step; peak memory <= 4 GB for 2x512.
+Each (size, mode) runs in its own subprocess so that its peak memory (``ru_maxrss``, or
+``torch.cuda.max_memory_allocated`` on a GPU) is its own; modes are interleaved over
+``--rounds`` rounds and the median step time of each is reported, because the machine is shared.
+
+    python benchmarks/functional_step.py                       # 2x64 and 2x512, batch 32, T=100
+    python benchmarks/functional_step.py --sizes 64 --rounds 3 --torch-device cuda
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+TARGETS = {"fast": 3.0, "exact": 10.0}
+
+
+def worker(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    dev = torch.device(args.torch_device)
+    H, L, B, T, V = args.hidden, args.layers, args.batch, args.seq, args.vocab
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, V, (T, B), generator=g)
+    targets = torch.randint(0, V, (T, B), generator=g)
+
+    if args.mode == "fp":
+        torch.manual_seed(0)
+        lstm = torch.nn.LSTM(V, H, L).to(dev)
+        out = torch.nn.Linear(H, V).to(dev)
+        opt = torch.optim.SGD([*lstm.parameters(), *out.parameters()], lr=0.05)
+        x = torch.nn.functional.one_hot(ids, V).float().to(dev)
+        y = targets.to(dev)
+
+        def step():
+            hs, _ = lstm(x)
+            loss = torch.nn.functional.cross_entropy(out(hs).reshape(-1, V), y.reshape(-1)) * T
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    else:
+        from archsim.functional.config import RPUConfig
+        from archsim.functional.lstm import AnalogLSTM
+        from archsim.specs import load_architecture, load_device
+
+        arch = load_architecture(args.arch)
+        device = load_device("ideal" if args.mode == "ideal" else args.device)
+        cfg = RPUConfig.from_specs(device, arch, "exact" if args.mode == "exact" else "fast")
+        model = AnalogLSTM(V, H, L, cfg, array_rows=arch.array.rows, array_cols=arch.array.cols,
+                           seed=0, device=str(dev))
+        state = model.zero_state(B)
+
+        def step():
+            model.train_step(ids, targets, state, 0.05)
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    step()  # warm-up (allocations, kernel selection)
+    sync()
+    times, cpu = [], []
+    for _ in range(args.steps):
+        t0, c0 = time.perf_counter(), time.process_time()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    gpu_peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
+    return {"times": times, "cpu": cpu, "peak_rss_bytes": peak, "gpu_peak_bytes": gpu_peak}
+
+
+def run_one(args, hidden: int, mode: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--hidden", str(hidden),
+           "--layers", str(args.layers), "--batch", str(args.batch), "--seq", str(args.seq),
+           "--vocab", str(args.vocab), "--steps", str(args.steps), "--threads", str(args.threads),
+           "--torch-device", args.torch_device, "--arch", args.arch, "--device", args.device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    if proc.returncode != 0:
+        raise SystemExit(f"worker {hidden}/{mode} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="64,512", help="hidden sizes, comma separated")
+    p.add_argument("--modes", default="fp,ideal,fast,exact")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--seq", type=int, default=100)
+    p.add_argument("--vocab", type=int, default=100)
+    p.add_argument("--steps", type=int, default=3, help="timed steps per subprocess (after 1 warm-up)")
+    p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions of every mode")
+    p.add_argument("--threads", type=int, default=1, help="torch threads in every mode")
+    p.add_argument("--torch-device", default="cpu")
+    p.add_argument("--arch", default="rpu2016")
+    p.add_argument("--device", default="rpu_baseline")
+    p.add_argument("--json", metavar="FILE", help="also write the measurements here")
+    # worker-only
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--mode", help=argparse.SUPPRESS)
+    p.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    from tabulate import tabulate
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    modes = args.modes.split(",")
+    samples: dict[tuple[int, str], list[float]] = {}
+    cpu_samples: dict[tuple[int, str], list[float]] = {}
+    peaks: dict[tuple[int, str], dict] = {}
+    t_start = time.time()
+    for hidden in sizes:
+        for r in range(args.rounds):
+            for mode in modes:
+                res = run_one(args, hidden, mode)
+                samples.setdefault((hidden, mode), []).extend(res["times"])
+                cpu_samples.setdefault((hidden, mode), []).extend(res["cpu"])
+                old = peaks.get((hidden, mode), {})
+                peaks[(hidden, mode)] = {k: max(v or 0, old.get(k) or 0) if v is not None else None
+                                         for k, v in res.items() if k not in ("times", "cpu")}
+                print(f"  {args.layers}x{hidden} {mode:5s} round {r + 1}: "
+                      f"{statistics.median(res['times']):.3f} s/step", file=sys.stderr, flush=True)
+    # On a CPU the ratio uses process CPU time (robust to other jobs on a shared machine; with one
+    # thread it equals wall time on an idle machine); on a GPU it uses wall time.
+    on_gpu = args.torch_device.startswith("cuda")
+    basis = samples if on_gpu else cpu_samples
+    rows, records = [], []
+    for hidden in sizes:
+        fp = statistics.median(basis[(hidden, "fp")]) if (hidden, "fp") in basis else None
+        for mode in modes:
+            t = statistics.median(basis[(hidden, mode)])
+            wall = statistics.median(samples[(hidden, mode)])
+            ratio = t / fp if fp else None
+            pk = peaks[(hidden, mode)]
+            mem = pk["gpu_peak_bytes"] if on_gpu else pk["peak_rss_bytes"]
+            target = TARGETS.get(mode)
+            ok = "" if target is None or ratio is None else ("yes" if ratio <= target else "NO")
+            rows.append([f"{args.layers}x{hidden}", mode, f"{t * 1e3:.0f}", f"{wall * 1e3:.0f}",
+                         f"{ratio:.2f}x" if ratio else "-", f"<= {target:g}x" if target else "",
+                         ok, f"{mem / 2**20:.0f}"])
+            records.append({"size": f"{args.layers}x{hidden}", "mode": mode, "step_s": t,
+                            "wall_s": wall, "ratio_to_fp": ratio, "target": target,
+                            "peak_bytes": mem, "wall_samples": samples[(hidden, mode)],
+                            "cpu_samples": cpu_samples[(hidden, mode)]})
+    mem_label = "GPU peak MiB" if args.torch_device.startswith("cuda") else "peak RSS MiB"
+    print(f"training step, batch {args.batch}, T={args.seq}, vocabulary {args.vocab}, "
+          f"{args.threads} thread(s), {args.torch_device}, device {args.device} on {args.arch}; "
+          f"median of {args.rounds}x{args.steps} steps")
+    label = "ms/step (wall)" if on_gpu else "ms/step (CPU)"
+    print(tabulate(rows, headers=["LSTM", "mode", label, "wall ms", "vs fp", "target", "met", mem_label],
+                   tablefmt="github"))
+    print(f"(total {time.time() - t_start:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "results": records}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

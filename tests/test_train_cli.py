@@ -1,0 +1,154 @@
+"""train()/validate() and the `archsim train` / `archsim validate` commands on tiny runs."""
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from archsim.cli import main  # noqa: E402
+from archsim.errors import DivergenceError, SpecError  # noqa: E402
+from archsim.functional.train import train, validate  # noqa: E402
+from archsim.specs import load_architecture, load_device, load_workload  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "workloads" / "tiny.yaml"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def text_file(tmp_path_factory) -> Path:
+    rng = random.Random(0)
+    words = ["the", "array", "pulse", "weight", "update", "noise", "tile", "device", "of", "and"]
+    text = " ".join(rng.choice(words) for _ in range(2500)) + "\n"
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _specs(device="rpu_baseline", **overrides):
+    w = load_workload(TINY, overrides=overrides or None)
+    return w, load_architecture("rpu2016"), load_device(device)
+
+
+def test_train_writes_outputs_and_learns(tmp_path, text_file):
+    w, a, d = _specs("ideal", **{"training.learning_rate": 0.5})
+    r = train(w, a, d, data_path=text_file, max_chars=6000, out_dir=tmp_path, progress=False,
+              eval_every=100)
+    assert r.chars_seen == 6000 and r.steps == 300
+    n_vocab = len(set(text_file.read_text()))
+    assert r.vocab_size == n_vocab and r.notes  # vocabulary from the text; the workload said 16
+    assert 0 < r.test_loss < 0.5 * math.log(n_vocab)  # learned (a uniform guess is ln V)
+    assert r.valid_loss > 0 and r.train_loss > 0 and r.seconds > 0
+    for name in ("checkpoint.pt", "curve.json", "curve.png", "result.json"):
+        assert (tmp_path / name).is_file(), name
+    curve = json.loads((tmp_path / "curve.json").read_text())["curve"]
+    assert [p["step"] for p in curve] == [100, 200, 300, 300] and curve[-1]["final"]
+    assert json.loads((tmp_path / "result.json").read_text())["test_loss"] == r.test_loss
+    assert r.activity["updates"] == 300 * 20 * 2  # K = T*B per tile per step, 2 tiles
+
+
+def test_resume_equals_uninterrupted(tmp_path, text_file):
+    w, a, d = _specs("rpu_baseline", **{"training.dropout": 0.2})
+    kw = dict(data_path=text_file, progress=False, eval_every=7)
+    full = train(w, a, d, max_chars=1000, out_dir=tmp_path / "full", **kw)
+    part = train(w, a, d, max_chars=500, out_dir=tmp_path / "part", **kw)  # stops mid-interval
+    assert part.steps == 25
+    rest = train(w, a, d, max_chars=1000, out_dir=tmp_path / "part", resume=True, **kw)
+    assert rest.steps == full.steps == 50
+    for key in ("train_loss", "valid_loss", "test_loss", "chars_seen", "activity"):
+        assert getattr(rest, key) == getattr(full, key), key
+    strip = [{k: v for k, v in p.items() if k != "seconds"} for p in rest.curve]
+    assert strip == [{k: v for k, v in p.items() if k != "seconds"} for p in full.curve]
+    ck_full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    ck_rest = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=False)
+    for tiles_full, tiles_rest in zip(ck_full["model"]["tiles"], ck_rest["model"]["tiles"]):
+        for tf, tr in zip(tiles_full, tiles_rest):
+            assert torch.equal(tf["weight"], tr["weight"])
+            for name in ("step_up", "step_down", "w_max", "w_min"):  # device-to-device draws
+                assert torch.equal(tf["devices"][name], tr["devices"][name]), name
+    # a checkpoint of another configuration is refused
+    w2, _, _ = _specs("rpu_baseline", **{"training.learning_rate": 0.2})
+    with pytest.raises(SpecError, match="checkpoint"):
+        train(w2, a, d, max_chars=1000, out_dir=tmp_path / "part", resume=True, **kw)
+
+
+def test_divergence_is_an_error(tmp_path, text_file):
+    w, a, d = _specs("ideal", **{"training.learning_rate": 1e4})
+    with pytest.raises(DivergenceError, match="diverged at step"):
+        train(w, a, d, data_path=text_file, max_chars=2000, progress=False)
+    rc = main(["train", str(TINY), "--device", "ideal", "--data", str(text_file), "--lr", "1e4",
+               "--max-chars", "2000", "--out", str(tmp_path), "--no-progress"])
+    assert rc == DivergenceError.exit_status != 0
+
+
+def test_validate_runs_both_side_by_side(tmp_path, text_file):
+    w, a, d = _specs("rpu_baseline")
+    r = validate(w, a, d, data_path=text_file, max_chars=400, out_dir=tmp_path, progress=False)
+    assert r.fp.device == "ideal" and r.analog.device == "rpu_baseline"
+    assert r.fp.chars_seen == r.analog.chars_seen == 400
+    assert r.gap == pytest.approx(r.analog.test_loss - r.fp.test_loss)
+    assert (tmp_path / "validate.json").is_file() and (tmp_path / "curves.png").is_file()
+    assert (tmp_path / "fp" / "result.json").is_file() and (tmp_path / "rpu_baseline" / "curve.json").is_file()
+
+
+def test_cli_train_json_on_default_corpus(tmp_path, capsys):
+    # tiny.yaml names no data file: the Python standard library's sources are the corpus
+    rc = main(["train", str(TINY), "--device", "ideal", "--max-chars", "200", "--json",
+               "--out", str(tmp_path), "--no-progress"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for key in ("train_loss", "valid_loss", "test_loss", "chars_seen", "seconds"):
+        assert key in out
+    assert out["chars_seen"] == 200 and out["data"] == "<python-stdlib>"
+
+
+def test_cli_validate_table_and_json(tmp_path, text_file, capsys):
+    args = ["validate", str(TINY), "--device", "rpu_baseline", "--data", str(text_file),
+            "--max-chars", "200", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "floating point" in text and "rpu_baseline" in text and "gap" in text
+    assert main(args + ["--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["gap"] == pytest.approx(d["test_loss_device"] - d["test_loss_fp"])
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--max-chars", "0"], "--max-chars"),
+    (["--epochs", "-1"], "--epochs"),
+    (["--device", "no_such_device"], "unknown device preset"),
+    (["--data", "/nonexistent/file.txt"], "no such file"),
+    (["--torch-device", "tpu"], "--torch-device"),
+])
+def test_cli_bad_input_exit_2_one_line(tmp_path, capsys, extra, words):
+    rc = main(["train", str(TINY), "--out", str(tmp_path / "o"), "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and words in err and "\n" not in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_cli_budget_flags_are_exclusive(capsys):
+    assert main(["train", str(TINY), "--epochs", "1", "--max-chars", "10"]) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available on this machine")
+def test_resume_equals_uninterrupted_on_cuda(tmp_path, text_file):
+    w, a, d = _specs("rpu_baseline")
+    kw = dict(data_path=text_file, progress=False, eval_every=7, torch_device="cuda")
+    full = train(w, a, d, max_chars=600, out_dir=tmp_path / "full", **kw)
+    train(w, a, d, max_chars=300, out_dir=tmp_path / "part", **kw)
+    rest = train(w, a, d, max_chars=600, out_dir=tmp_path / "part", resume=True, **kw)
+    assert rest.torch_device.startswith("cuda")
+    assert (rest.train_loss, rest.valid_loss, rest.test_loss) == (full.train_loss, full.valid_loss, full.test_loss)
