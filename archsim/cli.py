@@ -12,8 +12,16 @@ from archsim.errors import ArchsimError
 COMMANDS = ["estimate", "run", "train", "validate", "compare", "sweep", "reproduce", "calibrate", "schema"]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (what was wrong, what is allowed) and exit 2."""
+
+    def error(self, message: str):
+        print(f"archsim: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="archsim",
         description="Time, energy and accuracy of LSTM training on resistive cross-point arrays.",
     )

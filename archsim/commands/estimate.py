@@ -4,14 +4,16 @@ from __future__ import annotations
 import json
 import shlex
 
+from archsim.commands import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("estimate", help="time and energy of training a workload on an RPU architecture")
     p.add_argument("workload", help="workload YAML file")
     p.add_argument("--arch", help="architecture preset name or YAML file (default: the workload's)")
     p.add_argument("--device", help="device preset name or YAML file (default: the workload's)")
-    p.add_argument("--batch", type=int, help="override training.batch_size")
-    p.add_argument("--epochs", type=int, help="override training.epochs")
+    p.add_argument("--batch", type=positive_int, help="override training.batch_size")
+    p.add_argument("--epochs", type=positive_int, help="override training.epochs")
     p.add_argument("--exact", action="store_true",
                    help="simulate every step of the epoch instead of extrapolating a periodic window")
     p.add_argument("--activity", help="activity profile JSON saved by `archsim run` (default: nominal)")
@@ -23,16 +25,11 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from archsim.activity import load_activity
-    from archsim.errors import SpecError
     from archsim.estimate import estimate
     from archsim.fsutil import atomic_write_json, atomic_write_text
     from archsim.report import estimate_markdown, estimate_text
     from archsim.specs import load_architecture, load_device, load_workload
 
-    for flag in ("batch", "epochs"):
-        value = getattr(args, flag)
-        if value is not None and value <= 0:
-            raise SpecError("command line", f"--{flag}", value, "must be a positive integer")
     workload = load_workload(args.workload)
     arch = load_architecture(args.arch or workload.architecture,
                              referrer="command line" if args.arch else args.workload)

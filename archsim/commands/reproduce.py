@@ -1,22 +1,13 @@
 """``archsim reproduce``: rerun the seed paper's experiments and say whether each claim holds."""
 from __future__ import annotations
 
-import argparse
 import sys
+
+from archsim.commands import positive_int
 
 #: Kept in step with archsim.reproduce.CLAIMS (importing it here would slow every archsim start-up
 #: only a little, but the registry is the source of truth: the handler checks names against it).
 CLAIM_HELP = "asymmetry, resolution, overfitting, macs"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}; expected a positive integer")
-    return value
 
 
 def register(sub) -> None:
@@ -29,7 +20,7 @@ def register(sub) -> None:
     p.add_argument("claims", nargs="*", metavar="CLAIM", help=f"claims to run ({CLAIM_HELP}); default all")
     p.add_argument("--full", action="store_true",
                    help="paper-scale budgets (the *_full.yaml sweeps; reports under reports/reproduce/full)")
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="worker processes (default: one per core, at most one per point)")
     p.add_argument("--backend", choices=["local", "dask"], default=None,
                    help="local process pool (default) or a Dask distributed cluster")

@@ -4,13 +4,15 @@ from __future__ import annotations
 import json
 import shlex
 
+from archsim.commands import positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="train functionally, then estimate time/energy from the measured activity")
     p.add_argument("workload", help="workload YAML file")
     p.add_argument("--arch", help="architecture preset or YAML (default: the workload's)")
     p.add_argument("--device", help="device preset or YAML (default: the workload's)")
-    p.add_argument("--steps", type=int, default=20, help="training steps to measure (default 20)")
+    p.add_argument("--steps", type=positive_int, default=20, help="training steps to measure (default 20)")
     p.add_argument("--data", help="text file (default: the workload's data, else a built-in corpus)")
     p.add_argument("--seed", type=int, help="seed (default: the workload's)")
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast")
@@ -23,13 +25,10 @@ def run(args) -> int:
     from tabulate import tabulate
 
     from archsim.activity_run import activity_run
-    from archsim.errors import SpecError
     from archsim.fsutil import atomic_write_json, atomic_write_text
     from archsim.specs import load_architecture, load_device, load_workload
     from archsim.units import format_quantity as fq
 
-    if args.steps <= 0:
-        raise SpecError("command line", "--steps", args.steps, "must be a positive integer")
     w = load_workload(args.workload)
     a = load_architecture(args.arch or w.architecture, referrer="command line" if args.arch else args.workload)
     d = load_device(args.device or w.device, referrer="command line" if args.device else args.workload)

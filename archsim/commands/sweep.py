@@ -1,18 +1,9 @@
 """``archsim sweep``: run or resume a design-space sweep on a local pool or a Dask cluster."""
 from __future__ import annotations
 
-import argparse
 import sys
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"got {value}; expected a positive integer")
-    return value
+from archsim.commands import positive_int
 
 
 def register(sub) -> None:
@@ -26,7 +17,7 @@ def register(sub) -> None:
                    help="local process pool (default) or a Dask distributed cluster")
     p.add_argument("--address", metavar="tcp://HOST:PORT", default=None,
                    help="Dask scheduler address (implies --backend dask; default: start a local cluster)")
-    p.add_argument("--jobs", type=_positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
                    help="worker processes (default: one per core, at most one per point)")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output folder (default: reports/sweeps/<sweep name>)")
