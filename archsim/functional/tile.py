@@ -79,6 +79,16 @@ def _count_mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Ten
     return torch.mm(a.to(torch.float32), b.to(torch.float32)).to(dtype)
 
 
+def _tmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``a^T b`` for ``a [K, m]``, ``b [K, n]`` (contiguous ``[m, n]``).
+
+    Computed as ``(b^T a)^T``: the same products summed in the same order (bit-identical results
+    with MKL), but about 25 % faster for the update's tall operands on CPU; the transposing copy
+    costs less than the mixed-layout elementwise passes it avoids in the device update.
+    """
+    return torch.mm(b.t(), a).t().contiguous()
+
+
 class AnalogTile:
     """A weight matrix ``W [out, in]`` stored in resistive devices, with its periphery.
 
@@ -108,6 +118,7 @@ class AnalogTile:
                 self.devices.clip_(self.weight)
         self._activity = TileActivity()
         self._pending = torch.zeros(5, device=self.device, dtype=torch.float64)
+        self._pending_sat = self._pending[_SAT]   # a view (saves an indexing op per MVM)
         # Converters in level units (see _one_pass): DAC/ADC full scale in levels, ADC unit.
         self._in_step = level_step(config.inp_res, config.inp_bound)
         self._out_step = level_step(config.out_res, config.out_bound)
@@ -234,8 +245,9 @@ class AnalogTile:
     def _analog_mvm(self, x: torch.Tensor, transposed: bool, bound_management: bool) -> torch.Tensor:
         cfg = self.config
         if cfg.noise_management == "abs_max":
-            alpha = torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True)
-            inv = 1.0 / torch.where(alpha > 0, alpha, 1.0)
+            # max |x| per row: the inf-norm, bit for bit, at a fraction of linalg's cost here.
+            alpha = x.abs().amax(dim=1, keepdim=True)
+            inv = alpha.masked_fill(alpha == 0, 1.0).reciprocal_()   # = 1 / where(alpha > 0, alpha, 1)
         else:
             alpha = inv = torch.ones(x.shape[0], 1, device=x.device, dtype=x.dtype)
         unit = self._out_unit
@@ -244,11 +256,15 @@ class AnalogTile:
             return y.mul_(alpha * unit)
         # An output on the top ADC level counts as saturated (the ADC cannot tell it from larger).
         sat = y.abs() >= self._sat_level
-        self._pending[_SAT] += sat.sum()
         if not bound_management:
+            self._pending_sat += sat.sum()
+            return y.mul_(alpha * unit)
+        per_row = sat.sum(dim=1)
+        self._pending_sat += per_row.sum()
+        rows = per_row.nonzero().squeeze(1)   # the only host sync of a forward call
+        if not rows.numel():
             return y.mul_(alpha * unit)
         scale = alpha.clone()
-        rows = sat.any(dim=1).nonzero().squeeze(1)   # the only host sync of a forward call
         factor = 1
         while rows.numel() and factor * 2 <= cfg.max_bm_factor:
             factor *= 2
@@ -290,8 +306,8 @@ class AnalogTile:
         ``sign(d) q [K, out]`` (``p = min(1, A|x|)`` is ``clamp(A x, -1, 1)`` up to the sign)."""
         cfg = self.config
         dw_min = self.devices.dw_min
-        x_max = torch.linalg.vector_norm(x, ord=float("inf"), dim=1)
-        d_max = torch.linalg.vector_norm(d, ord=float("inf"), dim=1)
+        x_max = x.abs().amax(dim=1)     # inf-norms (bit for bit; cheaper than linalg here)
+        d_max = d.abs().amax(dim=1)
         if cfg.update_bl_management:
             bl = torch.ceil(lr * x_max * d_max / dw_min).clamp_(1, cfg.desired_bl)
         else:
@@ -312,12 +328,13 @@ class AnalogTile:
         pbs = ps * bl.unsqueeze(1)                     # BL_k sign(x) p
         pb = pbs.abs()
         q = qs.abs()
-        m_all = q.t() @ pb                             # sum_k BL p q           (all coincidences)
-        m_sgn = qs.t() @ pbs                           # sum_k BL p q sign(d x) (down minus up)
-        v_all = (q * q).t() @ (pb * ps.abs())          # sum_k BL (p q)^2
+        m_all = _tmm(q, pb)                            # sum_k BL p q           (all coincidences)
+        m_sgn = _tmm(qs, pbs)                          # sum_k BL p q sign(d x) (down minus up)
+        pa = ps.abs()
+        v_all = _tmm(q * q, pb * pa)                   # sum_k BL (p q)^2
         v_sgn = None
         if not dev.symmetric:
-            v_sgn = (qs * q).t() @ (pbs * ps.abs())    # sum_k BL (p q)^2 sign(d x)
+            v_sgn = _tmm(qs.mul_(q), pbs.mul_(pa))     # sum_k BL (p q)^2 sign(d x)
         q_sum = q.sum(1)
         pb_sum = pb.sum(1)
         pend = self._pending
@@ -351,6 +368,9 @@ class AnalogTile:
         thr_d = self._thresholds(qs.abs().t())
         sx8 = torch.sign(ps).t().to(torch.int8)
         sd8 = torch.sign(qs).t().to(torch.int8)
+        # Sign factors for _signed's two-slots-per-int16 product: +1 -> 1, -1 -> 255, 0 -> 0.
+        sx16 = sx8.to(torch.int16).bitwise_and_(255) if slots % 2 == 0 else None
+        sd16 = sd8.to(torch.int16).bitwise_and_(255) if slots % 2 == 0 else None
         slot_ok = None
         if cfg.update_bl_management:
             slot_ok = torch.arange(slots, device=x.device).unsqueeze(0) < bl.unsqueeze(1)  # [K, slots]
@@ -377,8 +397,8 @@ class AnalogTile:
             r8 = rows.view(torch.int8)
             c8 = cols.view(torch.int8)
             n_all = _count_mm(c8.reshape(-1, L), r8.reshape(-1, L).t(), w.dtype)
-            rs = (r8 * sx8[:, k0:k1].unsqueeze(2)).reshape(-1, L)
-            cs = (c8 * sd8[:, k0:k1].unsqueeze(2)).reshape(-1, L)
+            rs = self._signed(r8, sx8[:, k0:k1], sx16[:, k0:k1]).reshape(-1, L)
+            cs = self._signed(c8, sd8[:, k0:k1], sd16[:, k0:k1]).reshape(-1, L)
             n_sgn = _count_mm(cs, rs.t(), w.dtype)               # same-sign (down) minus up
             pend[_ROW] += torch.count_nonzero(rows)
             pend[_COL] += torch.count_nonzero(cols)
@@ -424,6 +444,18 @@ class AnalogTile:
                 rebase_at = rebase_every + int((budget < 1).sum())
         if constant:
             self._apply_unflagged(n_tot, s_tot, flag.nonzero().squeeze(1))
+
+    @staticmethod
+    def _signed(p8: torch.Tensor, s8: torch.Tensor, s16: torch.Tensor | None) -> torch.Tensor:
+        """Pulse trains ``p8 [n, k, slots]`` (int8 0/1) times the line signs ``s8 [n, k]``.
+
+        With an even number of slots, two slots are multiplied at once as one int16: a byte 0/1
+        times 255 is 0/0xFF (-1 as int8) without a carry into the next byte, so the factor
+        ``s16`` (1, 255 or 0) gives exactly ``p8 * s8`` bytewise, with half the (broadcast) work.
+        """
+        if s16 is None or not p8.is_contiguous():
+            return p8 * s8.unsqueeze(2)
+        return (p8.view(torch.int16) * s16.unsqueeze(2)).view(torch.int8)
 
     def _apply_unflagged(self, n_tot, s_tot, flagged):
         """Apply accumulated counts to every device except ``flagged`` (already current)."""
