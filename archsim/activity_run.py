@@ -123,7 +123,8 @@ class RunResult:
 
 def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
                  data_path=None, update_mode: str = "fast", progress: bool = False,
-                 torch_device: str | None = "cpu", baselines: list[str] | None = None) -> RunResult:
+                 torch_device: str | None = "cpu", baselines: list[str] | None = None,
+                 learning_rate: float | None = None) -> RunResult:
     """Train ``steps`` steps functionally, then estimate nominally and with the measured activity."""
     from archsim.estimate import estimate
     from archsim.functional.train import train
@@ -133,7 +134,8 @@ def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
     tr = workload.training
     seed = tr.seed if seed is None else seed
     result = train(workload, arch, device, data_path=data_path, max_chars=steps * tr.batch_size * tr.seq_len,
-                   seed=seed, update_mode=update_mode, progress=progress, torch_device=torch_device)
+                   seed=seed, update_mode=update_mode, progress=progress, torch_device=torch_device,
+                   learning_rate=learning_rate)
     from archsim.mapping import map_workload
 
     if result.vocab_size and result.vocab_size != workload.model.vocab_size:
@@ -148,7 +150,7 @@ def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
     per_tile = {k: v for k, v in result.activity.get("per_tile", {}).items()
                 if k.split("[")[0] in mapped}
     h = spec_hash(workload, arch, device, extra={"seed": seed, "steps": result.steps,
-                                                   "update_mode": update_mode})
+                                                   "update_mode": update_mode, "lr": result.learning_rate})
     profile = profile_from_activity(
         per_tile, spec_hash=h, seed=seed,
         source=f"measured: {result.steps} functional training steps of {workload.name} on "

@@ -16,6 +16,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="text file (default: the workload's data, else a built-in corpus)")
     p.add_argument("--seed", type=int, help="seed (default: the workload's)")
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast")
+    p.add_argument("--lr", type=float, help="SGD learning rate (default: the workload's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="write report.json, report.md and activity.json into this folder")
     p.set_defaults(handler=run, argv=None)
@@ -33,7 +34,7 @@ def run(args) -> int:
     a = load_architecture(args.arch or w.architecture, referrer="command line" if args.arch else args.workload)
     d = load_device(args.device or w.device, referrer="command line" if args.device else args.workload)
     r = activity_run(w, a, d, steps=args.steps, seed=args.seed, data_path=args.data,
-                     update_mode=args.update_mode, progress=not args.json)
+                     update_mode=args.update_mode, progress=not args.json, learning_rate=args.lr)
     data = r.to_json()
     t = r.train
     loss = tabulate([[t.train_loss, t.valid_loss, t.test_loss, t.chars_seen, f"{t.seconds:.1f}"]],
