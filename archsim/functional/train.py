@@ -288,6 +288,8 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         raise SpecError("command line", "--update-mode", update_mode, "allowed: fast, exact")
     seed = tr.seed if seed is None else int(seed)
     lr = float(learning_rate if learning_rate is not None else tr.learning_rate)
+    if not lr > 0:
+        raise SpecError("command line", "--lr", learning_rate, "expected a positive learning rate")
     dev = resolve_torch_device(torch_device)
     B, T = tr.batch_size, tr.seq_len
     if corpus is None:
