@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -954,64 +953,10 @@ def prefix_train_task(task: dict[str, Any]) -> dict[str, Any]:
 def run_prefix_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,
                      jobs: int | None = None, out: str | Path | None = None, progress: bool = True):
     """:func:`archsim.sweep.run_sweep` with :func:`prefix_train_task` as the worker (train sweeps only)."""
-    from archsim import __version__
-    from archsim.sweep import ResultsStore, SweepOutcome, expand, load_sweep, resolve_point
-    from archsim.sweep.backends import check_backend, run_points
-    from archsim.sweep.runner import WorkerError, _columns, _row, summary_table, write_plot
+    from archsim.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(sweep_path)
     if sweep.spec.kind != "train":
         raise sweep.error("kind", sweep.spec.kind, "the overfitting claim's sweep must be kind: train")
-    check_backend(backend)
-    planned = []
-    for point in expand(sweep):
-        task, key = resolve_point(sweep, point)
-        planned.append((point, task, key))
-    out_dir = Path(out) if out is not None else Path("reports") / "sweeps" / sweep.name
-    store = ResultsStore(out_dir / "results.jsonl")
-    done = set(store.load())
-    todo: dict[str, tuple] = {}
-    for point, task, key in planned:
-        if key not in done and key not in todo:
-            todo[key] = (point, task)
-    new = 0
-    if todo:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="pt", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
-        outputs = None
-        try:
-            outputs = run_points(prefix_train_task, [t for _, t in todo.values()], backend=backend,
-                                 address=address, jobs=jobs)
-            for output in outputs:
-                if "error" in output:
-                    err = output["error"]
-                    raise WorkerError(err["message"], int(err.get("exit_status", 1)))
-                point, _ = todo[output["key"]]
-                new += int(store.append({
-                    "key": output["key"], "point": point.values, "seed": point.seed, "kind": point.kind,
-                    "result": output["result"], "seconds": round(float(output["seconds"]), 6),
-                    "archsim_version": __version__}))
-                bar.update(1)
-        finally:
-            bar.close()
-            close = getattr(outputs, "close", None)
-            if close is not None:
-                close()
-    records = store.load()
-    rows = []
-    for point, task, key in planned:
-        row = _row(point, task, records.get(key))
-        row["key"] = key
-        rows.append(row)
-    columns = _columns(sweep, rows)
-    outcome = SweepOutcome(sweep.name, store.path, len(planned), len({k for _, _, k in planned}),
-                           len({k for _, _, k in planned if k in done}), len(todo), new, rows, columns)
-    outcome.table = summary_table(sweep, rows, columns)
-    if rows:
-        outcome.summary_path = out_dir / "summary.md"
-        atomic_write_text(outcome.summary_path, f"# Sweep {sweep.name} (prefix corpus)\n\n{outcome.table}\n")
-        outcome.plot_path = write_plot(sweep, rows, columns, out_dir / "plot.png")
-    return outcome
+    return run_sweep(sweep_path, backend=backend, address=address, jobs=jobs, out=out,
+                     progress=progress, worker=prefix_train_task)

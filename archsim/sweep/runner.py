@@ -11,7 +11,7 @@ import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from archsim import __version__
 from archsim.errors import ArchsimError
@@ -63,8 +63,12 @@ def default_out(sweep: Sweep) -> Path:
 
 def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,
               jobs: int | None = None, out: str | Path | None = None,
-              progress: bool = True) -> SweepOutcome:
-    """Run (or resume) the sweep in ``sweep_path``; see the module docstring for what is written."""
+              progress: bool = True, worker: Callable[[dict], dict] = run_task) -> SweepOutcome:
+    """Run (or resume) the sweep in ``sweep_path``; see the module docstring for what is written.
+
+    ``worker`` evaluates one task (a top-level function, so process pools and Dask can ship it);
+    the default runs the sweep's kind through :mod:`archsim.sweep.evaluate`.
+    """
     sweep = load_sweep(sweep_path)
     check_backend(backend)
     points = expand(sweep)
@@ -92,7 +96,7 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
                    disable=not progress, dynamic_ncols=True)
         outputs = None
         try:
-            outputs = run_points(run_task, [task for _, task in todo.values()],
+            outputs = run_points(worker, [task for _, task in todo.values()],
                                  backend=backend, address=address, jobs=jobs)
             for output in outputs:
                 if "error" in output:
@@ -113,7 +117,7 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
                 close()  # stop the pool / release the cluster if we left early
 
     records = store.load()
-    rows = [_row(point, task, records.get(key)) for point, task, key in planned]
+    rows = [{**_row(point, task, records.get(key)), "key": key} for point, task, key in planned]
     columns = _columns(sweep, rows)
     outcome = SweepOutcome(sweep.name, store.path, len(points), unique, skipped, len(todo), new,
                            rows, columns)
@@ -144,6 +148,15 @@ def _row(point: Point, task: dict, record: dict | None) -> dict[str, Any]:
             "seed": point.seed, "kind": point.kind,
             "done": record is not None, "result": flatten(record["result"]) if record else {},
             "seconds": record.get("seconds") if record else None}
+
+
+def _shown_path(path) -> str:
+    """A path as written in reports: relative to the working folder when inside it (no home dirs)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def _is_number(value: Any) -> bool:
@@ -190,7 +203,7 @@ def _summary_markdown(sweep: Sweep, outcome: SweepOutcome) -> str:
     lines = [f"# Sweep {sweep.name}", ""]
     if sweep.spec.description:
         lines += [sweep.spec.description, ""]
-    lines += [f"Sweep file: `{sweep.file}`; base workload: `{sweep.spec.base}`; mode {sweep.spec.mode}; "
+    lines += [f"Sweep file: `{_shown_path(sweep.file)}`; base workload: `{sweep.spec.base}`; mode {sweep.spec.mode}; "
               f"kind {sweep.spec.kind}; seeds {sweep.spec.seeds}.",
               f"{outcome.points} points, {outcome.unique} distinct; "
               f"results in `{outcome.results_path.name}`.",
