@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from archsim.errors import ArchsimError, SpecError
+from archsim.errors import SpecError
 from archsim.fsutil import atomic_write_bytes, atomic_write_text
 
 # -- thresholds (nats per character unless stated); each report states the ones it uses ------------
@@ -908,46 +908,34 @@ def prefix_train_task(task: dict[str, Any]) -> dict[str, Any]:
     Returns ``{key, result, seconds}`` (result: the scalar losses, the best validation loss, and the
     per-epoch curve) or ``{key, error}``, as :func:`archsim.sweep.evaluate.run_task` does.
     """
-    from archsim.errors import DivergenceError
-    from archsim.sweep.evaluate import compact
-    from archsim.sweep.expand import point_key, resolve_task
+    from archsim.sweep.evaluate import worker_output
 
-    start = time.perf_counter()
-    try:
-        workload, arch, device = resolve_task(task)
-        key = point_key(task, (workload, arch, device))
-        if task.get("key") and key != task["key"]:
-            raise ArchsimError(f"point {task['index']} of sweep {task['sweep']}: this worker's specs "
-                               "hash differently from the submitter's")
-        from archsim.functional.train import train
+    return worker_output(task, _train_on_prefix)
 
-        opts = task["options"]
-        corpus = prefix_corpus(workload)
-        epochs = opts.get("epochs") or workload.training.epochs
-        per_epoch = max(1, (len(corpus.train) // workload.training.batch_size - 1) // workload.training.seq_len)
-        kwargs: dict[str, Any] = dict(seed=task["seed"], progress=False, corpus=corpus, eval_every=per_epoch)
-        if opts.get("max_chars"):
-            kwargs["max_chars"] = opts["max_chars"]
-        else:
-            kwargs["epochs"] = epochs
-        if opts.get("update_mode"):
-            kwargs["update_mode"] = opts["update_mode"]
-        try:
-            outcome = train(workload, arch, device, **kwargs)
-        except DivergenceError as exc:
-            result = {"diverged": True, "error": str(exc)}
-        else:
-            result = compact(outcome)
-            curve = [{k: p.get(k) for k in ("epoch", "train_loss", "valid_loss")} for p in outcome.curve
-                     if not p.get("final")]
-            valid = [p["valid_loss"] for p in curve if p.get("valid_loss") is not None] + [outcome.valid_loss]
-            result.update(curve=curve, valid_best=min(valid), train_text_chars=len(corpus.train))
-    except ArchsimError as exc:
-        return {"key": task.get("key"), "index": task.get("index"),
-                "error": {"type": type(exc).__name__, "message": str(exc),
-                          "exit_status": getattr(exc, "exit_status", 1)}}
-    return {"key": task.get("key"), "index": task.get("index"), "result": result,
-            "seconds": time.perf_counter() - start}
+
+def _train_on_prefix(task: dict[str, Any]) -> dict[str, Any]:
+    from archsim.functional.train import train
+    from archsim.sweep.evaluate import compact, resolve_checked
+
+    workload, arch, device = resolve_checked(task)
+    opts = task["options"]
+    corpus = prefix_corpus(workload)
+    epochs = opts.get("epochs") or workload.training.epochs
+    per_epoch = max(1, (len(corpus.train) // workload.training.batch_size - 1) // workload.training.seq_len)
+    kwargs: dict[str, Any] = dict(seed=task["seed"], progress=False, corpus=corpus, eval_every=per_epoch)
+    if opts.get("max_chars"):
+        kwargs["max_chars"] = opts["max_chars"]
+    else:
+        kwargs["epochs"] = epochs
+    if opts.get("update_mode"):
+        kwargs["update_mode"] = opts["update_mode"]
+    outcome = train(workload, arch, device, **kwargs)  # divergence: worker_output records it
+    result = compact(outcome)
+    curve = [{k: p.get(k) for k in ("epoch", "train_loss", "valid_loss")} for p in outcome.curve
+             if not p.get("final")]
+    valid = [p["valid_loss"] for p in curve if p.get("valid_loss") is not None] + [outcome.valid_loss]
+    result.update(curve=curve, valid_best=min(valid), train_text_chars=len(corpus.train))
+    return result
 
 
 def run_prefix_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,

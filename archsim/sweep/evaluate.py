@@ -61,12 +61,12 @@ EVALUATORS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def evaluate_point(point: dict[str, Any]) -> dict[str, Any]:
-    """Run one point (a task dict from :func:`archsim.sweep.expand.make_task`) and return its result.
+def resolve_checked(point: dict[str, Any]):
+    """The point's (workload, arch, device), rebuilt from the files in this worker.
 
-    The worker rebuilds the specs from the files and checks that they hash to the key the submitter
-    computed, so a worker that sees different spec files (another checkout on a remote Dask
-    worker) fails loudly instead of filing a result under the wrong key.
+    They must hash to the key the submitter computed, so a worker that sees different spec files
+    (another checkout on a remote Dask worker) fails loudly instead of filing a result under the
+    wrong key.
     """
     workload, arch, device = resolve_task(point)
     key = point_key(point, (workload, arch, device))
@@ -74,12 +74,23 @@ def evaluate_point(point: dict[str, Any]) -> dict[str, Any]:
         raise ArchsimError(f"point {point['index']} of sweep {point['sweep']}: this worker's specs hash "
                            f"to {key}, the submitter's to {point['key']}; workers must see the same "
                            "spec and preset files")
-    point = {**point, "key": key}
+    return workload, arch, device
+
+
+def evaluate_point(point: dict[str, Any]) -> dict[str, Any]:
+    """Run one point (a task dict from :func:`archsim.sweep.expand.make_task`) and return its result."""
+    workload, arch, device = resolve_checked(point)
+    point = {**point, "key": point_key(point, (workload, arch, device))}
     return EVALUATORS[point["kind"]](point, workload, arch, device)
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry point: ``{key, result, seconds}`` or ``{key, error}``; never raises ArchsimError.
+    """Worker entry point of sweeps: :func:`evaluate_point` wrapped by :func:`worker_output`."""
+    return worker_output(task, evaluate_point)
+
+
+def worker_output(task: dict[str, Any], evaluate: Callable[[dict], dict]) -> dict[str, Any]:
+    """``{key, result, seconds}`` or ``{key, error}`` of ``evaluate(task)``; never raises ArchsimError.
 
     Exceptions with custom constructors (SpecError) do not survive pickling back from a worker, so
     they come back as data and the runner re-raises them. A diverged training run is a result
@@ -87,7 +98,7 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     """
     start = time.perf_counter()
     try:
-        result = evaluate_point(task)
+        result = evaluate(task)
     except DivergenceError as exc:
         result = {"diverged": True, "error": str(exc)}
     except ArchsimError as exc:
