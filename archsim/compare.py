@@ -470,12 +470,18 @@ def main_table(c: Comparison, fmt: str = "github", baselines: list[str] | None =
         line = [r.workload, r.architecture, r.tiles, _pct(r.array_utilization),
                 _q(r.time_per_step_s, "s"), _q(r.energy_per_step_J, "J"), f"{r.ops_per_W:.3g}",
                 _area_cell(r)]
-        for n in names:
-            v = r.vs.get(n)
-            line += [_x(v["speedup"]), _x(v["energy_ratio"])] if v else ["", ""]
-        body.append(line)
+        body.append(line + _vs_cells(r, names))
     out = tabulate(body, headers=headers, tablefmt=_fmt(fmt), disable_numparse=True)
     return _latex(out) if fmt == "latex" else out
+
+
+def _vs_cells(r, names: list[str]) -> list[str]:
+    """Speedup and energy ratio against each named baseline (blank where it was not run)."""
+    cells: list[str] = []
+    for n in names:
+        v = r.vs.get(n)
+        cells += [_x(v["speedup"]), _x(v["energy_ratio"])] if v else ["", ""]
+    return cells
 
 
 def headline_table(c: Comparison, fmt: str = "github") -> str:
@@ -489,10 +495,7 @@ def headline_table(c: Comparison, fmt: str = "github") -> str:
     body = []
     for r in c.rows:
         line = [r.workload, r.architecture, _q(r.time_per_step_s, "s"), _q(r.energy_per_step_J, "J")]
-        for n in names:
-            v = r.vs.get(n)
-            line += [_x(v["speedup"]), _x(v["energy_ratio"])] if v else ["", ""]
-        body.append(line)
+        body.append(line + _vs_cells(r, names))
     out = tabulate(body, headers=headers, tablefmt=_fmt(fmt), disable_numparse=True)
     return _latex(out) if fmt == "latex" else out
 
