@@ -78,21 +78,32 @@ def set_threads(threads: int | None, workload) -> None:
     torch.set_num_threads(threads or 1)
 
 
+def run_options(args, workload, default_out: str) -> tuple[int, Path, dict]:
+    """(seed, output folder, keyword arguments) shared by ``train`` and ``validate``."""
+    seed = args.seed if args.seed is not None else workload.training.seed
+    out = Path(args.out) if args.out else Path("runs") / default_out.format(seed=seed)
+    kwargs = dict(data_path=args.data, epochs=args.epochs, max_chars=args.max_chars, seed=seed,
+                  out_dir=out, resume=args.resume, update_mode=args.update_mode,
+                  progress=not args.no_progress, torch_device=args.torch_device,
+                  learning_rate=args.lr, eval_every=args.eval_every)
+    return seed, out, kwargs
+
+
+def print_json(result, out: Path) -> int:
+    d = result.to_dict()
+    d["out_dir"] = str(out)
+    print(json.dumps(d, default=float))
+    return 0
+
+
 def run(args) -> int:
     workload, arch, device = load_inputs(args)
     from archsim.functional.train import train
 
-    seed = args.seed if args.seed is not None else workload.training.seed
-    out = Path(args.out) if args.out else Path("runs") / f"{workload.name}-{device.name}-seed{seed}"
-    result = train(workload, arch, device, data_path=args.data, epochs=args.epochs,
-                   max_chars=args.max_chars, seed=seed, out_dir=out, resume=args.resume,
-                   update_mode=args.update_mode, progress=not args.no_progress,
-                   torch_device=args.torch_device, learning_rate=args.lr, eval_every=args.eval_every)
+    seed, out, kwargs = run_options(args, workload, f"{workload.name}-{device.name}-seed{{seed}}")
+    result = train(workload, arch, device, **kwargs)
     if args.json:
-        d = result.to_dict()
-        d["out_dir"] = str(out)
-        print(json.dumps(d, default=float))
-        return 0
+        return print_json(result, out)
     from tabulate import tabulate
 
     rows = [["train loss (nats/char)", f"{result.train_loss:.4f}"],

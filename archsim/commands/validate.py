@@ -1,11 +1,9 @@
 """``archsim validate``: floating point vs a device preset, same seed, data and budget."""
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
-from archsim.commands.train import add_common_arguments, load_inputs
+from archsim.commands.train import add_common_arguments, load_inputs, print_json, run_options
 
 
 def register(sub) -> None:
@@ -24,17 +22,10 @@ def run(args) -> int:
     workload, arch, device = load_inputs(args)
     from archsim.functional.train import validate
 
-    seed = args.seed if args.seed is not None else workload.training.seed
-    out = Path(args.out) if args.out else Path("runs") / f"validate-{workload.name}-{device.name}-seed{seed}"
-    result = validate(workload, arch, device, data_path=args.data, epochs=args.epochs,
-                      max_chars=args.max_chars, seed=seed, out_dir=out, resume=args.resume,
-                      update_mode=args.update_mode, progress=not args.no_progress,
-                      torch_device=args.torch_device, learning_rate=args.lr, eval_every=args.eval_every)
+    seed, out, kwargs = run_options(args, workload, f"validate-{workload.name}-{device.name}-seed{{seed}}")
+    result = validate(workload, arch, device, **kwargs)
     if args.json:
-        d = result.to_dict()
-        d["out_dir"] = str(out)
-        print(json.dumps(d, default=float))
-        return 0
+        return print_json(result, out)
     from tabulate import tabulate
 
     rows = [[r["run"], f"{r['train']:.4f}", f"{r['valid']:.4f}", f"{r['test']:.4f}",
