@@ -15,8 +15,9 @@ then each tile applies the ``K = T*B`` rank-one updates ``W <- W - lr * sum_k d_
 
 A matrix larger than the architecture's array is cut by :func:`archsim.mapping.split_matrix` (the
 same split the time/energy engine uses); the partial sums of a split input dimension are added
-digitally. Torch autograd does the digital BPTT arithmetic; the tiles enter it through
-:class:`_TileMVM`, whose forward is the tile's forward MVM and whose backward is its transposed MVM.
+digitally. BPTT is written out (no autograd): the digital gate derivatives are computed from the
+stored activations, and the errors travel through the tiles' transposed MVMs; activations and
+errors live in buffers reused from step to step.
 
 Options: dropout (rate ``dropout``) on the non-recurrent connections, i.e. the inputs of layers
 2..L and of the output layer, masks drawn from a seeded stream; ``grad_clip`` clips every
@@ -40,45 +41,22 @@ import torch.nn.functional as F
 from archsim.mapping import TileBlock, split_matrix
 
 
-class _TileMVM(torch.autograd.Function):
-    """``y = W u`` through a :class:`TiledMatrix`; backward is the tiles' transposed MVM.
-
-    ``anchor`` is an empty tensor that requires grad: it keeps this node in the graph even when
-    ``u`` does not require grad (the first timestep of layer 1), so the error at the tile's outputs
-    is still recorded for the update.
-    """
-
-    @staticmethod
-    def forward(ctx, u, anchor, matrix):
-        ctx.matrix = matrix
-        ctx.slot = matrix._record_input(u)
-        return matrix.mvm(u)
-
-    @staticmethod
-    def backward(ctx, dy):
-        matrix = ctx.matrix
-        dy = matrix._record_delta(ctx.slot, dy)
-        du = matrix.mvm_t(dy) if ctx.needs_input_grad[0] else None
-        return du, None, None
-
-
 class TiledMatrix:
     """One weight matrix on one or more tiles, split exactly as :func:`split_matrix` splits it."""
 
     def __init__(self, name: str, rows: int, cols: int, config, array_rows: int, array_cols: int,
                  *, generator: torch.Generator, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, grad_clip: float | None = None, tile_cls=None):
+                 dtype: torch.dtype = torch.float32, tile_cls=None):
         if tile_cls is None:
             from archsim.functional.tile import AnalogTile as tile_cls
         self.name, self.rows, self.cols = name, rows, cols
         self.device, self.dtype = torch.device(device), dtype
-        self.grad_clip = grad_clip
         self.blocks: list[TileBlock] = split_matrix(rows, cols, array_rows, array_cols, name)
         self.tiles = [tile_cls(b.rows, b.cols, config, generator=generator, device=device, dtype=dtype)
                       for b in self.blocks]
         self.single = len(self.blocks) == 1
-        self._inputs: list[torch.Tensor] = []
-        self._deltas: list[torch.Tensor | None] = []
+        self.recorded: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._onehot = None
 
     # -- weights -------------------------------------------------------------------------------
     @property
@@ -97,55 +75,60 @@ class TiledMatrix:
             tile.set_weights(w[b.r0:b.r1, b.c0:b.c1].contiguous())
 
     # -- MVMs ----------------------------------------------------------------------------------
-    def mvm(self, u: torch.Tensor) -> torch.Tensor:
-        """Forward MVM of a batch ``u`` [N, cols] -> [N, rows]; split inputs summed digitally."""
+    def mvm(self, u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Forward MVM of a batch ``u`` [N, cols] -> [N, rows] (into ``out`` if given); the partial
+        sums of a split input dimension are added digitally."""
         if self.single:
-            return self.tiles[0].forward(u)
-        y = torch.zeros(u.shape[0], self.rows, device=u.device, dtype=u.dtype)
+            return self.tiles[0].forward(u, out)
+        y = out.zero_() if out is not None else u.new_zeros(u.shape[0], self.rows)
         for b, tile in zip(self.blocks, self.tiles):
             y[:, b.r0:b.r1] += tile.forward(u[:, b.c0:b.c1])
         return y
 
-    def mvm_t(self, d: torch.Tensor) -> torch.Tensor:
-        """Transposed MVM of errors ``d`` [N, rows] -> [N, cols]."""
+    def mvm_t(self, d: torch.Tensor, out: torch.Tensor | None = None,
+              cols: slice | None = None) -> torch.Tensor:
+        """Transposed MVM of errors ``d`` [N, rows] -> [N, cols] (into ``out`` if given);
+        ``cols``: only those outputs (see :meth:`AnalogTile.backward`)."""
         if self.single:
-            return self.tiles[0].backward(d)
-        du = torch.zeros(d.shape[0], self.cols, device=d.device, dtype=d.dtype)
+            return self.tiles[0].backward(d, out, cols)
+        du = d.new_zeros(d.shape[0], self.cols)
         for b, tile in zip(self.blocks, self.tiles):
             du[:, b.c0:b.c1] += tile.backward(d[:, b.r0:b.r1])
-        return du
+        if cols is not None:
+            du = du[:, cols]
+        return du if out is None else out.copy_(du)
 
-    def __call__(self, u: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-        """Forward MVM inside autograd, recording ``u`` and (in backward) the output errors."""
-        return _TileMVM.apply(u, anchor, self)
+    def prepare_forward(self, u: torch.Tensor, rec: slice, rec_bound: float, step_rows: int,
+                        onehot=None, post_scale=None):
+        """:meth:`AnalogTile.prepare_forward` for a matrix on one tile; None when it is split
+        (the caller then runs full MVMs with :meth:`mvm`)."""
+        if not self.single:
+            return None
+        return self.tiles[0].prepare_forward(u, rec, rec_bound, step_rows, onehot, post_scale)
+
+    def forward_prepared(self, prepared, step: int, u: torch.Tensor) -> torch.Tensor:
+        return self.tiles[0].forward_prepared(prepared, step, u)
 
     # -- recording and update ------------------------------------------------------------------
-    def _record_input(self, u: torch.Tensor) -> int:
-        self._inputs.append(u.detach())
-        self._deltas.append(None)
-        return len(self._inputs) - 1
-
-    def _record_delta(self, slot: int, dy: torch.Tensor) -> torch.Tensor:
-        if self.grad_clip is not None:
-            dy = dy.clamp(-self.grad_clip, self.grad_clip)
-        self._deltas[slot] = dy
-        return dy
+    def record(self, x: torch.Tensor, d: torch.Tensor, onehot=None) -> None:
+        """The ``K`` rank-one updates of the next :meth:`apply_update`: inputs ``x [K, cols]`` and
+        output errors ``d [K, rows]``, in the order the MVMs ran (kept by reference).
+        ``onehot = (s, index)``: the first ``s`` input columns are one-hot at ``index [K]``
+        (see :meth:`AnalogTile.update`)."""
+        self.recorded = (x, d)
+        self._onehot = onehot
 
     def reset_records(self) -> None:
-        self._inputs.clear()
-        self._deltas.clear()
+        self.recorded = None
 
     def apply_update(self, lr: float) -> int:
         """Apply the recorded rank-one updates (in recording order); returns how many."""
-        if not self._inputs:
+        if self.recorded is None:
             return 0
-        if any(d is None for d in self._deltas):
-            raise RuntimeError(f"{self.name}: backward did not reach every recorded MVM")
-        x = self._inputs[0] if len(self._inputs) == 1 else torch.cat(self._inputs)
-        d = self._deltas[0] if len(self._deltas) == 1 else torch.cat(self._deltas)
-        self.reset_records()
+        x, d = self.recorded
+        self.recorded = None
         if self.single:
-            self.tiles[0].update(x, d, lr)
+            self.tiles[0].update(x, d, lr, onehot=self._onehot)
         else:
             for b, tile in zip(self.blocks, self.tiles):
                 tile.update(x[:, b.c0:b.c1], d[:, b.r0:b.r1], lr)
@@ -195,8 +178,7 @@ class AnalogLSTM:
         self.init_generator = torch.Generator().manual_seed(seed)
         self.tile_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.dropout_generator = torch.Generator(device=self.device).manual_seed(seed + 2)
-        kw = dict(generator=self.tile_generator, device=self.device, dtype=dtype,
-                  grad_clip=grad_clip, tile_cls=tile_cls)
+        kw = dict(generator=self.tile_generator, device=self.device, dtype=dtype, tile_cls=tile_cls)
         self.layers = [TiledMatrix(f"lstm{i + 1}", r, c, config, array_rows, array_cols, **kw)
                        for i, (r, c) in enumerate(self.shape.lstm_shapes())]
         self.output = TiledMatrix("output", vocab_size, hidden_size + 1, output_config or config,
@@ -206,7 +188,15 @@ class AnalogLSTM:
         for m in self.matrices:
             w = (torch.rand(m.rows, m.cols, generator=self.init_generator, dtype=torch.float64) * 2 - 1) * scale
             m.set_weights(w.to(dtype))
-        self._anchor = torch.empty(0, device=self.device, dtype=dtype, requires_grad=True)
+        self._buffers: dict[str, torch.Tensor] = {}
+        self._views: dict[tuple, list] = {}
+        self._c = {v: torch.tensor(v, device=self.device, dtype=dtype) for v in (-1.0, 2.0)}
+        # 2 on the g-gate rows, 1 elsewhere: tanh(z) = 2*sigmoid(2z) - 1 (one sigmoid for all gates)
+        H = hidden_size
+        self._g_doubled = torch.ones(4 * H, device=self.device, dtype=dtype)
+        self._g_doubled[2 * H:3 * H] = 2.0
+        self._masks: list[torch.Tensor] = []
+        self._pending_backward: tuple[int, int] | None = None
 
     @property
     def matrices(self) -> list[TiledMatrix]:
@@ -220,48 +210,221 @@ class AnalogLSTM:
         z = torch.zeros(batch_size, self.shape.hidden_size, device=self.device, dtype=self.dtype)
         return [(z, z) for _ in self.layers]
 
-    # -- forward -------------------------------------------------------------------------------
-    def _dropout(self, x: torch.Tensor) -> torch.Tensor:
-        keep = 1.0 - self.dropout
-        mask = torch.rand(x.shape, generator=self.dropout_generator, device=x.device, dtype=x.dtype)
-        return x * ((mask < keep).to(x.dtype) / keep)
+    def _buffer(self, name: str, shape, ones_last: bool = False) -> torch.Tensor:
+        """A tensor kept between steps (reallocated when the shape changes). A training step's
+        activations are large; allocating them afresh every step costs page faults, and the
+        step writes every element it later reads. ``ones_last``: the last column holds 1 (the
+        bias input), written once at allocation and never overwritten."""
+        shape = tuple(shape)
+        buf = self._buffers.get(name)
+        if buf is None or tuple(buf.shape) != shape:
+            buf = torch.empty(shape, device=self.device, dtype=self.dtype)
+            if ones_last:
+                buf[..., -1] = 1.0
+            self._buffers[name] = buf
+        return buf
 
+    def _cached_views(self, key, buffers, make) -> list:
+        """Per-timestep views, made once per set of buffers: making a dozen views per timestep
+        costs as much as the arithmetic at small sizes. Rebuilt when a buffer was reallocated."""
+        ptrs = tuple(b.data_ptr() for b in buffers)
+        hit = self._views.get(key)
+        if hit is None or hit[0] != ptrs:
+            hit = (ptrs, make())
+            self._views[key] = hit
+        return hit[1]
+
+    # -- forward -------------------------------------------------------------------------------
+    def _dropout_mask(self, shape) -> torch.Tensor:
+        keep = 1.0 - self.dropout
+        mask = torch.rand(shape, generator=self.dropout_generator, device=self.device, dtype=self.dtype)
+        return (mask < keep).to(self.dtype).div_(keep)
+
+    @torch.no_grad()
     def forward(self, ids: torch.Tensor, state, *, train: bool):
         """Logits [T, B, V] of the characters ``ids`` [T, B] and the final state.
 
-        ``train=True`` records every tile's inputs and (during ``backward``) its output errors.
+        ``train=True`` applies dropout and keeps what :meth:`backward` needs (every tile's inputs
+        and the gate activations), in buffers reused by the next training forward.
         """
         T, B = ids.shape
-        H = self.shape.hidden_size
-        ones = torch.ones(B, 1, device=self.device, dtype=self.dtype)
-        # Per-timestep inputs as a list: indexing a stacked tensor would make autograd build a
-        # full-size zero gradient for every timestep (the costliest op in a profile).
-        xs = F.one_hot(ids.to(self.device), self.shape.vocab_size).to(self.dtype).unbind(0)
+        H, V = self.shape.hidden_size, self.shape.vocab_size
+        tag = "train" if train else "eval"
+        self._masks = []
+        n, u_below = V, None
         new_state = []
         for li, matrix in enumerate(self.layers):
-            if train and li > 0 and self.dropout > 0:
-                xs = self._dropout(torch.stack(xs)).unbind(0)
-            h, c = state[li]
-            hs = []
-            for x_t in xs:
-                u = torch.cat((x_t, h, ones), 1)
-                z = matrix(u, self._anchor) if train else matrix.mvm(u)
-                i, f, _, o = torch.sigmoid(z).split(H, 1)
-                g = torch.tanh(z[:, 2 * H:3 * H])
-                c = torch.addcmul(f * c, i, g)
-                h = o * torch.tanh(c)
-                hs.append(h)
-            xs = hs
-            new_state.append((h, c))
-        x = torch.stack(xs)
+            # u[t] = [x_t; h_{t-1}; 1] for t < T; u[T] holds h_{T-1} (the layer's last output).
+            u = self._buffer(f"{tag}.u{li}", (T + 1, B, n + H + 1), ones_last=True)
+            # The cell state is kept doubled (2c): tanh(c) = 2*sigmoid(2c) - 1 then costs one
+            # sigmoid, which torch computes several times faster than tanh on a CPU.
+            c2 = self._buffer(f"{tag}.c{li}", (T + 1, B, H))
+            gates = self._buffer(f"{tag}.gates{li}", (T, B, 4 * H))
+            tanh_c = self._buffer(f"{tag}.tanh_c{li}", (T, B, H))
+            z = self._buffer(f"{tag}.z", (B, 4 * H))
+            x = u[:T, :, :n]
+            if li == 0:
+                self._ids = ids.to(self.device)
+                x.zero_().scatter_(2, self._ids.unsqueeze(2), 1.0)   # one-hot characters
+            elif train and self.dropout > 0:
+                mask = self._dropout_mask((T, B, H))
+                self._masks.append(mask)
+                torch.mul(u_below, mask, out=x)
+            else:
+                x.copy_(u_below)
+            h0, c0 = state[li]
+            u[0, :, n:n + H].copy_(h0)
+            torch.mul(c0, self._c[2.0], out=c2[0])
+            # Everything but h_{t-1} is known before the sweep: its share of all T MVMs (and
+            # their output noise) is computed at once; |h| <= 1 = the bias input.
+            prepared = matrix.prepare_forward(
+                u[:T].view(T * B, -1), slice(n, n + H), 1.0, B, post_scale=self._g_doubled,
+                onehot=(V, self._ids.view(-1)) if li == 0 else None)
+            self._sweep(matrix, z, self._forward_views(tag, li, u, n, c2, gates, tanh_c, z),
+                        prepared)
+            u_below = u[1:, :, n:n + H]
+            new_state.append((u[T, :, n:n + H].clone(), c2[T] * 0.5))
+            n = H
+        top = self._buffer(f"{tag}.top", (T, B, H + 1), ones_last=True)
         if train and self.dropout > 0:
-            x = self._dropout(x)
-        top = torch.cat((x.reshape(T * B, H),
-                         torch.ones(T * B, 1, device=self.device, dtype=self.dtype)), 1)
-        logits = self.output(top, self._anchor) if train else self.output.mvm(top)
-        return logits.view(T, B, -1), new_state
+            mask = self._dropout_mask((T, B, H))
+            self._masks.append(mask)
+            torch.mul(u_below, mask, out=top[:, :, :H])
+        else:
+            top[:, :, :H].copy_(u_below)
+        logits = self.output.mvm(top.view(T * B, H + 1))
+        self._pending_backward = (T, B) if train else None
+        return logits.view(T, B, V), new_state
+
+    def _forward_views(self, tag, li, u, n, c2, gates, tanh_c, z) -> list:
+        """Per-timestep views used by :meth:`_sweep` (the last entry: the g rows of ``z``)."""
+        H = self.shape.hidden_size
+
+        def make():
+            return [(u[t], gates[t], *gates[t].split(H, 1), c2[t], c2[t + 1], tanh_c[t],
+                     u[t + 1, :, n:n + H]) for t in range(gates.shape[0])] + [z[:, 2 * H:3 * H]]
+        return self._cached_views(("forward", tag, li), (u, c2, gates, tanh_c, z), make)
+
+    def _sweep(self, matrix: TiledMatrix, z, views, prepared) -> None:
+        """One layer over the sequence: per timestep one analog MVM and the digital gate math,
+        written straight into the stored activations (gate order i, f, g, o; cell state 2c).
+        The g rows of the MVM result come doubled (``post_scale``, or one multiply here)."""
+        neg_one, two = self._c[-1.0], self._c[2.0]
+        z_g = views[-1]
+        for t, (u_t, g_t, g_i, g_f, g_g, g_o, c_prev, c_next, tc_t, h_slot) in enumerate(views[:-1]):
+            if prepared is None:
+                zt = matrix.mvm(u_t, out=z)
+                z_g.mul_(two)
+            else:
+                zt = matrix.forward_prepared(prepared, t, u_t)
+            torch.sigmoid(zt, out=g_t)
+            torch.addcmul(neg_one, g_g, two, out=g_g)          # g = tanh(z_g) = 2 sigmoid(2 z_g) - 1
+            torch.mul(g_f, c_prev, out=c_next)                 # 2c_t = f*2c_{t-1} + 2*i*g
+            c_next.addcmul_(g_i, g_g, value=2.0)
+            torch.sigmoid(c_next, out=tc_t)
+            torch.addcmul(neg_one, tc_t, two, out=tc_t)        # tanh(c_t) = 2 sigmoid(2c_t) - 1
+            torch.mul(g_o, tc_t, out=h_slot)                   # h_t = o*tanh(c_t)
+
+    # -- backward ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def backward(self, dlogits: torch.Tensor) -> None:
+        """BPTT from the errors at the logits ``dlogits [T, B, V]`` (dLoss/dlogits) of the last
+        training :meth:`forward`: the output layer's transposed MVM, then every layer backwards
+        in time (transposed MVMs through the tiles, digital gate derivatives). Records each
+        matrix's inputs and output errors for :meth:`TiledMatrix.apply_update`. With
+        ``grad_clip`` every error at a tile's outputs is clipped before it is used or recorded.
+        """
+        if self._pending_backward is None:
+            raise RuntimeError("backward() needs a preceding forward(..., train=True)")
+        T, B = self._pending_backward
+        self._pending_backward = None
+        H, V = self.shape.hidden_size, self.shape.vocab_size
+        clip = self.grad_clip
+        d_out = dlogits.reshape(T * B, V)
+        if clip is not None:
+            d_out = d_out.clamp(-clip, clip)
+        top = self._buffers["train.top"]
+        self.output.record(top.view(T * B, H + 1), d_out)
+        masks = list(self._masks)
+        d_top = self._buffer("train.d_top", (T, B, H + 1))
+        self.output.mvm_t(d_out, out=d_top.view(T * B, H + 1))
+        dh_above = d_top[:, :, :H]
+        if masks:
+            dh_above.mul_(masks.pop())
+        for li in reversed(range(len(self.layers))):
+            n = V if li == 0 else H
+            u = self._buffers[f"train.u{li}"]
+            dz = self._buffer(f"train.dz{li}", (T, B, 4 * H))
+            # Errors at the inputs that something reads: [x; h] (h only below one-hot characters).
+            du = self._buffer(f"train.du{li}", (T, B, H if li == 0 else n + H))
+            self._layer_backward(self.layers[li], li, n, dz, du, dh_above)
+            self.layers[li].record(u[:T].view(T * B, n + H + 1), dz.view(T * B, 4 * H),
+                                   onehot=(V, self._ids.view(-1)) if li == 0 else None)
+            # Errors at this layer's inputs = errors at the outputs h of the layer below.
+            dh_above = du[:, :, :n]
+            if li > 0 and masks:
+                dh_above.mul_(masks.pop())
+
+    def _layer_backward(self, matrix: TiledMatrix, li: int, n: int, dz, du, dh_above) -> None:
+        """One layer backwards in time. With ``s`` the stored gate activations::
+
+            dc_t = dh_t*o*(1 - tanh^2 c_t) + dc_{t+1}*f_{t+1}
+            dz_t = [dc_t*g*i(1-i), dc_t*c_{t-1}*f(1-f), dc_t*i*(1-g^2), dh_t*tanh(c_t)*o(1-o)]
+            [dx_t; dh_{t-1}^rec; -] = W^T dz_t                        (transposed MVM)
+
+        The factors multiplying ``dc_t`` and ``dh_t`` are computed for all t at once first.
+        """
+        T, B = dz.shape[0], dz.shape[1]
+        H = self.shape.hidden_size
+        gates = self._buffers[f"train.gates{li}"]
+        c2 = self._buffers[f"train.c{li}"]
+        tanh_c = self._buffers[f"train.tanh_c{li}"]
+        i, f, g, o = gates.split(H, 2)
+        factor = self._buffer("train.factor", (T, B, 4 * H))
+        one = -self._c[-1.0]
+        torch.addcmul(gates, gates, gates, value=-1.0, out=factor)          # s(1 - s)
+        factor[..., :H].mul_(g)                                               # * g       (i)
+        factor[..., H:2 * H].mul_(c2[:T]).mul_(0.5)                           # * c_{t-1} (f)
+        torch.addcmul(one, g, g, value=-1.0, out=factor[..., 2 * H:3 * H]).mul_(i)  # (g)
+        factor[..., 3 * H:].mul_(tanh_c)                                      # * tanh c  (o)
+        dc_gain = self._buffer("train.dc_gain", (T, B, H))
+        torch.addcmul(one, tanh_c, tanh_c, value=-1.0, out=dc_gain).mul_(o)
+        dh = self._buffer("train.dh", (B, H))
+        dc = self._buffer("train.dc", (B, H))
+        dc_next = self._buffer("train.dc_next", (B, H)).zero_()
+        views = self._backward_views(li, n, dz, du, dh_above, factor, dc_gain, f, dc)
+        clip = self.grad_clip
+        # Outputs read: h_{t-1} errors, and the input errors unless the inputs are characters.
+        wanted = slice(n if li == 0 else 0, n + H)
+        dh_rec = None
+        for t in reversed(range(T)):
+            dh_a, gain, fac3, fac_o, dz_t, dz3, dz_o, f_t, du_t, rec_t, dc3 = views[t]
+            dh_t = dh_a if dh_rec is None else torch.add(dh_a, dh_rec, out=dh)
+            torch.addcmul(dc_next, dh_t, gain, out=dc)
+            torch.mul(fac3, dc3, out=dz3)
+            torch.mul(fac_o, dh_t, out=dz_o)
+            if clip is not None:
+                dz_t.clamp_(-clip, clip)
+            # The first layer's input errors at t = 0 reach nothing (the schedule skips that MVM).
+            if li > 0 or t > 0:
+                matrix.mvm_t(dz_t, out=du_t, cols=wanted)
+                dh_rec = rec_t
+            torch.mul(dc, f_t, out=dc_next)
+
+    def _backward_views(self, li, n, dz, du, dh_above, factor, dc_gain, f, dc) -> list:
+        """Per-timestep views used by :meth:`_layer_backward`."""
+        T, B, H = dz.shape[0], dz.shape[1], self.shape.hidden_size
+        rec0 = 0 if li == 0 else n       # where the h_{t-1} errors start in du
+
+        def make():
+            dc3 = dc.unsqueeze(1)
+            return [(dh_above[t], dc_gain[t], factor[t, :, :3 * H].view(B, 3, H), factor[t, :, 3 * H:],
+                     dz[t], dz[t, :, :3 * H].view(B, 3, H), dz[t, :, 3 * H:], f[t],
+                     du[t], du[t, :, rec0:rec0 + H], dc3) for t in range(T)]
+        return self._cached_views(("backward", li), (dz, du, dh_above, factor, dc_gain, f, dc), make)
 
     # -- training ------------------------------------------------------------------------------
+    @torch.no_grad()
     def train_step(self, ids: torch.Tensor, targets: torch.Tensor, state, lr: float):
         """One truncated-BPTT step: forward, backward, then every tile's pulsed update.
 
@@ -269,13 +432,20 @@ class AnalogLSTM:
         """
         for m in self.matrices:
             m.reset_records()
-        T = ids.shape[0]
+        T, B = ids.shape
         logits, new_state = self.forward(ids, state, train=True)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.to(self.device).reshape(-1))
-        (loss * T).backward()
+        V = logits.shape[-1]
+        logp = torch.log_softmax(logits.view(T * B, V), dim=1)
+        tgt = targets.to(self.device).reshape(-1, 1)
+        picked = logp.gather(1, tgt)
+        loss = -float(picked.mean())
+        # d(sum over t of the batch-mean loss)/dlogits = (softmax - onehot)/B
+        d = logp.exp_()
+        d.scatter_(1, tgt, picked.exp_().sub_(1.0))
+        self.backward(d.mul_(1.0 / B).view(T, B, V))
         for m in self.matrices:
             m.apply_update(lr)
-        return float(loss.detach()), [(h.detach(), c.detach()) for h, c in new_state]
+        return loss, new_state
 
     @torch.no_grad()
     def loss(self, ids: torch.Tensor, targets: torch.Tensor, state):
