@@ -66,9 +66,25 @@ def worker(args) -> dict:
         model = AnalogLSTM(V, H, L, cfg, array_rows=arch.array.rows, array_cols=arch.array.cols,
                            seed=0, device=str(dev))
         state = model.zero_state(B)
+        phases = {"forward": [], "backward": [], "update": []}
 
         def step():
-            model.train_step(ids, targets, state, 0.05)
+            if not args.phases:
+                model.train_step(ids, targets, state, 0.05)
+                return
+            # train_step's three phases, timed apart (CPU time; same work as train_step)
+            c0 = time.process_time()
+            logits, _ = model.forward(ids, state, train=True)
+            c1 = time.process_time()
+            logp = torch.log_softmax(logits.view(T * B, V), dim=1)
+            d = logp.exp_().scatter_add_(1, targets.view(-1, 1), torch.full((T * B, 1), -1.0))
+            model.backward(d.mul_(1.0 / B).view(T, B, V))
+            c2 = time.process_time()
+            for m in model.matrices:
+                m.apply_update(0.05)
+            c3 = time.process_time()
+            for name, dt in zip(phases, (c1 - c0, c2 - c1, c3 - c2)):
+                phases[name].append(dt)
 
     def sync():
         if dev.type == "cuda":
@@ -85,7 +101,10 @@ def worker(args) -> dict:
         cpu.append(time.process_time() - c0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     gpu_peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
-    return {"times": times, "cpu": cpu, "peak_rss_bytes": peak, "gpu_peak_bytes": gpu_peak}
+    out = {"times": times, "cpu": cpu, "peak_rss_bytes": peak, "gpu_peak_bytes": gpu_peak}
+    if args.mode != "fp" and args.phases:
+        out["phases"] = {k: v[1:] for k, v in phases.items()}   # without the warm-up step
+    return out
 
 
 def run_one(args, hidden: int, mode: str) -> dict:
@@ -93,6 +112,8 @@ def run_one(args, hidden: int, mode: str) -> dict:
            "--layers", str(args.layers), "--batch", str(args.batch), "--seq", str(args.seq),
            "--vocab", str(args.vocab), "--steps", str(args.steps), "--threads", str(args.threads),
            "--torch-device", args.torch_device, "--arch", args.arch, "--device", args.device]
+    if args.phases:
+        cmd.append("--phases")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         raise SystemExit(f"worker {hidden}/{mode} failed:\n{proc.stderr[-3000:]}")
@@ -114,6 +135,8 @@ def main(argv=None) -> int:
     p.add_argument("--arch", default="rpu2016")
     p.add_argument("--device", default="rpu_baseline")
     p.add_argument("--json", metavar="FILE", help="also write the measurements here")
+    p.add_argument("--phases", action="store_true",
+                   help="also time archsim's forward, backward and update apart (CPU time)")
     # worker-only
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
@@ -130,6 +153,7 @@ def main(argv=None) -> int:
     samples: dict[tuple[int, str], list[float]] = {}
     cpu_samples: dict[tuple[int, str], list[float]] = {}
     peaks: dict[tuple[int, str], dict] = {}
+    phase_samples: dict[tuple[int, str], dict[str, list[float]]] = {}
     t_start = time.time()
     for hidden in sizes:
         for r in range(args.rounds):
@@ -139,7 +163,9 @@ def main(argv=None) -> int:
                 cpu_samples.setdefault((hidden, mode), []).extend(res["cpu"])
                 old = peaks.get((hidden, mode), {})
                 peaks[(hidden, mode)] = {k: max(v or 0, old.get(k) or 0) if v is not None else None
-                                         for k, v in res.items() if k not in ("times", "cpu")}
+                                         for k, v in res.items() if k not in ("times", "cpu", "phases")}
+                for name, values in res.get("phases", {}).items():
+                    phase_samples.setdefault((hidden, mode), {}).setdefault(name, []).extend(values)
                 print(f"  {args.layers}x{hidden} {mode:5s} round {r + 1}: "
                       f"{statistics.median(res['times']):.3f} s/step", file=sys.stderr, flush=True)
     # On a CPU the ratio uses process CPU time (robust to other jobs on a shared machine; with one
@@ -171,6 +197,17 @@ def main(argv=None) -> int:
     label = "ms/step (wall)" if on_gpu else "ms/step (CPU)"
     print(tabulate(rows, headers=["LSTM", "mode", label, "wall ms", "vs fp", "target", "met", mem_label],
                    tablefmt="github"))
+    if phase_samples:
+        phase_rows = [[f"{args.layers}x{h}", mode] + [f"{statistics.median(v) * 1e3:.1f}"
+                                                      for v in ph.values()]
+                      for (h, mode), ph in phase_samples.items()]
+        print("archsim phases, ms per step (CPU, median):")
+        print(tabulate(phase_rows, headers=["LSTM", "mode", *next(iter(phase_samples.values()))],
+                       tablefmt="github"))
+        for rec in records:
+            ph = phase_samples.get((int(rec["size"].split("x")[1]), rec["mode"]))
+            if ph:
+                rec["phases_s"] = {k: statistics.median(v) for k, v in ph.items()}
     print(f"(total {time.time() - t_start:.0f} s)")
     if args.json:
         with open(args.json, "w") as fh:

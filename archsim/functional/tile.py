@@ -9,8 +9,9 @@ Update modes (``RPUConfig.update_mode``), for ``K`` rank-one updates ``x[k], d[k
 ``exact``
     Pulse trains are sampled (one Bernoulli draw per line per slot, from 16 random bits against
     a threshold that is ``65536 p`` rounded stochastically once per line and update, so the firing
-    probability is ``p`` exactly on average) and
-    the coincidences of every device in every update counted. The updates are processed in
+    probability is ``p`` exactly on average; the slots of one line in one update share that
+    rounding, a covariance below ``2^-34``) and the coincidences of every device in every update
+    counted. The updates are processed in
     chunks of ``exact_chunk``: per chunk, two integer matrix products over all ``chunk*BL``
     slots give every device's counts (``N = C^T R``, ``S = (sign(d) C)^T (sign(x) R)``,
     ``n_up = (N - S)/2``, ``n_down = (N + S)/2``), which keeps the correlation of devices that
@@ -39,7 +40,9 @@ Update modes (``RPUConfig.update_mode``), for ``K`` rank-one updates ``x[k], d[k
     ``Binomial(BL_k, p_jk q_ik)`` in exact mode, independent over k, so the per-call totals in
     each direction have mean ``sum_k BL_k p q`` and variance ``sum_k BL_k p q (1 - p q)``; both are
     matrix products over k (``(BL q)^T p``, ``(BL q^2)^T p^2`` and their sign-weighted versions,
-    split by the direction ``-sign(d_i x_j)``). Each device then moves by one Gaussian draw with
+    split by the direction ``-sign(d_i x_j)``), computed from the clipped inputs and errors
+    without forming p and q (``_update_fast``), with one-hot input columns summed by index.
+    Each device then moves by one Gaussian draw with
     the exact model's mean and variance (count variance and cycle-to-cycle variance), and is
     clipped to its bounds once per call. Not matched: (1) correlations between devices sharing a
     row or column pulse train (exact mode has them; the fast draws are independent per device);
@@ -104,6 +107,8 @@ class PreparedForward:
     """``[out]`` digital factor on each output, or None."""
     steps: list
     """Per step: views ``(pre, div, alpha, u[:, rec])`` of its rows and the rows (a slice)."""
+    w_rec_t: torch.Tensor
+    """``W[:, rec]^T`` (a view of the tile's weights)."""
 
 
 class AnalogTile:
@@ -158,6 +163,11 @@ class AnalogTile:
         self._bound_management = config.bound_management == "iterative"
         self._weight_t = self.weight.t()   # a view: stays current, the weights change in place
         self._prepared: PreparedForward | None = None
+        # Settings read on every MVM, as plain attributes.
+        self._ideal = config.is_ideal
+        self._noisy = config.out_noise > 0
+        self._inp_sto, self._out_sto = config.inp_sto_round, config.out_sto_round
+        self._column_views: dict[tuple[int, int], torch.Tensor] = {}
 
     # ---- state --------------------------------------------------------------------------
     @torch.no_grad()
@@ -223,7 +233,7 @@ class AnalogTile:
                 return self.forward(x, out)
         x = self._as_batch(x, self.in_size)
         self._activity.forward_mvms += x.shape[0]
-        if self.config.is_ideal:
+        if self._ideal:
             return torch.mm(x, self._weight_t, out=out)
         return self._analog_mvm(x, False, self._bound_management, out)
 
@@ -241,10 +251,18 @@ class AnalogTile:
                 return self.backward(d, out, cols)
         d = self._as_batch(d, self.out_size)
         self._activity.backward_mvms += d.shape[0]
-        w = self.weight if cols is None else self.weight[:, cols]
-        if self.config.is_ideal:
+        w = self.weight if cols is None else self._columns(cols)
+        if self._ideal:
             return torch.mm(d, w, out=out)
         return self._analog_mvm(d, True, False, out, w)
+
+    def _columns(self, cols: slice) -> torch.Tensor:
+        """``weight[:, cols]`` (a view, made once: the weights change in place)."""
+        key = (cols.start, cols.stop)
+        view = self._column_views.get(key)
+        if view is None:
+            view = self._column_views[key] = self.weight[:, cols]
+        return view
 
     def _as_batch(self, v: torch.Tensor, size: int) -> torch.Tensor:
         if v.dim() == 2 and v.shape[1] == size and v.dtype == self.dtype and v.device == self.device:
@@ -282,7 +300,7 @@ class AnalogTile:
             w = self.weight if transposed else self._weight_t
         if out is None:
             out = torch.empty(v.shape[0], w.shape[1], device=v.device, dtype=v.dtype)
-        if self.config.out_noise > 0:
+        if self._noisy:
             y = out.normal_(generator=self.generator).addmm_(v, w, beta=self._noise_levels,
                                                                alpha=self._mm_scale)
         else:
@@ -361,7 +379,8 @@ class AnalogTile:
             alpha, div = torch.empty(N, 1, **kw), torch.empty(N, 1, **kw)
             steps = [(pre[r], div[r], alpha[r], u[r, rec], r)
                      for r in (slice(k, k + step_rows) for k in range(0, N, step_rows))]
-            prep = PreparedForward(key, rec, pre, alpha, div, None, post_scale, steps)
+            prep = PreparedForward(key, rec, pre, alpha, div, None, post_scale, steps,
+                                   self.weight[:, rec].t())
             self._prepared = prep
         # Known columns: contiguous blocks before and after rec (the one-hot block apart).
         blocks = [b for b in (slice(s, rec.start), slice(rec.stop, n_in)) if b.stop > b.start]
@@ -419,8 +438,8 @@ class AnalogTile:
         n = pre.shape[0]
         a = self._activity
         a.forward_mvms += n
-        w_rec_t = self.weight[:, prepared.rec].t()
-        if self.config.is_ideal:
+        w_rec_t = prepared.w_rec_t
+        if self._ideal:
             y = pre.addmm_(x_rec, w_rec_t)
             return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
         y = pre.addmm_(self._dac(x_rec / div), w_rec_t, alpha=self._mm_scale)
@@ -442,7 +461,7 @@ class AnalogTile:
     def _dac(self, v: torch.Tensor) -> torch.Tensor:
         """DAC in level units, in place: ``v`` are inputs already divided by ``alpha*in_step``."""
         if self._in_step > 0:
-            if self.config.inp_sto_round:
+            if self._inp_sto:
                 v.add_(torch.rand(v.shape, generator=self.generator, device=v.device,
                                   dtype=v.dtype)).floor_()
             else:
@@ -454,7 +473,7 @@ class AnalogTile:
     def _adc_(self, y: torch.Tensor) -> torch.Tensor:
         """ADC rounding in level units, in place (clipping is left to :meth:`_finish`)."""
         if self._out_step > 0:
-            if self.config.out_sto_round:
+            if self._out_sto:
                 y.add_(torch.rand(y.shape, generator=self.generator, device=y.device,
                                   dtype=y.dtype)).floor_()
             else:
