@@ -191,3 +191,30 @@ def test_prepared_and_per_step_lstm_paths_agree_with_dropout():
     assert la == pytest.approx(lb, abs=1e-12)
     for a, b in zip(one.matrices, split.matrices):
         assert torch.allclose(a.weight, b.weight, atol=1e-12)
+
+
+def test_out_scale_is_a_digital_gain_on_the_device_weights():
+    spec = DeviceSpec(name="r", kind="constant_step", dw_min=0.01, w_max=0.6, w_min=-0.6,
+                      w_max_dtod=0.0, w_min_dtod=0.0)
+    w = torch.linspace(-1.1, 1.1, 24, dtype=torch.float64).view(4, 6)
+    t = tile(4, 6, spec, inp_res=-1, out_res=-1, out_scale=2.0)
+    t.set_weights(w)
+    assert torch.allclose(t.weight, w / 2) and torch.allclose(t.get_weights(), w)   # +-1.1 fits
+    x = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    d = torch.randn(3, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert torch.allclose(t.forward(x), x @ w.t(), atol=1e-9)
+    assert torch.allclose(t.backward(d), d @ w, atol=1e-9)
+    one = tile(4, 6, spec, inp_res=-1, out_res=-1)
+    one.set_weights(w)
+    assert float(one.get_weights().abs().max()) == pytest.approx(0.6)               # clipped
+    # Updates reach the devices with lr/out_scale: the same sums as a plain tile at half the rate.
+    seen = _captured_moments(t, x, d, 0.2)
+    ref = _reference_moments(x, d, 0.1, 0.01, 10, False)
+    for name in ("m_all", "m_sgn", "v_all", "v_sgn"):
+        assert torch.allclose(seen[name], ref[name], rtol=1e-9, atol=1e-12), name
+
+
+def test_out_scale_comes_from_the_architecture():
+    arch = load_architecture("rpu2016", overrides={"periphery.out_scale": 2.0})
+    assert RPUConfig.from_specs(load_device("rpu_baseline"), arch).out_scale == 2.0
+    assert RPUConfig.from_specs(load_device("rpu_baseline"), load_architecture("rpu2016")).out_scale == 1.0

@@ -132,8 +132,11 @@ def _repetitive_ids(V, n, seed=0):
     return sentence.repeat(n // 23 + 1)[:n]
 
 
-@pytest.mark.parametrize("device, lr", [("ideal", 0.5), ("rpu_baseline", 0.5)])
-def test_few_hundred_steps_reduce_the_loss(device, lr):
+@pytest.mark.parametrize("device, lr, ratio", [
+    ("ideal", 0.5, 0.6), ("rpu_baseline", 0.5, 0.6),
+    ("soft_bounds", 0.5, 0.9),   # learns more slowly; it went NaN before the bound floor
+])
+def test_few_hundred_steps_reduce_the_loss(device, lr, ratio):
     V, H, T, B, steps = 12, 16, 10, 4, 300
     model = _model(V, H, 1, device=device, dtype=torch.float32, seed=3)
     ids = _repetitive_ids(V, B * (T * steps // 10 + 1) + 1)
@@ -147,7 +150,7 @@ def test_few_hundred_steps_reduce_the_loss(device, lr):
         losses.append(loss)
     first, last = sum(losses[:10]) / 10, sum(losses[-30:]) / 30
     assert first == pytest.approx(math.log(V), abs=0.3)
-    assert last < 0.6 * first, (device, first, last)
+    assert last < ratio * first, (device, first, last)
     if device != "ideal":
         a = model.activity()
         assert a.updates == steps * T * B * 2 and a.coincidences > 0 and a.pulse_slots > 0

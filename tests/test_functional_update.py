@@ -307,3 +307,15 @@ def test_exact_pulse_counts_match_fast_expectations():
         fe, ff = getattr(e, name), getattr(f, name)
         assert abs(fe - ff) < 5 * math.sqrt(ff) + 5, name
     assert e.x_line_slots == 64 * BL * 20 and e.device_slots == 64 * BL * 200
+
+
+def test_soft_bounds_stay_away_from_zero():
+    # 60 % device-to-device spread: without the floor some bounds would be clipped to 0, where
+    # the soft-bounds step factor 1 - w/w_bound is unbounded (the training went NaN).
+    t = tile_for(40, 40, "fast", kind="soft_bounds", w_max=0.6, w_min=-0.6, w_max_dtod=0.6,
+                 w_min_dtod=0.6)
+    assert float(t.devices.w_max.min()) >= 0.06 - 1e-12
+    assert float(t.devices.w_min.max()) <= -0.06 + 1e-12
+    x = torch.randn(50, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    t.update(x, torch.randn(50, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64), 5.0)
+    assert torch.isfinite(t.weight).all()

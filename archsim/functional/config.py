@@ -80,6 +80,12 @@ class RPUConfig:
     max_bm_factor: int = 1000
     """Largest bound-management factor beta (repeats stop before beta would exceed it)."""
 
+    out_scale: float = 1.0
+    """Digital gain on every MVM output (forward and transposed): the network's weight is
+    ``out_scale`` times the device weight, so the device range ``+-w_max`` covers
+    ``+-out_scale*w_max``, with ``out_scale`` times coarser steps and output noise in weight
+    units; updates reach the devices with ``lr/out_scale``. 1: none."""
+
     desired_bl: int = 10
     """Pulse slots (BL) per rank-one update; with BL management the upper limit."""
 
@@ -107,8 +113,8 @@ class RPUConfig:
             raise ValueError(f"bound_management must be 'iterative' or 'none', got {self.bound_management!r}")
         if self.desired_bl < 1 or self.exact_chunk < 0 or self.max_bm_factor < 1:
             raise ValueError("desired_bl and max_bm_factor must be >= 1, exact_chunk >= 0")
-        if self.inp_bound <= 0 or self.out_bound <= 0 or self.out_noise < 0:
-            raise ValueError("inp_bound and out_bound must be > 0 and out_noise >= 0")
+        if self.inp_bound <= 0 or self.out_bound <= 0 or self.out_noise < 0 or self.out_scale <= 0:
+            raise ValueError("inp_bound, out_bound and out_scale must be > 0 and out_noise >= 0")
 
     @classmethod
     def from_specs(cls, device: "DeviceSpec", arch: "ArchitectureSpec",
@@ -121,7 +127,7 @@ class RPUConfig:
             inp_bound=per.inp_bound, out_bound=per.out_bound, out_noise=per.out_noise,
             inp_sto_round=per.inp_sto_round, out_sto_round=per.out_sto_round,
             noise_management=per.noise_management, bound_management=per.bound_management,
-            max_bm_factor=per.max_bm_factor, desired_bl=arch.update.desired_bl,
+            max_bm_factor=per.max_bm_factor, out_scale=per.out_scale, desired_bl=arch.update.desired_bl,
             update_management=arch.update.update_management,
             update_bl_management=arch.update.update_bl_management, update_mode=update_mode,
         )

@@ -10,7 +10,9 @@ parameter, drawn from the tile's generator in this order: gain, asymmetry, w_max
     w_min_ij     = w_min*(1 + w_min_dtod*xi)      (clipped at 0)
 
 Clipping the rare (>3 sigma) draws keeps every step non-negative and 0 inside every device's
-range; such a device is stuck in one direction, as a real dead device would be.
+range; such a device is stuck in one direction, as a real dead device would be. Soft-bounds
+devices keep each bound at no less than 10 % of its nominal magnitude (``SOFT_BOUND_FLOOR``): a
+bound at 0 would make their step factor below infinite.
 
 Constant-step device (``constant_step``), one coincidence::
 
@@ -46,6 +48,10 @@ import torch
 #: device could reach a bound inside a chunk of updates in exact mode.
 BOUND_MARGIN_SIGMAS = 6.0
 
+#: Soft-bounds devices: the smallest bound magnitude a device-to-device draw may give, as a
+#: fraction of the nominal bound (an archsim choice; see PulsedDevices.__init__).
+SOFT_BOUND_FLOOR = 0.1
+
 
 class PulsedDevices:
     """Per-device parameters of a ``[out, in]`` tile and the rules that apply coincidences.
@@ -76,6 +82,11 @@ class PulsedDevices:
         self.step_down = (spec.dw_min * (gain - max(spec.up_down, 0.0) - r)).clamp_(min=0.0)
         self.w_max = (spec.w_max * (1.0 + spec.w_max_dtod * gauss())).clamp_(min=0.0)
         self.w_min = (spec.w_min * (1.0 + spec.w_min_dtod * gauss())).clamp_(max=0.0)
+        if spec.kind == "soft_bounds":
+            # A soft bound at (or near) 0 makes the step factor 1 - w/w_bound unbounded: each
+            # bound keeps at least SOFT_BOUND_FLOOR of its nominal magnitude.
+            self.w_max.clamp_(min=SOFT_BOUND_FLOOR * spec.w_max)
+            self.w_min.clamp_(max=SOFT_BOUND_FLOOR * spec.w_min)
         self._derive()
 
     def _derive(self) -> None:

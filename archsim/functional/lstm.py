@@ -63,10 +63,10 @@ class TiledMatrix:
     def weight(self) -> torch.Tensor:
         """The whole matrix, assembled from its tiles (a copy)."""
         if self.single:
-            return self.tiles[0].weight.detach().clone()
+            return self.tiles[0].get_weights()
         w = torch.empty(self.rows, self.cols, device=self.device, dtype=self.dtype)
         for b, tile in zip(self.blocks, self.tiles):
-            w[b.r0:b.r1, b.c0:b.c1] = tile.weight
+            w[b.r0:b.r1, b.c0:b.c1] = tile.get_weights()
         return w
 
     def set_weights(self, w: torch.Tensor) -> None:

@@ -158,7 +158,11 @@ class AnalogTile:
                               and self._in_step > 0 and not config.inp_sto_round
                               and float(self._in_levels).is_integer())
         self._workspace: dict[str, torch.Tensor] = {}
-        self._out_unit_t = torch.tensor(self._out_unit, device=self.device, dtype=dtype)
+        # Back to weight units after the ADC: out_step, times the digital gain out_scale (the
+        # weight in use is out_scale * the device weight; a no-op for floating-point tiles).
+        self._out_scale = 1.0 if config.is_ideal else float(config.out_scale)
+        self._out_factor = self._out_unit * self._out_scale
+        self._out_factor_t = torch.tensor(self._out_factor, device=self.device, dtype=dtype)
         self._noise_management = config.noise_management == "abs_max"
         self._bound_management = config.bound_management == "iterative"
         self._weight_t = self.weight.t()   # a view: stays current, the weights change in place
@@ -172,13 +176,16 @@ class AnalogTile:
     # ---- state --------------------------------------------------------------------------
     @torch.no_grad()
     def set_weights(self, w: torch.Tensor) -> None:
-        """Program the devices to ``w`` (clipped to every device's bounds)."""
+        """Program the devices to ``w / out_scale`` (clipped to every device's bounds)."""
         self.weight.copy_(w.to(device=self.device, dtype=self.dtype))
+        if self._out_scale != 1.0:
+            self.weight.div_(self._out_scale)
         if self.devices is not None:
             self.devices.clip_(self.weight)
 
     def get_weights(self) -> torch.Tensor:
-        return self.weight.clone()
+        """The weights the network uses: ``out_scale`` times the device weights (``weight``)."""
+        return self.weight * self._out_scale if self._out_scale != 1.0 else self.weight.clone()
 
     @property
     def activity(self) -> TileActivity:
@@ -338,7 +345,7 @@ class AnalogTile:
         # float in a binary op costs a conversion per call).
         if scale is not None:
             y.mul_(scale)
-        return y.mul_(self._out_unit_t) if self._out_unit != 1.0 else y
+        return y.mul_(self._out_factor_t) if self._out_factor != 1.0 else y
 
     # ---- forward MVMs of a sequence -------------------------------------------------------
     def prepare_forward(self, u: torch.Tensor, rec: slice, rec_bound: float, step_rows: int,
@@ -406,7 +413,7 @@ class AnalogTile:
         torch.add(self._tiny, alpha, alpha=unit, out=prep.div)
         # Back to weight units: alpha*out_step*post_scale; one vector when every alpha is 1 (the
         # usual case: the bias input is the largest), else per row.
-        vec = self._out_unit_t if post_scale is None else post_scale * self._out_unit_t
+        vec = self._out_factor_t if post_scale is None else post_scale * self._out_factor_t
         if bool((alpha == 1.0).all()):
             prep.scale = vec.expand(out) if vec.dim() == 0 else vec
         else:
@@ -453,7 +460,7 @@ class AnalogTile:
                 sat = hi.item() >= self._sat_level or lo.item() <= -self._sat_level
             if sat:
                 rows_scale = self._saturated(u, y, alpha, False, self._bound_management)
-                y.mul_(rows_scale).mul_(self._out_unit_t)
+                y.mul_(rows_scale).mul_(self._out_factor_t)
                 return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
         scale = prepared.scale
         return y.mul_(scale if scale.dim() == 1 else scale[rows])
@@ -533,6 +540,7 @@ class AnalogTile:
             return
         if lr < 0:  # the same pulses with the direction reversed
             d, lr = -d, -lr
+        lr = lr / self._out_scale   # the devices hold weights / out_scale
         self._activity.updates += x.shape[0]
         if self.config.is_ideal:
             self.weight.addmm_(d.t(), x, alpha=-lr)

@@ -94,6 +94,10 @@ class PeripherySpec(Spec):
     noise_management: Literal["abs_max", "none"] = Field("abs_max", description="Input scaling.")
     bound_management: Literal["iterative", "none"] = Field("iterative", description="Repeat on saturation.")
     max_bm_factor: PositiveInt = Field(1000, description="Largest bound-management scale factor.")
+    out_scale: float = Field(1.0, gt=0, description=(
+        "Digital gain on every MVM output: the network's weight is out_scale x the device weight "
+        "(device range +-w_max covers +-out_scale*w_max, at out_scale x coarser steps and noise); "
+        "folded into the noise-management multiply, so it costs no time or energy."))
 
 
 class DigitalSpec(Spec):
