@@ -218,3 +218,21 @@ def test_out_scale_comes_from_the_architecture():
     arch = load_architecture("rpu2016", overrides={"periphery.out_scale": 2.0})
     assert RPUConfig.from_specs(load_device("rpu_baseline"), arch).out_scale == 2.0
     assert RPUConfig.from_specs(load_device("rpu_baseline"), load_architecture("rpu2016")).out_scale == 1.0
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.06])
+def test_prepared_forward_with_only_onehot_known_columns(noise):
+    # u = [one-hot; h]: no dense known block at all (the one-hot 1 sets the scale)
+    T, B, V, H = 4, 2, 5, 3
+    u, ids = lstm_inputs(T, B, V, H)
+    u = u[:, :-1].contiguous()
+    w = torch.randn(6, V + H, generator=torch.Generator().manual_seed(3), dtype=u.dtype) * 0.3
+    plain, prep_tile = tile(6, V + H, out_noise=noise), tile(6, V + H, out_noise=noise)
+    plain.set_weights(w)
+    prep_tile.set_weights(w)
+    prepared = prep_tile.prepare_forward(u, slice(V, V + H), 1.0, B, onehot=(V, ids))
+    got = torch.cat([prep_tile.forward_prepared(prepared, t, u[t * B:(t + 1) * B]) for t in range(T)])
+    expect = plain.forward(u)
+    assert torch.isfinite(got).all()
+    # noise 0: equal; with noise: within a few noise standard deviations of the noiseless result
+    assert torch.allclose(got, expect, atol=1e-9 if noise == 0 else 0.4)

@@ -403,8 +403,10 @@ class AnalogTile:
         unit = self._in_step if self._in_step > 0 else 1.0
         alpha = prep.alpha
         if self._noise_management:
-            torch.maximum(u[:, :rec.start].abs().amax(1, keepdim=True),
-                          u[:, rec.stop:].abs().amax(1, keepdim=True), out=alpha)
+            alpha.zero_()
+            for known in (u[:, :rec.start], u[:, rec.stop:]):
+                if known.shape[1]:
+                    torch.maximum(alpha, known.abs().amax(1, keepdim=True), out=alpha)
             if not bool((alpha >= rec_bound).all()):
                 raise ValueError(f"the known inputs of every row must reach {rec_bound} (max |u| "
                                  "would depend on the recurrent inputs)")
@@ -418,16 +420,17 @@ class AnalogTile:
             prep.scale = vec.expand(out) if vec.dim() == 0 else vec
         else:
             prep.scale = torch.mul(alpha, vec.expand(out), out=self._buffer("prepared_scale", (N, out)))
-        if cfg.out_noise > 0:
+        # pre = output noise in ADC levels + the known blocks' share of the array result
+        if self._noisy:
             pre.normal_(generator=self.generator)
-            beta = self._noise_levels
         else:
-            beta = 0.0
+            pre.zero_()
+        beta = self._noise_levels if self._noisy else 1.0
         for b in blocks:
             pre.addmm_(self._dac(u[:, b] / prep.div), self.weight[:, b].t(), beta=beta,
                        alpha=self._mm_scale)
             beta = 1.0
-        if not blocks:
+        if beta != 1.0:
             pre.mul_(beta)
         if w_hot is not None:
             pre.addcmul_(w_hot, self._dac(hot / prep.div).mul_(self._mm_scale))
@@ -465,27 +468,24 @@ class AnalogTile:
         scale = prepared.scale
         return y.mul_(scale if scale.dim() == 1 else scale[rows])
 
+    def _round_levels(self, v: torch.Tensor, stochastic: bool) -> torch.Tensor:
+        """Round to integer levels in place: to nearest, or stochastically (``floor(v + u)``)."""
+        if stochastic:
+            return v.add_(torch.rand(v.shape, generator=self.generator, device=v.device,
+                                     dtype=v.dtype)).floor_()
+        return v.round_()
+
     def _dac(self, v: torch.Tensor) -> torch.Tensor:
         """DAC in level units, in place: ``v`` are inputs already divided by ``alpha*in_step``."""
         if self._in_step > 0:
-            if self._inp_sto:
-                v.add_(torch.rand(v.shape, generator=self.generator, device=v.device,
-                                  dtype=v.dtype)).floor_()
-            else:
-                v.round_()
+            self._round_levels(v, self._inp_sto)
         if self._dac_clip:
             v.clamp_(-self._in_levels, self._in_levels)
         return v
 
     def _adc_(self, y: torch.Tensor) -> torch.Tensor:
         """ADC rounding in level units, in place (clipping is left to :meth:`_finish`)."""
-        if self._out_step > 0:
-            if self._out_sto:
-                y.add_(torch.rand(y.shape, generator=self.generator, device=y.device,
-                                  dtype=y.dtype)).floor_()
-            else:
-                y.round_()
-        return y
+        return self._round_levels(y, self._out_sto) if self._out_step > 0 else y
 
     def _saturated(self, x, y, alpha, transposed: bool, bound_management: bool):
         """Clip ``y`` (ADC levels) in place, count saturated outputs, and with bound management
