@@ -12,7 +12,8 @@ peak memory of the process that ran it:
 Targets (issue 3): fast <= 3x and exact <= 10x the fp step; peak memory <= 4 GB for 2x512.
 Each (size, mode) runs in its own subprocess so that its peak memory (``ru_maxrss``, or
 ``torch.cuda.max_memory_allocated`` on a GPU) is its own; modes are interleaved over
-``--rounds`` rounds and the median step time of each is reported, because the machine is shared.
+``--rounds`` rounds and the median step time of each is reported (with the range of the samples:
+the floating-point step at small sizes is itself bimodal), because the machine is shared.
 
     python benchmarks/functional_step.py                       # 2x64 and 2x512, batch 32, T=100
     python benchmarks/functional_step.py --sizes 64 --rounds 3 --torch-device cuda
@@ -183,7 +184,8 @@ def main(argv=None) -> int:
             mem = pk["gpu_peak_bytes"] if on_gpu else pk["peak_rss_bytes"]
             target = TARGETS.get(mode)
             ok = "" if target is None or ratio is None else ("yes" if ratio <= target else "NO")
-            rows.append([f"{args.layers}x{hidden}", mode, f"{t * 1e3:.0f}", f"{wall * 1e3:.0f}",
+            spread = f"{min(basis[(hidden, mode)]) * 1e3:.0f}-{max(basis[(hidden, mode)]) * 1e3:.0f}"
+            rows.append([f"{args.layers}x{hidden}", mode, f"{t * 1e3:.0f}", spread, f"{wall * 1e3:.0f}",
                          f"{ratio:.2f}x" if ratio else "-", f"<= {target:g}x" if target else "",
                          ok, f"{mem / 2**20:.0f}"])
             records.append({"size": f"{args.layers}x{hidden}", "mode": mode, "step_s": t,
@@ -195,7 +197,8 @@ def main(argv=None) -> int:
           f"{args.threads} thread(s), {args.torch_device}, device {args.device} on {args.arch}; "
           f"median of {args.rounds}x{args.steps} steps")
     label = "ms/step (wall)" if on_gpu else "ms/step (CPU)"
-    print(tabulate(rows, headers=["LSTM", "mode", label, "wall ms", "vs fp", "target", "met", mem_label],
+    print(tabulate(rows, headers=["LSTM", "mode", label, "range", "wall ms", "vs fp", "target", "met",
+                                  mem_label],
                    tablefmt="github"))
     if phase_samples:
         phase_rows = [[f"{args.layers}x{h}", mode] + [f"{statistics.median(v) * 1e3:.1f}"
