@@ -21,3 +21,15 @@ def shared_data_dir() -> Path | None:
 @pytest.fixture
 def workloads() -> Path:
     return WORKLOADS
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch CPU thread (the functional simulator's small-model setting),
+    restoring the previous count afterwards."""
+    import torch  # here, not at module level: the estimate tests must not need torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -13,12 +13,7 @@ from archsim.mapping import split_matrix  # noqa: E402
 from archsim.specs import load_architecture, load_device  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(V, H, L, *, device="ideal", arch_overrides=None, dtype=torch.float64, seed=0, **kw):
