@@ -34,3 +34,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_png(path: str | Path, fig, dpi: int) -> Path:
+    """Save a matplotlib figure as PNG atomically, then close it. No timestamp in the metadata:
+    the same figure gives the same bytes (reports can be regenerated and compared)."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())

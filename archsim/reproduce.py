@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from archsim.errors import SpecError
-from archsim.fsutil import atomic_write_bytes, atomic_write_text
+from archsim.fsutil import atomic_write_png, atomic_write_text
 
 # -- thresholds (nats per character unless stated); each report states the ones it uses ------------
 #: Smallest test-loss difference counted as a change. One seed per point by default, so this is a
@@ -701,19 +701,11 @@ def _figure():
 
 
 def _save(fig, ax, path: Path, legend: bool = True) -> Path:
-    import io
-
-    import matplotlib.pyplot as plt
-
     if legend and ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    # No timestamp in the PNG metadata: rerunning a report over the same results gives the same bytes.
-    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return atomic_write_png(path, fig, dpi=110)
 
 
 ANALYSES: dict[str, Callable[[list[dict]], Analysis]] = {

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from archsim.errors import DivergenceError, SpecError
-from archsim.fsutil import atomic_write_bytes
+from archsim.fsutil import atomic_write_bytes, atomic_write_png
 from archsim.functional.data import CharCorpus, StreamBatches, load_corpus, resolve_data_path
 
 #: A training loss above this multiple of ln(V) (a uniform guess) is divergence.
@@ -159,12 +159,7 @@ def plot_curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> Non
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_png(path, fig, dpi=110)
 
 
 def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mode: str = "fast",

@@ -6,7 +6,6 @@ summary table (``summary.md``) and the plot (``plot.png``) are written atomicall
 """
 from __future__ import annotations
 
-import io
 import math
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any, Callable
 
 from archsim import __version__
 from archsim.errors import ArchsimError
-from archsim.fsutil import atomic_write_bytes
+from archsim.fsutil import atomic_write_bytes, atomic_write_png
 from archsim.sweep.backends import check_backend, run_points
 from archsim.sweep.evaluate import run_task
 from archsim.sweep.expand import Point, expand, resolve_point
@@ -259,13 +258,7 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
         ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=120)
-    finally:
-        plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return atomic_write_png(path, fig, dpi=120)
 
 
 def _hashable(value: Any) -> Any:
