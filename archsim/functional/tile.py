@@ -328,19 +328,23 @@ class AnalogTile:
         y = self._one_pass(x, alpha, 1.0, transposed, out, w)
         return self._finish(x, y, alpha, transposed, bound_management)
 
+    def _may_saturate(self, y: torch.Tensor) -> bool:
+        """Whether some output in ADC levels ``y`` may sit on the top level. Saturation is rare:
+        on CPU one min/max pass (a ~1 us host check) spares the clip, the count and bound
+        management; on an accelerator the answer is always yes (no host round trip)."""
+        if not math.isfinite(self._out_levels):
+            return False
+        if self.device.type != "cpu":
+            return True
+        lo, hi = torch.aminmax(y)
+        return hi.item() >= self._sat_level or lo.item() <= -self._sat_level
+
     def _finish(self, x, y, alpha, transposed: bool, bound_management: bool) -> torch.Tensor:
         """ADC clipping (with the saturation count and bound management) and the scaling of the
         levels ``y`` back to weight units."""
         scale = alpha
-        if math.isfinite(self._out_levels):
-            if self.device.type == "cpu":
-                # Saturation is rare: one min/max pass decides whether the clip, the count and
-                # bound management are needed at all (on CPU a host check costs ~1 us).
-                lo, hi = torch.aminmax(y)
-                if hi.item() >= self._sat_level or lo.item() <= -self._sat_level:
-                    scale = self._saturated(x, y, alpha, transposed, bound_management)
-            else:
-                scale = self._saturated(x, y, alpha, transposed, bound_management)
+        if self._may_saturate(y):
+            scale = self._saturated(x, y, alpha, transposed, bound_management)
         # Back to weight units: levels * out_step * alpha*beta (0-dim tensor constants: a Python
         # float in a binary op costs a conversion per call).
         if scale is not None:
@@ -456,15 +460,10 @@ class AnalogTile:
         self._adc_(y)
         a.dac_conversions += n * self.in_size
         a.adc_conversions += n * self.out_size
-        if math.isfinite(self._out_levels):
-            sat = True
-            if self.device.type == "cpu":
-                lo, hi = torch.aminmax(y)
-                sat = hi.item() >= self._sat_level or lo.item() <= -self._sat_level
-            if sat:
-                rows_scale = self._saturated(u, y, alpha, False, self._bound_management)
-                y.mul_(rows_scale).mul_(self._out_factor_t)
-                return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
+        if self._may_saturate(y):
+            rows_scale = self._saturated(u, y, alpha, False, self._bound_management)
+            y.mul_(rows_scale).mul_(self._out_factor_t)
+            return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
         scale = prepared.scale
         return y.mul_(scale if scale.dim() == 1 else scale[rows])
 
