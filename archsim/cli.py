@@ -6,7 +6,7 @@ import importlib
 import sys
 
 from archsim import __version__
-from archsim.errors import ArchsimError
+from archsim.errors import EXIT_BAD_INPUT, ArchsimError
 
 #: Subcommand modules under archsim.commands, in the order ``archsim --help`` lists them.
 COMMANDS = ["estimate", "run", "train", "validate", "compare", "sweep", "reproduce", "calibrate", "schema"]
@@ -57,3 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archsim: interrupted", file=sys.stderr)
         return 130
+    except (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
+        # A folder that became unwritable after the up-front checks (they run before any work).
+        print(f"archsim: error: {exc.filename or ''}: {(exc.strerror or type(exc).__name__).lower()}; "
+              "expected a path archsim can write to", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("archsim: error: out of memory; use a smaller workload (the spec checks estimate "
+              "memory up front, this run needed more than they foresaw)", file=sys.stderr)
+        return 1

@@ -13,6 +13,7 @@ from typing import Any
 
 from archsim.activity import NOMINAL, ActivityProfile
 from archsim.energy import price_step, training_ops_per_step
+from archsim.feasibility import check_estimate
 from archsim.engine.analytic import analytic_step
 from archsim.engine.extrapolate import epoch_timing
 from archsim.schedule import build_schedule
@@ -99,6 +100,8 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         workload._origin = origin
     tr = workload.training
     n_steps = workload.steps_per_epoch()
+    # Absurd sizes fail here in microseconds, not after minutes of mapping and simulating.
+    check_estimate(workload, arch, exact=exact, steps_per_epoch=n_steps, fidelity=fidelity)
 
     def build(k: int):
         return build_schedule(workload, arch, steps=k, activity=activity)

@@ -115,7 +115,7 @@ def test_cli_validate_table_and_json(tmp_path, text_file, capsys):
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "floating point" in text and "rpu_baseline" in text and "gap" in text
-    assert main(args + ["--json"]) == 0
+    assert main(args + ["--json", "--force"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["gap"] == pytest.approx(d["test_loss_device"] - d["test_loss_fp"])
 

@@ -104,6 +104,7 @@ def _workload_args(given: list[str]) -> list[str]:
 def run(args) -> int:
     from archsim import compare as cmp
     from archsim.errors import SpecError
+    from archsim.fsutil import check_out_dir
     from archsim.specs import load_architecture, load_workload, preset_names
     from archsim.specs.loader import preset_path
 
@@ -123,6 +124,7 @@ def run(args) -> int:
             raise SpecError("command line", "WORKLOAD.yaml", "", "one or more workload YAML files, or --reports")
         paths = [Path(p) for p in args.workloads]
         out = Path(args.out or DEFAULT_OUT)
+    check_out_dir(out)   # before any work: nothing is computed for an unwritable folder
     workloads = [load_workload(p) for p in paths]
     names = [a for a in (args.arch or "").split(",") if a] or preset_names("architectures")
     archs = [load_architecture(a, referrer="command line") for a in names]
@@ -149,8 +151,6 @@ def run(args) -> int:
                        for a in args.sweep_arch.split(",") if a]
     else:
         sweep_archs = [a for a in archs if a.name in cmp.DEFAULT_SWEEP_ARCHS] or archs[:1]
-    if out.exists() and not out.is_dir():
-        raise SpecError("command line", "--out", str(out), "a folder (this is a file)")
 
     progress = not args.no_progress
     memo: dict = {}  # identical estimates are run once (the sweeps' base point is a table row)

@@ -26,10 +26,12 @@ def register(sub) -> None:
 def run(args) -> int:
     from archsim.activity import load_activity
     from archsim.estimate import estimate
-    from archsim.fsutil import atomic_write_json, atomic_write_text
+    from archsim.fsutil import check_out_dir, write_files_together
     from archsim.report import estimate_markdown, estimate_text
     from archsim.specs import load_architecture, load_device, load_workload
 
+    if args.out:
+        check_out_dir(args.out)   # before any work: nothing is computed for an unwritable folder
     workload = load_workload(args.workload)
     arch = load_architecture(args.arch or workload.architecture,
                              referrer="command line" if args.arch else args.workload)
@@ -47,8 +49,9 @@ def run(args) -> int:
                       epochs=args.epochs, baselines=baselines, progress=not args.json)
     if args.out:
         command = "archsim estimate " + " ".join(shlex.quote(a) for a in args.argv)
-        atomic_write_json(f"{args.out}/report.json", result.to_json())
-        atomic_write_text(f"{args.out}/report.md", estimate_markdown(result, command))
+        write_files_together(args.out, {
+            "report.json": json.dumps(result.to_json(), indent=2) + "\n",
+            "report.md": estimate_markdown(result, command)})
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

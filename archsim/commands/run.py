@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from archsim.commands import positive_int
+from archsim.commands import positive_float, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -14,9 +14,9 @@ def register(sub) -> None:
     p.add_argument("--device", help="device preset or YAML (default: the workload's)")
     p.add_argument("--steps", type=positive_int, default=20, help="training steps to measure (default 20)")
     p.add_argument("--data", help="text file (default: the workload's data, else a built-in corpus)")
-    p.add_argument("--seed", type=int, help="seed (default: the workload's)")
+    p.add_argument("--seed", type=seed_int, help="seed, 0 to 2^63-1 (default: the workload's)")
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast")
-    p.add_argument("--lr", type=float, help="SGD learning rate (default: the workload's)")
+    p.add_argument("--lr", type=positive_float, help="SGD learning rate (default: the workload's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="write report.json, report.md and activity.json into this folder")
     p.set_defaults(handler=run, argv=None)
@@ -26,10 +26,12 @@ def run(args) -> int:
     from tabulate import tabulate
 
     from archsim.activity_run import activity_run
-    from archsim.fsutil import atomic_write_json, atomic_write_text
+    from archsim.fsutil import check_out_dir, write_files_together
     from archsim.specs import load_architecture, load_device, load_workload
     from archsim.units import format_quantity as fq
 
+    if args.out:
+        check_out_dir(args.out)   # before any work: nothing is computed for an unwritable folder
     w = load_workload(args.workload)
     a = load_architecture(args.arch or w.architecture, referrer="command line" if args.arch else args.workload)
     d = load_device(args.device or w.device, referrer="command line" if args.device else args.workload)
@@ -57,8 +59,9 @@ def run(args) -> int:
             f"## Time and energy: nominal vs measured activity\n\n{cmp}\n\n## Measured activity\n\n{prof}\n\n"
             f"## Op counts: functional run vs schedule\n\n{counts}\n")
     if args.out:
-        atomic_write_json(f"{args.out}/activity.json", act.model_dump(mode="json"))
-        atomic_write_json(f"{args.out}/report.json", data)
-        atomic_write_text(f"{args.out}/report.md", text)
+        write_files_together(args.out, {
+            "activity.json": json.dumps(act.model_dump(mode="json"), indent=2) + "\n",
+            "report.json": json.dumps(data, indent=2) + "\n",
+            "report.md": text})
     print(json.dumps(data, indent=2) if args.json else text, end="" if not args.json else "\n")
     return 0

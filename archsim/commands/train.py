@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from archsim.commands import positive_float, positive_int, seed_int
 from archsim.errors import SpecError
 
 
@@ -19,20 +20,28 @@ def add_common_arguments(p, *, device_required: bool = False) -> None:
                         "the workload, in $ARCHSIM_DATA_DIR or ../shared/data; without any: the Python "
                         "standard library's sources)")
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=int, metavar="N", help="passes over the training split")
-    budget.add_argument("--max-chars", type=int, metavar="N", help="training characters (whole steps)")
-    p.add_argument("--seed", type=int, metavar="S", help="seed of every random draw (default: the workload's)")
-    p.add_argument("--lr", type=float, metavar="LR", help="SGD learning rate (default: training.learning_rate)")
+    budget.add_argument("--epochs", type=positive_int, metavar="N", help="passes over the training split")
+    budget.add_argument("--max-chars", type=positive_int, metavar="N",
+                        help="training characters (whole steps)")
+    p.add_argument("--seed", type=seed_int, metavar="S",
+                   help="seed of every random draw, 0..2^63-1 (default: the workload's)")
+    p.add_argument("--lr", type=positive_float, metavar="LR", help="SGD learning rate (default: training.learning_rate)")
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast",
                    help="pulsed update: fast (moment-matched, default) or exact (pulse trains sampled)")
     p.add_argument("--torch-device", default="cpu", metavar="DEV",
                    help="where torch computes: cpu (default), cuda, cuda:N or auto")
-    p.add_argument("--eval-every", type=int, metavar="STEPS",
-                   help="steps between curve points and checkpoints (default: a tenth of an epoch)")
-    p.add_argument("--threads", type=int, metavar="N",
+    p.add_argument("--eval-every", type=positive_int, metavar="STEPS",
+                   help="steps between curve points and checkpoints (default: a tenth of an epoch; "
+                        "a checkpoint is also written every 60 s of wall time)")
+    p.add_argument("--threads", type=positive_int, metavar="N",
                    help="torch CPU threads (default: 1 for hidden_size <= 128, where per-timestep "
                         "overhead dominates and more threads only contend; else torch's default)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in --out (none there: start from scratch)")
+    again.add_argument("--force", action="store_true",
+                       help="start over even if --out holds a checkpoint (it is deleted); without "
+                            "--resume or --force an existing checkpoint is refused")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -44,7 +53,7 @@ def register(sub) -> None:
                                    "nats per character.")
     add_common_arguments(p)
     p.add_argument("--out", metavar="DIR",
-                   help="write checkpoint.pt, curve.json, curve.png, result.json here "
+                   help="write checkpoint.pt (+ .json), curve.json, curve.png, result.json here "
                         "(default: runs/<workload>-<device>-seed<S>)")
     p.set_defaults(handler=run)
 
@@ -79,14 +88,37 @@ def set_threads(threads: int | None, workload) -> None:
 
 
 def run_options(args, workload, default_out: str) -> tuple[int, Path, dict]:
-    """(seed, output folder, keyword arguments) shared by ``train`` and ``validate``."""
+    """(seed, output folder, keyword arguments) shared by ``train`` and ``validate``.
+
+    Checks, before anything is computed or written, that the output folder can be written to
+    (one-line :class:`SpecError`, exit 2, otherwise).
+    """
+    from archsim.fsutil import check_out_dir
+
     seed = args.seed if args.seed is not None else workload.training.seed
     out = Path(args.out) if args.out else Path("runs") / default_out.format(seed=seed)
+    check_out_dir(out, "--out")
     kwargs = dict(data_path=args.data, epochs=args.epochs, max_chars=args.max_chars, seed=seed,
-                  out_dir=out, resume=args.resume, update_mode=args.update_mode,
+                  out_dir=out, resume=args.resume, force=args.force, update_mode=args.update_mode,
                   progress=not args.no_progress, torch_device=args.torch_device,
                   learning_rate=args.lr, eval_every=args.eval_every)
     return seed, out, kwargs
+
+
+def note_fresh_start(args, folders: list[Path]) -> list[str]:
+    """With ``--resume``, one stderr line per folder holding no checkpoint (that run starts from
+    scratch); returns the lines' texts so that the table does not repeat them."""
+    if not args.resume:
+        return []
+    from archsim.functional.train import has_checkpoint
+
+    said = []
+    for folder in folders:
+        if not has_checkpoint(folder):
+            said.append(f"--resume: no checkpoint in {folder}; started from step 0")
+            print(f"archsim: note: --resume: no checkpoint in {folder}; starting from scratch",
+                  file=sys.stderr)
+    return said
 
 
 def print_json(result, out: Path) -> int:
@@ -101,6 +133,7 @@ def run(args) -> int:
     from archsim.functional.train import train
 
     seed, out, kwargs = run_options(args, workload, f"{workload.name}-{device.name}-seed{{seed}}")
+    said = note_fresh_start(args, [out])
     result = train(workload, arch, device, **kwargs)
     if args.json:
         return print_json(result, out)
@@ -118,6 +151,8 @@ def run(args) -> int:
           f"lr {result.learning_rate:g}, seed {seed}")
     print(tabulate(rows, tablefmt="simple"))
     for note in result.notes:
-        print(f"note: {note}")
-    print(f"outputs: {out}/ (curve.png, curve.json, result.json, checkpoint.pt)", file=sys.stderr)
+        if note not in said:
+            print(f"note: {note}")
+    print(f"outputs: {out}/ (curve.png, curve.json, result.json, checkpoint.pt, checkpoint.json)",
+          file=sys.stderr)
     return 0

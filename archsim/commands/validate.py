@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from archsim.commands.train import add_common_arguments, load_inputs, print_json, run_options
+from archsim.commands.train import add_common_arguments, load_inputs, note_fresh_start, print_json, run_options
 
 
 def register(sub) -> None:
@@ -23,6 +23,7 @@ def run(args) -> int:
     from archsim.functional.train import validate
 
     seed, out, kwargs = run_options(args, workload, f"validate-{workload.name}-{device.name}-seed{{seed}}")
+    note_fresh_start(args, [out / "fp", out / device.name])
     result = validate(workload, arch, device, **kwargs)
     if args.json:
         return print_json(result, out)

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from archsim.errors import SpecError
+from archsim.specs.loader import MAX_TEXT_BYTES, read_spec_bytes
 
 #: Size cap of the default (Python standard library) corpus, in characters.
 DEFAULT_CORPUS_CHARS = 2_000_000
@@ -103,10 +104,7 @@ def default_corpus_text(max_chars: int = DEFAULT_CORPUS_CHARS) -> str:
 
 def read_text(path: Path) -> str:
     """Read a UTF-8 text file (BOM stripped), or raise a one-line :class:`SpecError`."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(path, "", exc.strerror or type(exc).__name__, "expected a readable text file") from None
+    raw = read_spec_bytes(Path(path), limit=MAX_TEXT_BYTES, what="text file")
     if not raw:
         raise SpecError(path, "", "an empty file", "expected UTF-8 text")
     nul = raw.find(b"\x00")

@@ -10,13 +10,24 @@ Schedule: an epoch is one pass over the training split in ``B`` streams (see
 :mod:`archsim.functional.data`); the hidden state is carried between steps and reset at every
 epoch start. Every ``eval_every`` steps (default a tenth of an epoch), at every epoch end and at
 the end of the budget a curve point is recorded (mean training loss since the previous point and
-the validation loss) and a checkpoint written. Evaluation draws its noise from its own freshly
-seeded stream and leaves the training streams and the tiles' activity counters untouched, so
-evaluating more or less often never changes the training trajectory.
+the validation loss) and a checkpoint written; a checkpoint is also written whenever
+``checkpoint_seconds`` (default 60) of wall time have passed since the last one, so that a kill
+loses at most about a minute even when a tenth of an epoch is longer than the run. Evaluation draws
+its noise from its own freshly seeded stream and leaves the training streams and the tiles'
+activity counters untouched, so evaluating more or less often never changes the training trajectory.
+
+Checkpoints: ``checkpoint.pt`` holds only tensors and plain data (numbers, strings, lists, dicts;
+generator states as byte tensors) and is loaded with ``torch.load(weights_only=True)``, so a crafted
+file cannot run code. ``checkpoint.json`` beside it holds the configuration (format, run key, step,
+budget, ``eval_every``) and the SHA-256 of the ``.pt`` bytes. It is written first and names both the
+new ``.pt`` and the previous one (step and hash); then the ``.pt`` is replaced. Both writes are
+atomic, so whichever instant a kill lands on, the ``.pt`` on disk matches one of the two entries of
+the JSON on disk and the pair stays resumable. A checkpoint exists when ``checkpoint.pt`` exists.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import math
@@ -28,7 +39,8 @@ from pathlib import Path
 import torch
 
 from archsim.errors import DivergenceError, SpecError
-from archsim.fsutil import atomic_write_bytes, atomic_write_png
+from archsim.feasibility import check_training_memory
+from archsim.fsutil import atomic_write_bytes, atomic_write_png, check_out_dir
 from archsim.functional.data import CharCorpus, StreamBatches, load_corpus, resolve_data_path
 
 #: A training loss above this multiple of ln(V) (a uniform guess) is divergence.
@@ -38,7 +50,14 @@ DIVERGENCE_FACTOR = 3.0
 EVAL_MIN_STREAMS = 32
 
 CHECKPOINT_NAME = "checkpoint.pt"
-CHECKPOINT_FORMAT = 1
+#: The configuration of ``checkpoint.pt`` (run key, step, SHA-256 of the .pt bytes), beside it.
+CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_FORMAT = 2
+
+#: Default wall time (seconds) between checkpoints, besides those at curve points.
+CHECKPOINT_SECONDS = 60.0
+
+_START_OVER = "use --force to start over"
 
 
 @dataclass
@@ -241,6 +260,100 @@ def _run_key(workload, arch, device, *, seed, update_mode, lr, corpus: CharCorpu
         "chars": corpus.n_chars, "vocab": "".join(corpus.vocab)})
 
 
+def has_checkpoint(out_dir: str | Path) -> bool:
+    """Whether ``out_dir`` holds a checkpoint (``checkpoint.pt``) that ``resume=True`` continues."""
+    return (Path(out_dir) / CHECKPOINT_NAME).is_file()
+
+
+def _guard_out_dir(out: Path, *, resume: bool, force: bool) -> None:
+    """Refuse to train over an existing checkpoint unless resuming or starting over (``force``)."""
+    if resume and force:
+        raise SpecError("command line", "--resume/--force", "both",
+                        "give one: --resume continues the checkpoint, --force starts over")
+    if not resume and not force and has_checkpoint(out):
+        raise SpecError(out / CHECKPOINT_NAME, "--out", "a folder holding a checkpoint",
+                        "use --resume to continue it or --force to start over")
+
+
+def _remove_checkpoint(out: Path) -> None:
+    """Start over: the .pt first (without it there is no checkpoint), then its description."""
+    (out / CHECKPOINT_NAME).unlink(missing_ok=True)
+    (out / CHECKPOINT_META).unlink(missing_ok=True)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _read_checkpoint(out: Path, key: str, eval_every: int) -> tuple[dict, str] | None:
+    """The checkpoint in ``out`` and the SHA-256 of its bytes, verified; None when there is none.
+
+    Every problem is a one-line :class:`SpecError` naming the file: a missing, unreadable or
+    foreign ``checkpoint.json``; a ``checkpoint.pt`` whose bytes match neither entry of the JSON
+    (changed, truncated); one that does not load as tensors and plain data (a pickle that would run
+    code is refused by ``weights_only=True`` before anything in it runs).
+    """
+    pt, js = out / CHECKPOINT_NAME, out / CHECKPOINT_META
+    if not pt.is_file():
+        return None
+    if not js.is_file():
+        raise SpecError(pt, "", f"no {CHECKPOINT_META} beside it",
+                        f"a checkpoint written by this archsim (format {CHECKPOINT_FORMAT}) comes with "
+                        f"its {CHECKPOINT_META}; {_START_OVER}")
+    try:
+        meta = json.loads(js.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise SpecError(js, "", f"not JSON ({exc.msg}, line {exc.lineno})",
+                        f"the JSON description archsim writes beside {CHECKPOINT_NAME}; {_START_OVER}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SpecError(js, "", _first_line(exc),
+                        f"the JSON description archsim writes beside {CHECKPOINT_NAME}; {_START_OVER}") from None
+    if not isinstance(meta, dict):
+        raise SpecError(js, "", type(meta).__name__, f"a JSON object; {_START_OVER}")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise SpecError(js, "format", meta.get("format"),
+                        f"expected {CHECKPOINT_FORMAT} (written by another archsim version); {_START_OVER}")
+    if meta.get("key") != key:
+        raise SpecError(js, "key", meta.get("key"),
+                        "was written by a run with another workload, architecture, device, seed, "
+                        "learning rate, update mode or data; use another --out, or --force to start over")
+    if meta.get("eval_every") != eval_every:
+        raise SpecError(js, "eval_every", meta.get("eval_every"),
+                        f"this run asks for --eval-every {eval_every}; resume with --eval-every "
+                        f"{meta.get('eval_every')} (curve points fall on its steps), or {_START_OVER}")
+    entries = [meta] + ([meta["previous"]] if isinstance(meta.get("previous"), dict) else [])
+    try:
+        data = pt.read_bytes()
+    except OSError as exc:
+        raise SpecError(pt, "", _first_line(exc), f"a readable checkpoint; {_START_OVER}") from None
+    digest = _sha256(data)
+    match = next((e for e in entries if e.get("sha256") == digest), None)
+    if match is None:
+        raise SpecError(pt, "sha256", digest[:16],
+                        f"does not match {CHECKPOINT_META} (step {meta.get('step')}): the file was "
+                        f"changed, truncated or damaged; {_START_OVER}")
+    try:
+        # CPU first: generator states must stay CPU byte tensors; tiles copy to their device.
+        ck = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- whatever the bytes make torch raise
+        raise SpecError(pt, "", f"a file that does not load as plain data ({type(exc).__name__})",
+                        f"a checkpoint of tensors and plain data only, loaded with weights_only=True "
+                        f"(a pickle that would run code is refused); {_START_OVER}") from None
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT or ck.get("key") != key:
+        raise SpecError(pt, "key", ck.get("key") if isinstance(ck, dict) else type(ck).__name__,
+                        f"the run key {key} of {CHECKPOINT_META}; {_START_OVER}")
+    step = ck.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 1 or step != match.get("step"):
+        raise SpecError(pt, "step", step,
+                        f"a positive step, {match.get('step')!r} as {CHECKPOINT_META} records; {_START_OVER}")
+    return ck, digest
+
+
 def _activity_dict(model) -> dict:
     a = model.activity()
     if a is None:
@@ -257,18 +370,34 @@ def _activity_dict(model) -> dict:
 # -- training --------------------------------------------------------------------------------
 def train(workload, arch, device, *, data_path: str | Path | None = None, epochs: int | None = None,
           max_chars: int | None = None, seed: int | None = None, out_dir: str | Path | None = None,
-          resume: bool = False, update_mode: str = "fast", progress: bool = True,
+          resume: bool = False, force: bool = False, update_mode: str = "fast", progress: bool = True,
           torch_device: str | None = "cpu", learning_rate: float | None = None,
           eval_every: int | None = None, eval_seed_offset: int = 1_000_003,
-          corpus: CharCorpus | None = None, progress_label: str | None = None) -> TrainResult:
+          corpus: CharCorpus | None = None, progress_label: str | None = None,
+          checkpoint_seconds: float | None = CHECKPOINT_SECONDS) -> TrainResult:
     """Train ``workload``'s LSTM on ``arch``'s tiles with ``device``'s devices.
 
     Budget: ``max_chars`` training characters (rounded up to whole steps) or ``epochs`` passes
     (default the workload's ``training.epochs``); not both. ``seed`` defaults to the workload's.
-    With ``out_dir`` the run writes ``checkpoint.pt``, ``curve.json``, ``curve.png`` and
-    ``result.json`` there; ``resume=True`` continues from its checkpoint (same result as an
-    uninterrupted run). Raises :class:`SpecError` on bad input, :class:`DivergenceError` when the
-    loss becomes NaN/inf or exceeds ``3 ln V``.
+    With ``out_dir`` the run writes ``checkpoint.pt`` (+ ``checkpoint.json``), ``curve.json``,
+    ``curve.png`` and ``result.json`` there. Checkpoints are written at every curve point, at the
+    end of the budget and, in between, whenever ``checkpoint_seconds`` of wall time have passed
+    since the last one (0: after every step; None: only at curve points); when a checkpoint is
+    written never changes what the run records.
+
+    Checkpoint policies (``out_dir`` given):
+
+    * ``resume=True`` continues from the checkpoint; the result equals an uninterrupted run's.
+      Without a checkpoint in ``out_dir`` the run starts from step 0 and says so in ``notes``.
+      A budget smaller than the steps the checkpoint has done is a :class:`SpecError`; a budget
+      equal to them returns the finished run's result again (evaluated as it was, no training).
+      A checkpoint of another configuration, a damaged one or one that is not plain data is a
+      :class:`SpecError` naming the file.
+    * Without ``resume`` a folder that already holds a checkpoint is refused (:class:`SpecError`)
+      unless ``force=True``, which deletes that checkpoint and starts over.
+
+    Raises :class:`SpecError` on bad input, :class:`DivergenceError` when the loss becomes
+    NaN/inf or exceeds ``3 ln V``.
     """
     t_start = time.perf_counter()
     tr = workload.training
@@ -279,6 +408,11 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         raise SpecError("command line", "--epochs", epochs, "expected a positive number of epochs")
     if max_chars is not None and max_chars < 1:
         raise SpecError("command line", "--max-chars", max_chars, "expected a positive number of characters")
+    if eval_every is not None and eval_every < 1:
+        raise SpecError("command line", "--eval-every", eval_every, "expected a positive number of steps")
+    if checkpoint_seconds is not None and not (0 <= checkpoint_seconds < math.inf):
+        raise SpecError("command line", "checkpoint_seconds", checkpoint_seconds,
+                        "expected a finite number of seconds >= 0 (or None: only at curve points)")
     if update_mode not in ("fast", "exact"):
         raise SpecError("command line", "--update-mode", update_mode, "allowed: fast, exact")
     seed = tr.seed if seed is None else int(seed)
@@ -286,7 +420,16 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
     if not lr > 0:
         raise SpecError("command line", "--lr", learning_rate, "expected a positive learning rate")
     dev = resolve_torch_device(torch_device)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        check_out_dir(out, "--out")
+        _guard_out_dir(out, resume=resume, force=force)
+    elif resume:
+        raise SpecError("command line", "--resume", True, "needs --out DIR holding a checkpoint")
+    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     B, T = tr.batch_size, tr.seq_len
+    # Before the text is read: a run that cannot fit even with a one-character vocabulary.
+    check_training_memory(workload, arch, device, vocab_size=1, update_mode=update_mode)
     if corpus is None:
         corpus = load_corpus(resolve_data_path(data_path, workload), train_fraction=tr.train_fraction,
                              batch_size=B, seq_len=T)
@@ -307,32 +450,50 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
             notes.append(f"model.{name} {value} ignored: one-hot characters in and out need "
                          f"{corpus.vocab_size}")
 
+    # Before any tile is allocated: a hidden size of 10^7 or BL = 10^12 in exact mode fails here
+    # in microseconds with one line, not after minutes of allocation.
+    check_training_memory(workload, arch, device, vocab_size=corpus.vocab_size, update_mode=update_mode)
     model = build_model(workload, arch, device, corpus.vocab_size, seed=seed,
                         update_mode=update_mode, torch_device=dev)
     key = _run_key(workload, arch, device, seed=seed, update_mode=update_mode, lr=lr, corpus=corpus)
-    out = Path(out_dir) if out_dir is not None else None
-    ckpt_path = out / CHECKPOINT_NAME if out is not None else None
 
     step, seconds_before = 0, 0.0
     curve: list[dict] = []
     window: list[float] = []   # losses since the last curve point
     recent: deque[float] = deque(maxlen=eval_every)   # the last eval_every losses: train_loss
     state = model.zero_state(B)
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        # CPU first: generator states must stay CPU byte tensors; tiles copy to their device.
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ck.get("format") != CHECKPOINT_FORMAT or ck.get("key") != key:
-            raise SpecError(ckpt_path, "checkpoint", ck.get("key"),
-                            "was written by a run with another workload, architecture, device, seed, "
-                            "learning rate, update mode or data; use another --out or drop --resume")
-        _load_model_state(model, ck["model"])
-        step, seconds_before = ck["step"], ck["seconds"]
-        curve = [p for p in ck["curve"] if not p.get("final")]
-        window = list(ck["window"])
-        recent.extend(ck["recent"])
-        state = [(h.to(dev), c.to(dev)) for h, c in ck["state"]]
-    elif resume and ckpt_path is None:
-        raise SpecError("command line", "--resume", True, "needs --out DIR holding a checkpoint")
+    saved: dict | None = None   # step and SHA-256 of the checkpoint.pt on disk (this run's)
+    if resume:
+        found = _read_checkpoint(out, key, eval_every)
+        if found is None:
+            notes.append(f"--resume: no checkpoint in {out}; started from step 0")
+        else:
+            ck, digest = found
+            if ck["step"] > total_steps:
+                flag, value = (("--max-chars", max_chars) if max_chars is not None else
+                               ("--epochs", epochs) if epochs is not None else ("training.epochs", tr.epochs))
+                raise SpecError("command line", flag, value,
+                                f"the checkpoint in {out} has already done {ck['step']} steps "
+                                f"({ck['step'] * B * T} chars, {ck['step'] / steps_per_epoch:.3g} epochs) "
+                                f"and this budget is {total_steps} steps; give at least that budget, "
+                                f"or {_START_OVER}")
+            try:
+                _load_model_state(model, ck["model"])
+                step, seconds_before = int(ck["step"]), float(ck["seconds"])
+                curve = [p for p in ck["curve"] if not p.get("final")]
+                window = [float(v) for v in ck["window"]]
+                recent.extend(float(v) for v in ck["recent"])
+                state = [(h.to(dev), c.to(dev)) for h, c in ck["state"]]
+                zero = model.zero_state(B)
+                if len(state) != len(zero) or any(h.shape != z.shape or c.shape != z.shape
+                                                  for (h, c), (z, _) in zip(state, zero)):
+                    raise ValueError("the hidden state has another shape")
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+                raise SpecError(ckpt_path, "model", _first_line(exc),
+                                f"the state of this run's model; {_START_OVER}") from None
+            saved = {"step": step, "sha256": digest}
+    elif force and out is not None:
+        _remove_checkpoint(out)
 
     info = dict(workload=workload.name, device=device.name, architecture=arch.name,
                 data=corpus.source, vocab_size=corpus.vocab_size, n_tiles=model.n_tiles,
@@ -343,11 +504,29 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         return seconds_before + time.perf_counter() - t_start
 
     def snapshot() -> dict:
+        # Tensors and plain data only: it must load with torch.load(weights_only=True).
         return {"format": CHECKPOINT_FORMAT, "key": key, "step": step, "seconds": elapsed(),
                 "model": _model_state(model), "curve": curve, "window": window,
                 "recent": list(recent),
                 "state": [(h.detach().cpu(), c.detach().cpu()) for h, c in state],
-                "chars_seen": step * B * T, "vocab": corpus.vocab}
+                "chars_seen": step * B * T, "vocab": list(corpus.vocab)}
+
+    def save_checkpoint() -> None:
+        nonlocal saved
+        buf = io.BytesIO()
+        torch.save(snapshot(), buf)
+        data = buf.getvalue()
+        digest = _sha256(data)
+        # The description first, naming the new .pt and the one still on disk; then the .pt.
+        # Each write is atomic, so after a kill at any instant the .pt matches one entry.
+        write_json(out / CHECKPOINT_META, {
+            "format": CHECKPOINT_FORMAT, "key": key, "file": CHECKPOINT_NAME, "step": step,
+            "chars_seen": step * B * T, "sha256": digest, "previous": saved,
+            "total_steps": total_steps, "eval_every": eval_every, "steps_per_epoch": steps_per_epoch,
+            "workload": workload.name, "architecture": arch.name, "device": device.name,
+            "seed": seed, "learning_rate": lr, "update_mode": update_mode, "data": corpus.source})
+        atomic_write_bytes(ckpt_path, data)
+        saved = {"step": step, "sha256": digest}
 
     def save_outputs(final_result: TrainResult | None = None) -> None:
         if out is None:
@@ -358,6 +537,23 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         if final_result is not None:
             write_json(out / "result.json", final_result.to_dict())
 
+    def divergence(loss: float) -> DivergenceError:
+        finite = math.isfinite(loss)
+        what = "is not finite" if not finite else \
+            f"exceeds {DIVERGENCE_FACTOR:g} ln V = {DIVERGENCE_FACTOR * ln_v:.3g}"
+        where = f"training diverged at step {step} ({step * B * T} chars): loss {loss:.4g} nats/char {what}"
+        if step == 1:
+            # The first step's loss is the untrained model's forward pass, before any update:
+            # the learning rate cannot be the cause.
+            return DivergenceError(
+                f"{where}; the model produced a {'non-finite' if not finite else 'far too large'} loss "
+                f"on its first step, before any weight update, so the learning rate is not the cause: "
+                f"check the parameters of device {device.name} and of architecture {arch.name}'s "
+                f"periphery (e.g. out_noise, out_bound, inp_bound, out_scale) for non-finite or "
+                f"extreme values")
+        return DivergenceError(f"{where}; lower training.learning_rate ({lr:g}) or set training.grad_clip")
+
+    last_save = time.perf_counter()
     bar = None
     if progress and step < total_steps:
         from tqdm import tqdm
@@ -375,17 +571,15 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
             if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * ln_v:
                 curve.append({"step": step, "chars": step * B * T, "train_loss": loss, "diverged": True})
                 save_outputs()
-                raise DivergenceError(
-                    f"training diverged at step {step} ({step * B * T} chars): loss {loss:.4g} nats/char "
-                    f"{'is not finite' if not math.isfinite(loss) else f'exceeds {DIVERGENCE_FACTOR:g} ln V = {DIVERGENCE_FACTOR * ln_v:.3g}'}"
-                    f"; lower training.learning_rate ({lr:g}) or set training.grad_clip")
+                raise divergence(loss)
             window.append(loss)
             recent.append(loss)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}", refresh=False)
-            # Curve points fall on fixed steps (not on the end of the budget), so that a run cut
-            # into resumed segments records exactly what an uninterrupted run records.
+            # Curve points fall on fixed steps (not on the end of the budget, nor on a checkpoint),
+            # so that a run cut into resumed segments records exactly what an uninterrupted run
+            # records. A checkpoint holds the losses since the last point (window, recent).
             boundary = step % eval_every == 0 or step % steps_per_epoch == 0
             if boundary:
                 valid = evaluate(model, corpus.valid, B, T, seed=seed + eval_seed_offset)
@@ -393,8 +587,13 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
                               "train_loss": sum(window) / len(window), "valid_loss": valid,
                               "seconds": elapsed()})
                 window = []
-            if out is not None and (boundary or step == total_steps):
-                atomic_torch_save(snapshot(), ckpt_path)
+            if out is None:
+                continue
+            due = checkpoint_seconds is not None and time.perf_counter() - last_save >= checkpoint_seconds
+            if boundary or step == total_steps or due:
+                save_checkpoint()
+                last_save = time.perf_counter()
+            if boundary or step == total_steps:
                 save_outputs()
     finally:
         if bar is not None:
@@ -419,27 +618,42 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
 
 def validate(workload, arch, device, *, data_path: str | Path | None = None,
              epochs: int | None = None, max_chars: int | None = None, seed: int | None = None,
-             out_dir: str | Path | None = None, resume: bool = False, update_mode: str = "fast",
-             progress: bool = True, torch_device: str | None = "cpu",
-             learning_rate: float | None = None, eval_every: int | None = None) -> ValidateResult:
+             out_dir: str | Path | None = None, resume: bool = False, force: bool = False,
+             update_mode: str = "fast", progress: bool = True, torch_device: str | None = "cpu",
+             learning_rate: float | None = None, eval_every: int | None = None,
+             checkpoint_seconds: float | None = CHECKPOINT_SECONDS) -> ValidateResult:
     """Train floating point (the ideal device) and ``device`` with the same seed, data and budget.
 
     With ``out_dir`` each run writes into ``out_dir/fp`` and ``out_dir/<device name>``, and
-    ``validate.json`` and ``curves.png`` compare them.
+    ``validate.json`` and ``curves.png`` compare them. ``resume``, ``force`` and
+    ``checkpoint_seconds`` apply to both runs as in :func:`train`; both folders are checked for
+    an existing checkpoint before either run starts. A :class:`DivergenceError` names the run that
+    diverged ("floating-point run" or the device preset's name).
     """
     from archsim.specs import load_device
 
     tr = workload.training
+    out = Path(out_dir) if out_dir is not None else None
+    runs = [("floating-point run", load_device("ideal"), "fp"),
+            (f"{device.name} run", device, device.name)]
+    if out is not None:
+        check_out_dir(out, "--out")
+        for _, _, sub in runs:
+            _guard_out_dir(out / sub, resume=resume, force=force)
     corpus = load_corpus(resolve_data_path(data_path, workload), train_fraction=tr.train_fraction,
                          batch_size=tr.batch_size, seq_len=tr.seq_len)
-    out = Path(out_dir) if out_dir is not None else None
-    common = dict(epochs=epochs, max_chars=max_chars, seed=seed, resume=resume, progress=progress,
-                  torch_device=torch_device, learning_rate=learning_rate, eval_every=eval_every,
-                  corpus=corpus)
-    fp = train(workload, arch, load_device("ideal"), out_dir=out / "fp" if out else None,
-               update_mode=update_mode, progress_label=f"{workload.name}/fp", **common)
-    analog = train(workload, arch, device, out_dir=out / device.name if out else None,
-                   update_mode=update_mode, progress_label=f"{workload.name}/{device.name}", **common)
+    common = dict(epochs=epochs, max_chars=max_chars, seed=seed, resume=resume, force=force,
+                  progress=progress, torch_device=torch_device, learning_rate=learning_rate,
+                  eval_every=eval_every, corpus=corpus, update_mode=update_mode,
+                  checkpoint_seconds=checkpoint_seconds)
+    results = []
+    for label, dev_spec, sub in runs:
+        try:
+            results.append(train(workload, arch, dev_spec, out_dir=out / sub if out else None,
+                                 progress_label=f"{workload.name}/{sub}", **common))
+        except DivergenceError as exc:
+            raise DivergenceError(f"{label}: {exc}") from exc
+    fp, analog = results
     result = ValidateResult(fp, analog)
     if out is not None:
         write_json(out / "validate.json", result.to_dict())

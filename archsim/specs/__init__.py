@@ -8,7 +8,7 @@ from archsim.errors import SpecError
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.specs.device import DeviceSpec
 from archsim.specs.loader import (
-    Loaded, preset_names, preset_path, read_yaml, set_path, spec_hash, validate,
+    Loaded, is_path_ref, preset_names, preset_path, read_yaml, set_path, spec_hash, validate,
 )
 from archsim.specs.workload import WorkloadSpec
 
@@ -29,25 +29,41 @@ def load_workload(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     """Load and validate a workload YAML file; ``overrides`` are dotted paths -> values."""
     loaded = apply_overrides(read_yaml(path), overrides)
     spec = validate(WorkloadSpec, loaded)
-    spec._origin = Path(path).resolve().parent
-    # Resolve the preset names now so that an unknown preset is reported against this file.
-    preset_path("architectures", spec.architecture, referrer=loaded.file, field_path="architecture")
-    preset_path("devices", spec.device, referrer=loaded.file, field_path="device")
+    origin = Path(path).resolve().parent
+    spec._origin = origin
+    spec._file = Path(path)
+    # Resolve the presets now, so that an unknown one is reported against this file; a preset
+    # given as a relative YAML path is relative to this file's folder (as training.data is), and
+    # is stored resolved so that every later load finds the same file.
+    for field_name, kind in (("architecture", "architectures"), ("device", "devices")):
+        ref = getattr(spec, field_name)
+        found = preset_path(kind, ref, referrer=loaded.file, field_path=field_name, base_dir=origin)
+        if is_path_ref(ref):
+            setattr(spec, field_name, str(found.resolve()))
     for i, name in enumerate(spec.baselines):
-        preset_path("baselines", name, referrer=loaded.file, field_path=f"baselines[{i}]")
+        preset_path("baselines", name, referrer=loaded.file, field_path=f"baselines[{i}]", base_dir=origin)
     return spec
 
 
-def _read_preset(kind: str, name_or_path: str, referrer: object, seen: tuple = ()) -> Loaded:
+#: Deepest ``inherits:`` chain followed.
+MAX_INHERITS = 16
+
+
+def _read_preset(kind: str, name_or_path: str, referrer: object, seen: tuple = (),
+                 base_dir: Path | None = None) -> Loaded:
     """Read a preset file; ``inherits: NAME`` deep-merges it over another preset of the same kind."""
-    path = preset_path(kind, name_or_path, referrer=referrer, field_path=kind[:-1])
+    path = preset_path(kind, name_or_path, referrer=referrer, field_path=kind[:-1], base_dir=base_dir)
     loaded = read_yaml(path)
     parent = loaded.data.pop("inherits", None)
     if parent is None:
         return loaded
-    if not isinstance(parent, str) or parent in seen:
-        raise SpecError(path, "inherits", parent, "expected the name of another preset (no cycles)")
-    base = _read_preset(kind, parent, path, seen + (parent,))
+    here = path.resolve()
+    if not isinstance(parent, str) or parent in seen or here in seen or len(seen) > MAX_INHERITS:
+        raise SpecError(path, "inherits", parent,
+                        f"expected the name or path of another preset (no cycles, at most {MAX_INHERITS} levels)",
+                        line=loaded.lines.get("inherits"))
+    # inherits: a relative YAML path is relative to this preset's folder, not the working directory.
+    base = _read_preset(kind, parent, path, seen + (parent, here), base_dir=path.parent)
     base.data = _merge(base.data, loaded.data)
     base.sources.update(loaded.sources)
     base.lines = loaded.lines

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from archsim.specs.base import (
-    Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
+    ConverterBits, Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
     SquareMetres, Watts,
 )
 
@@ -41,7 +41,9 @@ class ArraySpec(Spec):
 class DACSpec(Spec):
     """Input drivers: one conversion per input line per MVM (also used for the backward pass)."""
 
-    bits: PositiveInt = Field(description="Input resolution in bits; aihwkit inp_res = 1/(2^bits - 2).")
+    bits: ConverterBits = Field(description="Input resolution in bits, 2 to 16; aihwkit inp_res = 1/(2^bits - 2). "
+                               "Bit-serial inputs (ISAAC's 1-bit DACs) are a multi-bit DAC here: set bits to "
+                               "the input bits and t_forward_s to the serial integration time.")
     e_conv_J: Joules = Field(description="Energy of one conversion (one line, one MVM).")
     area_m2: SquareMetres = Field(0.0, description="Area of one DAC.")
     leakage_W: Watts = Field(0.0, description="Static power of all DACs of one tile.")
@@ -58,7 +60,7 @@ class IntegratorSpec(Spec):
 class ADCSpec(Spec):
     """Output converters, possibly shared by several lines (columns) of the tile."""
 
-    bits: PositiveInt = Field(description="Output resolution in bits; aihwkit out_res = 1/(2^bits - 2).")
+    bits: ConverterBits = Field(description="Output resolution in bits, 2 to 16; aihwkit out_res = 1/(2^bits - 2).")
     sample_rate_Hz: Hertz = Field(description="Conversions per second of one ADC.")
     e_conv_J: Joules = Field(description="Energy of one conversion.")
     cols_per_adc: PositiveInt = Field(1, description="Lines that share one ADC (1 = one ADC per line).")

@@ -39,14 +39,31 @@ def preset_names(kind: str) -> list[str]:
     return sorted(names)
 
 
+def is_path_ref(name_or_path: str) -> bool:
+    """A preset reference that is a file path (ends in .yaml/.yml or has a folder), not a name."""
+    return Path(name_or_path).suffix in (".yaml", ".yml") or os.sep in name_or_path \
+        or name_or_path.startswith("~")
+
+
 def preset_path(kind: str, name_or_path: str, *, referrer: object = "command line",
-                field_path: str = "") -> Path:
-    """Resolve a preset name (or a path to a YAML file) to a file, or raise a one-line error."""
+                field_path: str = "", base_dir: Path | None = None) -> Path:
+    """Resolve a preset name (or a path to a YAML file) to a file, or raise a one-line error.
+
+    A relative path is taken relative to ``base_dir`` (the folder of the file that names it;
+    the current directory for the command line)."""
+    if not isinstance(name_or_path, str) or not name_or_path.strip():
+        raise SpecError(referrer, field_path, name_or_path, f"a {kind[:-1]} preset name or YAML path")
     candidate = Path(name_or_path).expanduser()
-    if candidate.suffix in (".yaml", ".yml") or os.sep in name_or_path:
+    if is_path_ref(name_or_path):
+        if not candidate.is_absolute() and base_dir is not None:
+            candidate = Path(base_dir) / candidate
         if candidate.is_file():
             return candidate
-        raise SpecError(referrer, field_path, name_or_path, "no such file")
+        if candidate.is_dir():
+            raise SpecError(referrer, field_path, name_or_path, "a YAML file, not a folder")
+        raise SpecError(referrer, field_path, name_or_path,
+                        "no such file" + (f" (looked in {base_dir})" if base_dir is not None
+                                          and not Path(name_or_path).expanduser().is_absolute() else ""))
     for d in models_dirs():
         path = d / kind / f"{name_or_path}.yaml"
         if path.is_file():
@@ -63,6 +80,44 @@ class Loaded:
     data: dict
     sources: dict[str, str] = field(default_factory=dict)
     lines: dict[str, int] = field(default_factory=dict)
+    #: Values read so far (aliases count once per use): bounded by MAX_SPEC_NODES.
+    nodes: int = 0
+
+
+#: Largest spec file read (specs are a few kB; this stops /dev/zero-like inputs early).
+MAX_SPEC_BYTES = 1 << 20
+#: Values a spec may expand to once YAML aliases are followed (a "billion laughs" file is
+#: refused here instead of being expanded).
+MAX_SPEC_NODES = 100_000
+#: Largest training text (the papers' corpora are 3-6 MB; a text is held several times over as ids).
+MAX_TEXT_BYTES = 512 << 20
+
+
+def read_spec_bytes(path: Path, *, limit: int = MAX_SPEC_BYTES, what: str = "YAML file") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or a one-line SpecError: no
+    directories, devices (/dev/zero), FIFOs or sockets, which could be read forever."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SpecError(path, "", str(path), "no such file") from None
+    except OSError as exc:
+        raise SpecError(path, "", str(path), f"a readable {what} ({(exc.strerror or '').lower()})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SpecError(path, "", str(path), f"a {what}, not a folder")
+    if not stat.S_ISREG(st.st_mode):
+        raise SpecError(path, "", str(path), f"a regular {what}, not a device, FIFO or socket")
+    if st.st_size > limit:
+        raise SpecError(path, "", f"{st.st_size:,} bytes", f"a {what} of at most {limit:,} bytes")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
+    except OSError as exc:
+        raise SpecError(path, "", str(path), f"a readable {what} ({(exc.strerror or '').lower()})") from None
+    if len(raw) > limit:
+        raise SpecError(path, "", f"more than {limit:,} bytes", f"a {what} of at most {limit:,} bytes")
+    return raw
 
 
 def _yaml():
@@ -74,17 +129,17 @@ def _yaml():
 def read_yaml(path: Path | str) -> Loaded:
     """Read a YAML mapping, separating ``{value, source}`` leaves into ``sources``."""
     path = Path(path)
-    if not path.exists():
-        raise SpecError(path, "", str(path), "no such file")
-    if path.is_dir():
-        raise SpecError(path, "", str(path), "expected a YAML file, not a directory")
+    raw = read_spec_bytes(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(path, "", type(exc).__name__, "expected a readable UTF-8 YAML file") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "", f"byte {raw[exc.start]:#04x} at offset {exc.start}",
+                        "expected UTF-8 text (save the file as UTF-8)") from None
     yaml = _yaml()
     try:
         tree = yaml.load(text)
+    except RecursionError:
+        raise SpecError(path, "", "nesting deeper than the YAML reader can follow", "a flat spec") from None
     except Exception as exc:  # ruamel raises many parser error types
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -102,7 +157,27 @@ def _is_sourced(node: Any) -> bool:
     return isinstance(node, dict) and "value" in node and set(node) <= {"value", "source", "note"}
 
 
+_YAML_CORE_TAG = "tag:yaml.org,2002:"
+
+
+def _tag(node: Any) -> str | None:
+    tag = getattr(node, "tag", None)
+    value = getattr(tag, "value", tag)
+    return value if isinstance(value, str) and value else None
+
+
 def _strip(node: Any, path: str, loaded: Loaded) -> Any:
+    loaded.nodes += 1
+    if loaded.nodes > MAX_SPEC_NODES:
+        raise SpecError(loaded.file, path, f"more than {MAX_SPEC_NODES:,} values",
+                        "a spec of fewer values (YAML aliases expanding into many copies are refused)",
+                        line=loaded.lines.get(path))
+    tag = _tag(node)
+    if tag is not None and not tag.startswith(_YAML_CORE_TAG):
+        raise SpecError(loaded.file, path, f"YAML tag {tag}", "a plain value (no !tags)",
+                        line=loaded.lines.get(path))
+    if type(node).__name__ == "TaggedScalar":   # !!str 5 and the like
+        return str(node.value)
     lc = getattr(node, "lc", None)
     if _is_sourced(node):
         if "source" in node:
@@ -129,7 +204,10 @@ def _strip(node: Any, path: str, loaded: Loaded) -> Any:
         return int(node)
     if isinstance(node, str):
         return str(node)
-    return node
+    if node is None or isinstance(node, (bool, int, float)):
+        return node
+    raise SpecError(loaded.file, path, type(node).__name__,
+                    "a number, text, true/false, a list or a mapping", line=loaded.lines.get(path))
 
 
 def _loc_path(loc: tuple) -> str:
@@ -172,6 +250,8 @@ def _allowed(err: dict, model: type[BaseModel], loc: tuple) -> str:
         return msg.replace("Input should be", "allowed:")
     if kind.startswith(("int_", "float_", "bool_", "string_", "dict_", "list_", "model_")):
         return msg.replace("Input should be", "expected")
+    if kind == "finite_number":
+        return "expected a finite number"
     if kind == "value_error":
         return msg.removeprefix("Value error, ")
     return msg
@@ -227,12 +307,12 @@ def text_length(path: Path) -> int:
     """Characters in a UTF-8 text file (a BOM is not a character)."""
     if path is None:
         raise SpecError("workload", "training.data", None, "set training.data or training.train_chars")
-    if not Path(path).is_file():
-        raise SpecError(path, "training.data", str(path), "no such text file")
+    raw = read_spec_bytes(Path(path), limit=MAX_TEXT_BYTES, what="text file")
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise SpecError(path, "training.data", str(path), "expected a UTF-8 text file") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(path, "training.data", f"byte {raw[exc.start]:#04x} at offset {exc.start}",
+                        "expected a UTF-8 text file") from None
     return len(text)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic import Field, PrivateAttr, model_validator
 
-from archsim.specs.base import Fraction, NonNegInt, PositiveInt, Spec
+from archsim.specs.base import Fraction, PositiveInt, Seed, Spec
 
 
 class ModelSpec(Spec):
@@ -65,7 +65,7 @@ class TrainingSpec(Spec):
     learning_rate: float = Field(0.01, gt=0, description="SGD learning rate (what arrays implement).")
     dropout: Fraction = Field(0.0, description="Dropout between layers (floating-point only idea).")
     grad_clip: float | None = Field(None, gt=0, description="Clip each gradient element to +-grad_clip.")
-    seed: NonNegInt = Field(0, description="Seed of every random draw.")
+    seed: Seed = Field(0, description="Seed of every random draw (0 to 2^63 - 1).")
 
     @model_validator(mode="after")
     def _need_size(self):
@@ -87,6 +87,13 @@ class WorkloadSpec(Spec):
 
     #: Directory of the YAML file (for resolving relative data paths); not a spec field.
     _origin: Path | None = PrivateAttr(default=None)
+    #: The YAML file itself (named in one-line errors about this workload); not a spec field.
+    _file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def where(self) -> object:
+        """What an error about this workload names: its file, else its name."""
+        return self._file if self._file is not None else self.name
 
     def resolved_train_chars(self) -> int:
         """Training characters per epoch (reads the data file's length if train_chars is unset)."""
