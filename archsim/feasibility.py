@@ -66,7 +66,7 @@ def check_tiles(workload, arch) -> int:
     total = sum(need.values())
     if total > arch.system.n_tiles:
         detail = ", ".join(f"{name} {k}" for name, k in need.items())
-        raise SpecError(arch.name, "system.n_tiles", arch.system.n_tiles,
+        raise SpecError(workload.where, f"system.n_tiles of architecture {arch.name}", arch.system.n_tiles,
                         f"the workload needs {total} tiles ({detail}); raise n_tiles or use larger arrays")
     return total
 

@@ -166,6 +166,11 @@ class ClaimReport:
     computed: int = 0
 
     @property
+    def failures(self) -> list[dict[str, Any]]:
+        """Failed points of the claim's sweeps (rows with ``label`` and ``error``)."""
+        return [r for outcome in self.sweeps for r in outcome.failures]
+
+    @property
     def verdict(self) -> str:
         return self.analysis.verdict
 
@@ -722,27 +727,34 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
                sweeps_dir: str | Path | None = None, out: str | Path | None = None,
                backend: str = "local", address: str | None = None, jobs: int | None = None,
                progress: bool = True, command: str | None = None,
-               on_claim: Callable[[ClaimReport], None] | None = None) -> list[ClaimReport]:
+               on_claim: Callable[[ClaimReport], None] | None = None,
+               connect_timeout: float | None = None) -> list[ClaimReport]:
     """Run (or resume) the requested claims (all by default) and write their reports.
 
-    Every sweep file is validated before anything runs. ``command`` is the command line quoted in the
-    reports (default: the equivalent ``archsim reproduce`` call). ``on_claim`` is called after each
-    claim's report is written.
+    Every sweep file, the backend (and the form of a Dask ``address``) and the output folder are
+    checked before anything runs. ``command`` is the command line quoted in the reports (default:
+    the equivalent ``archsim reproduce`` call). ``on_claim`` is called after each claim's report is
+    written. ``connect_timeout`` bounds the wait for the Dask scheduler at ``address``.
     """
+    from archsim.fsutil import check_out_dir
     from archsim.sweep import load_sweep
+    from archsim.sweep.backends import check_backend
 
     selected = check_claims(names)
     plan = {name: sweep_paths(CLAIMS[name], full=full, sweeps_dir=sweeps_dir) for name in selected}
     for paths in plan.values():
         for path in paths:
             load_sweep(path)   # one-line SpecError before anything runs
+    check_backend(backend, address)
     out_dir = Path(out) if out is not None else default_out_dir(full)
+    check_out_dir(out_dir, "--out" if out is not None else "--out (default)")
     reports = []
     for name in selected:
         cmd = command or " ".join(["archsim reproduce", name] + (["--full"] if full else [])
                                   + ([f"--jobs {jobs}"] if jobs else []))
         report = run_claim(name, full=full, sweep_files=plan[name], out=out_dir, backend=backend,
-                           address=address, jobs=jobs, progress=progress, command=cmd)
+                           address=address, jobs=jobs, progress=progress, command=cmd,
+                           connect_timeout=connect_timeout)
         reports.append(report)
         if on_claim is not None:
             on_claim(report)
@@ -751,8 +763,12 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
 
 def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None = None,
               out: str | Path | None = None, backend: str = "local", address: str | None = None,
-              jobs: int | None = None, progress: bool = True, command: str | None = None) -> ClaimReport:
-    """Run one claim's sweeps, analyse them, and write ``<out>/<name>.md`` and ``<out>/<name>.png``."""
+              jobs: int | None = None, progress: bool = True, command: str | None = None,
+              connect_timeout: float | None = None) -> ClaimReport:
+    """Run one claim's sweeps, analyse them, and write ``<out>/<name>.md`` and ``<out>/<name>.png``.
+
+    Failed points (see :mod:`archsim.sweep.spec`) count as not run in the analysis; the report
+    lists them."""
     from archsim.sweep import load_sweep, run_sweep
 
     claim = CLAIMS[check_claims([name])[0]]
@@ -765,7 +781,9 @@ def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None =
         sweep = load_sweep(path)
         runs = out_dir / "runs" / sweep.name
         runner = run_prefix_sweep if claim.prefix_data else run_sweep
-        outcome = runner(path, backend=backend, address=address, jobs=jobs, out=runs, progress=progress)
+        extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+        outcome = runner(path, backend=backend, address=address, jobs=jobs, out=runs, progress=progress,
+                         **extra)
         if outcome.computed:
             _record_wall(runs, time.perf_counter() - start, outcome.computed, jobs, command)
         outcomes.append(outcome)
@@ -794,7 +812,7 @@ def _rows_with_records(outcome) -> list[dict]:
     for r in outcome.rows:
         row = dict(r)
         record = records.get(r.get("key")) if r.get("key") else None
-        if record is not None:
+        if record is not None and isinstance(record.get("result"), dict) and r.get("done", True):
             row["result"] = {**record["result"], **r["result"]}
         rows.append(row)
     return rows
@@ -835,6 +853,10 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
             budget.append(f"{t.epochs} epochs per run")
         budget.append(f"update mode {t.update_mode or 'trainer default (fast)'}")
         lines.append(f"- Training budget: {', '.join(budget)}; {outcome.points} points.")
+    failed = [r for r in outcome.rows if r.get("failed")]
+    if failed:
+        lines.append(f"- Failed points: {len(failed)} of {outcome.points} (not in the analysis): "
+                     + "; ".join(f"{r['label']}: {r['error']}" for r in failed) + ".")
     seconds = [r.get("seconds") for r in outcome.rows if r.get("seconds") is not None]
     if seconds:
         lines.append(f"- Run time per point: {sum(seconds):.0f} s in total over {len(seconds)} points "
@@ -906,10 +928,17 @@ def prefix_train_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_on_prefix(task: dict[str, Any]) -> dict[str, Any]:
-    from archsim.functional.train import train
-    from archsim.sweep.evaluate import compact, resolve_checked
+    from archsim.sweep.evaluate import point_failures, resolve_checked
 
     workload, arch, device = resolve_checked(task)
+    with point_failures(task, (workload, arch, device)):   # the point's own specs: a failed point
+        return _train_prefix_point(task, workload, arch, device)
+
+
+def _train_prefix_point(task: dict[str, Any], workload, arch, device) -> dict[str, Any]:
+    from archsim.functional.train import train
+    from archsim.sweep.evaluate import compact
+
     opts = task["options"]
     corpus = prefix_corpus(workload)
     epochs = opts.get("epochs") or workload.training.epochs
@@ -931,12 +960,14 @@ def _train_on_prefix(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_prefix_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,
-                     jobs: int | None = None, out: str | Path | None = None, progress: bool = True):
-    """:func:`archsim.sweep.run_sweep` with :func:`prefix_train_task` as the worker (train sweeps only)."""
+                     jobs: int | None = None, out: str | Path | None = None, progress: bool = True,
+                     **kwargs):
+    """:func:`archsim.sweep.run_sweep` with :func:`prefix_train_task` as the worker (train sweeps only);
+    other keyword arguments (``connect_timeout``) go to it."""
     from archsim.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(sweep_path)
     if sweep.spec.kind != "train":
         raise sweep.error("kind", sweep.spec.kind, "the overfitting claim's sweep must be kind: train")
     return run_sweep(sweep_path, backend=backend, address=address, jobs=jobs, out=out,
-                     progress=progress, worker=prefix_train_task)
+                     progress=progress, worker=prefix_train_task, **kwargs)

@@ -110,16 +110,16 @@ def test_resolved_overrides_reach_the_specs_and_key(tmp_path):
 
 
 def test_identical_resolved_points_share_a_key(tmp_path):
-    # 2 and 2.0 validate to the same integer; up_down 0.0 is rpu_baseline's own value.
+    # 1 pJ and 1e-12 validate to the same energy; up_down 0.0 is rpu_baseline's own value.
     sweep = load_sweep(write_sweep(tmp_path, """\
         axes:
-          workload.training.batch_size: [2, 2.0, 4]
+          architecture.adc.e_conv_J: ["1 pJ", 1.0e-12, "4 pJ"]
         kind: echo
         seeds: [0, 1]
         """))
     keys = [resolve_point(sweep, p)[1] for p in expand(sweep)]
     assert len(keys) == 6 and len(set(keys)) == 4
-    assert keys[0] == keys[2] and keys[1] == keys[3]  # (2, seed 0) == (2.0, seed 0)
+    assert keys[0] == keys[2] and keys[1] == keys[3]  # (1 pJ, seed 0) == (1e-12, seed 0)
     plain = load_sweep(write_sweep(tmp_path, "axes: {device.up_down: [0.0]}\nkind: echo\n", "p.yaml"))
     other = load_sweep(write_sweep(tmp_path, "axes: {device: [rpu_baseline]}\nkind: echo\n", "q.yaml"))
     (p,), (q,) = expand(plain), expand(other)
@@ -205,10 +205,10 @@ def test_run_sweep_writes_results_summary_plot_and_skips_done_points(tmp_path):
         name: echo_grid
         axes:
           device: [rpu_baseline, rpu_asym5]
-          workload.training.batch_size: [2, 2.0, 8]
+          architecture.adc.e_conv_J: ["1 pJ", 1.0e-12, "8 pJ"]
         kind: echo
         seeds: [0, 1]
-        plot: {x: workload.training.batch_size, y: random}
+        plot: {x: architecture.adc.e_conv_J, y: random}
         """)
     out = tmp_path / "out"
     first = run_sweep(path, jobs=1, out=out, progress=False)

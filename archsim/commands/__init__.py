@@ -30,14 +30,36 @@ def seed_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number above zero (a learning rate, a time)."""
+#: Largest learning rate accepted anywhere (spec or flag): far above any that trains, and small
+#: enough that lr * |x| * |d| / dw_min stays a float32 number inside the pulsed update.
+MAX_LEARNING_RATE = 1e6
+#: Largest step count between curve points and thread count accepted from the command line.
+MAX_STEPS_FLAG = 10**9
+MAX_THREADS = 4096
+
+
+def bounded_int(low: int, high: int):
+    """argparse type factory: an integer in [low, high] (one-line error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; expected an integer from {low} to {high:,}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"got {value}; expected an integer from {low} to {high:,}")
+        return value
+
+    return parse
+
+
+def learning_rate(text: str) -> float:
+    """argparse type: a learning rate, a finite number in (0, MAX_LEARNING_RATE]."""
     import math
 
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"got {text!r}; expected a positive number") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"got {text}; expected a finite number above 0")
+    if not (math.isfinite(value) and 0 < value <= MAX_LEARNING_RATE):
+        raise argparse.ArgumentTypeError(f"got {text}; expected a number above 0 and at most {MAX_LEARNING_RATE:g}")
     return value

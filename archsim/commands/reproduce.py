@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from archsim.commands import positive_int
+from archsim.commands.sweep import add_backend_arguments
 
 #: Kept in step with archsim.reproduce.CLAIMS (importing it here would slow every archsim start-up
 #: only a little, but the registry is the source of truth: the handler checks names against it).
@@ -16,16 +16,13 @@ def register(sub) -> None:
         description="Run the shipped sweeps of sweeps/reproduce/ for each CLAIM (default: all), then "
         "write reports/reproduce/<claim>.md (verdict sentence, table, command and budget) and "
         "<claim>.png. Results are resumable: rerunning only computes missing points. Default budgets "
-        "fit a 2-core machine; --full uses paper-scale budgets (hours to days on a CPU).")
+        "fit a 2-core machine; --full uses paper-scale budgets (hours to days on a CPU). Exit status "
+        "4 when some sweep points failed; SIGINT/SIGTERM stop the run, keeping stored results "
+        "(exit 130/143).")
     p.add_argument("claims", nargs="*", metavar="CLAIM", help=f"claims to run ({CLAIM_HELP}); default all")
     p.add_argument("--full", action="store_true",
                    help="paper-scale budgets (the *_full.yaml sweeps; reports under reports/reproduce/full)")
-    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
-                   help="worker processes (default: one per core, at most one per point)")
-    p.add_argument("--backend", choices=["local", "dask"], default=None,
-                   help="local process pool (default) or a Dask distributed cluster")
-    p.add_argument("--address", metavar="tcp://HOST:PORT", default=None,
-                   help="Dask scheduler address (implies --backend dask)")
+    add_backend_arguments(p)
     p.add_argument("--sweeps", metavar="DIR", default=None,
                    help="folder holding the claims' sweep files (default: sweeps/reproduce of the checkout)")
     p.add_argument("--out", metavar="DIR", default=None,
@@ -36,8 +33,20 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from archsim.errors import SpecError
+    from archsim.sweep.signals import EXIT_TERMINATED, Terminated, sigterm_raises
+
+    try:
+        with sigterm_raises():
+            return _run(args)
+    except Terminated:
+        print("archsim: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+
+
+def _run(args) -> int:
+    from archsim.commands.sweep import backend_of
     from archsim.reproduce import CLAIMS, check_claims, run_claims, sweep_paths
+    from archsim.sweep.runner import EXIT_POINTS_FAILED
 
     names = check_claims(args.claims)
     if args.list:
@@ -46,17 +55,23 @@ def run(args) -> int:
             files = [str(p) for p in sweep_paths(claim, full=args.full, sweeps_dir=args.sweeps)]
             print(f"{name}: {claim.statement}\n    sweeps: {', '.join(files) or '(none: counts only)'}")
         return 0
-    backend = args.backend or ("dask" if args.address else "local")
-    if args.address and backend != "dask":
-        raise SpecError("command line", "--address", args.address, "only with --backend dask")
+    backend = backend_of(args)
 
     def show(report) -> None:
         print(f"{report.claim}: {report.verdict}. {report.sentence}")
         print(f"    report: {report.report_path} ({report.computed} points computed, "
               f"{report.wall_s:.0f} s)")
+        for row in report.failures:
+            print(f"    failed point: {row['label']}: {row['error']}")
         sys.stdout.flush()
 
-    run_claims(names, full=args.full, sweeps_dir=args.sweeps, out=args.out, backend=backend,
-               address=args.address, jobs=args.jobs, progress=not args.no_progress,
-               command=None, on_claim=show)
+    reports = run_claims(names, full=args.full, sweeps_dir=args.sweeps, out=args.out, backend=backend,
+                         address=args.address, jobs=args.jobs, progress=not args.no_progress,
+                         command=None, on_claim=show, connect_timeout=args.connect_timeout)
+    failed = sum(len(r.failures) for r in reports)
+    if failed:
+        total = sum(o.points for r in reports for o in r.sweeps)
+        print(f"archsim: error: {failed} of {total} sweep points failed (listed above and in the "
+              "reports); their claims are judged without them", file=sys.stderr)
+        return EXIT_POINTS_FAILED
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from archsim.commands import positive_float, positive_int, seed_int
+from archsim.commands import learning_rate, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -16,7 +16,7 @@ def register(sub) -> None:
     p.add_argument("--data", help="text file (default: the workload's data, else a built-in corpus)")
     p.add_argument("--seed", type=seed_int, help="seed, 0 to 2^63-1 (default: the workload's)")
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast")
-    p.add_argument("--lr", type=positive_float, help="SGD learning rate (default: the workload's)")
+    p.add_argument("--lr", type=learning_rate, help="SGD learning rate (default: the workload's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="write report.json, report.md and activity.json into this folder")
     p.set_defaults(handler=run, argv=None)

@@ -5,7 +5,9 @@ import json
 import sys
 from pathlib import Path
 
-from archsim.commands import positive_float, positive_int, seed_int
+from archsim.commands import (
+    MAX_STEPS_FLAG, MAX_THREADS, bounded_int, learning_rate, positive_int, seed_int,
+)
 from archsim.errors import SpecError
 
 
@@ -25,15 +27,15 @@ def add_common_arguments(p, *, device_required: bool = False) -> None:
                         help="training characters (whole steps)")
     p.add_argument("--seed", type=seed_int, metavar="S",
                    help="seed of every random draw, 0..2^63-1 (default: the workload's)")
-    p.add_argument("--lr", type=positive_float, metavar="LR", help="SGD learning rate (default: training.learning_rate)")
+    p.add_argument("--lr", type=learning_rate, metavar="LR", help="SGD learning rate (default: training.learning_rate)")
     p.add_argument("--update-mode", choices=["fast", "exact"], default="fast",
                    help="pulsed update: fast (moment-matched, default) or exact (pulse trains sampled)")
     p.add_argument("--torch-device", default="cpu", metavar="DEV",
                    help="where torch computes: cpu (default), cuda, cuda:N or auto")
-    p.add_argument("--eval-every", type=positive_int, metavar="STEPS",
+    p.add_argument("--eval-every", type=bounded_int(1, MAX_STEPS_FLAG), metavar="STEPS",
                    help="steps between curve points and checkpoints (default: a tenth of an epoch; "
                         "a checkpoint is also written every 60 s of wall time)")
-    p.add_argument("--threads", type=positive_int, metavar="N",
+    p.add_argument("--threads", type=bounded_int(1, MAX_THREADS), metavar="N",
                    help="torch CPU threads (default: 1 for hidden_size <= 128, where per-timestep "
                         "overhead dominates and more threads only contend; else torch's default)")
     again = p.add_mutually_exclusive_group()

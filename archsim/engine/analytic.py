@@ -77,6 +77,8 @@ def analytic_step(schedule: Schedule) -> AnalyticTiming:
             lat[key] = op_latency(op)
             if op.phase == "forward":
                 order.append(op.matrix)
+    if corner is not None and ("backward", order[0]) not in lat:
+        lat[("backward", order[0])] = corner   # T = 1: the corner is the first layer's only op
     F = [lat[("forward", m)] for m in order]
     B = [lat[("backward", m)] for m in order]
     U = [lat[("update", m)] for m in order]

@@ -115,7 +115,7 @@ def read_text(path: Path) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(path, "", f"byte {raw[exc.start]:#04x} at offset {exc.start}",
-                        "expected UTF-8 text, not a binary file") from None
+                        "expected UTF-8 text (another encoding such as Latin-1? re-encode it as UTF-8)") from None
     # Universal newlines, as Python's text mode reads files: CRLF and CR become LF.
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if not text:

@@ -408,8 +408,8 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         raise SpecError("command line", "--epochs", epochs, "expected a positive number of epochs")
     if max_chars is not None and max_chars < 1:
         raise SpecError("command line", "--max-chars", max_chars, "expected a positive number of characters")
-    if eval_every is not None and eval_every < 1:
-        raise SpecError("command line", "--eval-every", eval_every, "expected a positive number of steps")
+    if eval_every is not None and not 1 <= eval_every <= 10**9:
+        raise SpecError("command line", "--eval-every", eval_every, "expected a number of steps from 1 to 10^9")
     if checkpoint_seconds is not None and not (0 <= checkpoint_seconds < math.inf):
         raise SpecError("command line", "checkpoint_seconds", checkpoint_seconds,
                         "expected a finite number of seconds >= 0 (or None: only at curve points)")
@@ -417,8 +417,8 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         raise SpecError("command line", "--update-mode", update_mode, "allowed: fast, exact")
     seed = tr.seed if seed is None else int(seed)
     lr = float(learning_rate if learning_rate is not None else tr.learning_rate)
-    if not lr > 0:
-        raise SpecError("command line", "--lr", learning_rate, "expected a positive learning rate")
+    if not 0 < lr <= 1e6:
+        raise SpecError("command line", "--lr", learning_rate, "expected a learning rate above 0 and at most 1e6")
     dev = resolve_torch_device(torch_device)
     out = Path(out_dir) if out_dir is not None else None
     if out is not None:

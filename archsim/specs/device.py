@@ -20,6 +20,9 @@ from pydantic import Field
 
 from archsim.specs.base import Spec
 
+# Bounds: the devices are simulated in float32, where a step of 1e-300 is 0 and a bound of 1e300
+# is infinite; the limits below are far outside any published device and inside float32.
+
 
 class DeviceSpec(Spec):
     """One device model and its variations."""
@@ -27,15 +30,15 @@ class DeviceSpec(Spec):
     name: str = Field(description="Preset name.")
     description: str = Field("", description="One sentence on what this preset is.")
     kind: Literal["ideal", "constant_step", "soft_bounds"] = Field(description="Device model.")
-    dw_min: float = Field(0.001, gt=0, description="Mean weight step per coincidence.")
-    dw_min_dtod: float = Field(0.3, ge=0, description="Device-to-device spread of the step (relative).")
-    dw_min_std: float = Field(0.3, ge=0, description="Cycle-to-cycle spread of each step (relative).")
-    w_max: float = Field(0.6, gt=0, description="Mean upper weight bound.")
-    w_min: float = Field(-0.6, lt=0, description="Mean lower weight bound.")
-    w_max_dtod: float = Field(0.3, ge=0, description="Device-to-device spread of w_max (relative).")
-    w_min_dtod: float = Field(0.3, ge=0, description="Device-to-device spread of w_min (relative).")
+    dw_min: float = Field(0.001, ge=1e-9, le=10, description="Mean weight step per coincidence (1e-9 to 10).")
+    dw_min_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of the step (relative, 0 to 10).")
+    dw_min_std: float = Field(0.3, ge=0, le=10, description="Cycle-to-cycle spread of each step (relative, 0 to 10).")
+    w_max: float = Field(0.6, gt=0, le=1e3, description="Mean upper weight bound (at most 1000).")
+    w_min: float = Field(-0.6, lt=0, ge=-1e3, description="Mean lower weight bound (at least -1000).")
+    w_max_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of w_max (relative, 0 to 10).")
+    w_min_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of w_min (relative, 0 to 10).")
     up_down: float = Field(0.0, gt=-1, lt=1, description="Global up/down step asymmetry.")
-    up_down_dtod: float = Field(0.01, ge=0, description="Device-to-device asymmetry spread.")
+    up_down_dtod: float = Field(0.01, ge=0, le=10, description="Device-to-device asymmetry spread (0 to 10).")
 
     @property
     def is_ideal(self) -> bool:

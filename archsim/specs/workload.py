@@ -62,7 +62,7 @@ class TrainingSpec(Spec):
     train_chars: PositiveInt | None = Field(None, description="Training-set size in characters.")
     data: str | None = Field(None, description="Text file; its training split sets train_chars.")
     train_fraction: float = Field(0.9, gt=0, le=1, description="Share of the text used for training.")
-    learning_rate: float = Field(0.01, gt=0, description="SGD learning rate (what arrays implement).")
+    learning_rate: float = Field(0.01, gt=0, le=1e6, description="SGD learning rate (what arrays implement).")
     dropout: Fraction = Field(0.0, description="Dropout between layers (floating-point only idea).")
     grad_clip: float | None = Field(None, gt=0, description="Clip each gradient element to +-grad_clip.")
     seed: Seed = Field(0, description="Seed of every random draw (0 to 2^63 - 1).")

@@ -9,10 +9,11 @@ import dataclasses
 import inspect
 import math
 import time
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
-from archsim.errors import ArchsimError, DivergenceError
-from archsim.sweep.expand import point_key, resolve_task, resolved_values
+from archsim.errors import ArchsimError, DivergenceError, SpecError
+from archsim.sweep.expand import PointFailure, point_key, resolve_task, resolved_values
 
 
 def _estimate(task: dict, workload, arch, device) -> dict[str, Any]:
@@ -81,7 +82,33 @@ def evaluate_point(point: dict[str, Any]) -> dict[str, Any]:
     """Run one point (a task dict from :func:`archsim.sweep.expand.make_task`) and return its result."""
     workload, arch, device = resolve_checked(point)
     point = {**point, "key": point_key(point, (workload, arch, device))}
-    return EVALUATORS[point["kind"]](point, workload, arch, device)
+    with point_failures(point, (workload, arch, device)):
+        return EVALUATORS[point["kind"]](point, workload, arch, device)
+
+
+def _own_specs(task: dict[str, Any], specs: tuple) -> set[str]:
+    """How errors name the point's own specs: their names and the files they came from."""
+    names = {str(getattr(spec, "name", "")) for spec in specs}
+    names |= {str(task.get(k)) for k in ("base", "architecture", "device") if task.get(k)}
+    names.discard("")
+    return names
+
+
+@contextmanager
+def point_failures(task: dict[str, Any], specs: tuple) -> Iterator[None]:
+    """Turn a SpecError about the point's own specs into :class:`PointFailure` (a failed point).
+
+    An error naming the point's workload, architecture or device (a design that needs more tiles
+    than the architecture has, say) is that point's answer: the sweep records it and goes on. Any
+    other error (a missing text file, a worker whose spec files differ) would hit every point and
+    still stops the sweep.
+    """
+    try:
+        yield
+    except SpecError as exc:
+        if str(exc.file) in _own_specs(task, specs):
+            raise PointFailure(str(exc), exit_status=exc.exit_status) from None
+        raise
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -90,17 +117,25 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def worker_output(task: dict[str, Any], evaluate: Callable[[dict], dict]) -> dict[str, Any]:
-    """``{key, result, seconds}`` or ``{key, error}`` of ``evaluate(task)``; never raises ArchsimError.
+    """``{key, result, seconds}``, ``{key, failure, seconds}`` or ``{key, error}`` of
+    ``evaluate(task)``; never raises ArchsimError.
 
     Exceptions with custom constructors (SpecError) do not survive pickling back from a worker, so
     they come back as data and the runner re-raises them. A diverged training run is a result
-    (a device too asymmetric to learn is an answer), recorded with ``diverged: true``.
+    (a device too asymmetric to learn is an answer), recorded with ``diverged: true``. A
+    :class:`PointFailure` (the point's own specs cannot be computed) comes back as ``failure``: the
+    runner records the point as failed and goes on.
     """
     start = time.perf_counter()
     try:
         result = evaluate(task)
     except DivergenceError as exc:
         result = {"diverged": True, "error": str(exc)}
+    except PointFailure as exc:
+        return {"key": task.get("key"), "index": task.get("index"),
+                "failure": {"type": type(exc).__name__, "message": exc.reason,
+                            "exit_status": exc.exit_status},
+                "seconds": time.perf_counter() - start}
     except ArchsimError as exc:
         return {"key": task.get("key"), "index": task.get("index"),
                 "error": {"type": type(exc).__name__, "message": str(exc),

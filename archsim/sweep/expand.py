@@ -4,6 +4,11 @@ A point's key is the spec hash of its fully resolved workload, architecture and 
 its seed, kind and result-relevant options: two points that resolve to the same specs (``2`` and
 ``2.0`` for an integer field, an override equal to the preset's value) share one key and are
 computed once; a key already in the results file is never computed again.
+
+A point whose axis values are each valid but whose resolved specs are not (a combination a spec
+validator rejects) raises :class:`PointFailure`: the runner records it as a failed point and goes
+on. An axis value that is invalid on its own (out of range, a bad unit) is a mistake in the sweep
+file and stays a plain one-line :class:`~archsim.errors.SpecError` that stops the sweep up front.
 """
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-from archsim.errors import SpecError
+import hashlib
+import json
+
+from archsim.errors import EXIT_BAD_INPUT, ArchsimError, SpecError
 from archsim.specs import (
     ArchitectureSpec, DeviceSpec, WorkloadSpec, load_architecture, load_device, load_workload,
     spec_hash,
@@ -20,6 +28,19 @@ from archsim.sweep.spec import PRESET_AXES, Sweep
 
 #: Options that change how a point runs but not its result (left out of the key).
 UNKEYED_OPTIONS = frozenset({"sleep_s"})
+
+
+class PointFailure(ArchsimError):
+    """One point cannot be computed because of its own specs (a combination of values a validator
+    rejects, a design that does not fit the architecture). ``reason`` is the one-line error the
+    sweep records for the point; ``str()`` also names the sweep file and the point."""
+
+    exit_status = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, reason: str | None = None, exit_status: int = EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.reason = reason or message
+        self.exit_status = exit_status
 
 
 @dataclass(frozen=True)
@@ -109,12 +130,20 @@ def point_key(point: Point | dict, specs: tuple[WorkloadSpec, ArchitectureSpec, 
 
 
 def resolve_point(sweep: Sweep, point: Point) -> tuple[dict[str, Any], str]:
-    """The point's task and key; a bad axis value becomes a one-line error naming the sweep file."""
+    """The point's task and key; a bad axis value becomes a one-line error naming the sweep file.
+
+    Raises :class:`~archsim.errors.SpecError` when one axis value is invalid by itself, and
+    :class:`PointFailure` when the values are valid but this combination of them is not.
+    """
     task = make_task(sweep, point)
     try:
         specs = resolve_task(task)
     except SpecError as exc:
-        raise _blame_axis(sweep, point, exc) from None
+        blamed = _blame_axis(sweep, point, exc)
+        if blamed is None:
+            raise PointFailure(str(sweep.error("axes", point.label(), f"this point gives a bad spec: {exc}")),
+                               reason=str(exc)) from None
+        raise blamed from None
     key = point_key(point, specs)
     task["key"] = key
     task["resolved"] = resolved_values(point.values, specs)
@@ -134,8 +163,18 @@ def resolved_values(values: dict[str, Any], specs: tuple) -> dict[str, Any]:
     return out
 
 
-def _blame_axis(sweep: Sweep, point: Point, exc: SpecError) -> SpecError:
-    """Re-word an error from a spec file as an error of the axis that caused it, if one did."""
+def invalid_point_key(task: dict[str, Any]) -> str:
+    """A stand-in key for a point whose specs do not resolve (no spec hash exists): a hash of what
+    the sweep asks for at that point, so identical invalid points still count once."""
+    options = {k: v for k, v in (task.get("options") or {}).items() if k not in UNKEYED_OPTIONS}
+    blob = json.dumps([task["base"], task["architecture"], task["device"], task["overrides"],
+                       task["seed"], task["kind"], options], sort_keys=True, default=str)
+    return "invalid-" + hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _blame_axis(sweep: Sweep, point: Point, exc: SpecError) -> SpecError | None:
+    """Re-word an error from a spec file as an error of the axis whose value caused it on its own;
+    None when no single axis value is to blame (the combination is)."""
     inner = str(exc.path or "")
     for axis, value in point.values.items():
         if axis in PRESET_AXES:
@@ -145,4 +184,4 @@ def _blame_axis(sweep: Sweep, point: Point, exc: SpecError) -> SpecError:
         rest = axis.split(".", 1)[1]
         if inner == rest or inner.startswith((rest + ".", rest + "[")):
             return sweep.error(f"axes.{axis}", value, exc.allowed)
-    return sweep.error("axes", point.label(), f"this point gives a bad spec: {exc}")
+    return None

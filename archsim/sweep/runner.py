@@ -1,23 +1,30 @@
 """Run a sweep: expand, skip finished points, run the rest on a backend, stream results, summarise.
 
-Nothing is written until the whole sweep file and every point's specs are valid. Results go to
-``<out>/results.jsonl`` (default ``reports/sweeps/<sweep name>/``) as they arrive; at the end the
-summary table (``summary.md``) and the plot (``plot.png``) are written atomically.
+Nothing is written until the whole sweep file, the backend (and Dask address) and the output folder
+are valid. Results go to ``<out>/results.jsonl`` (default ``reports/sweeps/<sweep name>/``) as they
+arrive; at the end the summary table (``summary.md``) and the plot (``plot.png``) are written
+atomically.
+
+Failed points (see :mod:`archsim.sweep.spec` for the policy) do not stop the sweep: a point the
+evaluator could not compute is stored with its error, one whose specs do not validate is listed
+without being stored; both appear in the table and under "Failed points" in the summary, and
+:attr:`SweepOutcome.failures` lists them.
 """
 from __future__ import annotations
 
 import math
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from archsim import __version__
 from archsim.errors import ArchsimError
-from archsim.fsutil import atomic_write_bytes, atomic_write_png
-from archsim.sweep.backends import check_backend, run_points
+from archsim.fsutil import atomic_write_bytes, atomic_write_png, check_out_dir
+from archsim.sweep.backends import DEFAULT_CONNECT_TIMEOUT, check_backend, run_points
 from archsim.sweep.evaluate import run_task
-from archsim.sweep.expand import Point, expand, resolve_point
+from archsim.sweep.expand import Point, PointFailure, expand, invalid_point_key, make_task, resolve_point
 from archsim.sweep.spec import Sweep, load_sweep
 from archsim.sweep.store import ResultsStore
 
@@ -28,6 +35,9 @@ DEFAULT_COLUMNS = {
     "echo": ["random", "n_weights"],
 }
 MAX_DEFAULT_COLUMNS = 4
+#: Exit status of ``archsim sweep`` / ``archsim reproduce`` when the run finished but some points
+#: failed (distinct from 1: an error, 2: bad input, 3: divergence of a single run).
+EXIT_POINTS_FAILED = 4
 
 
 class WorkerError(ArchsimError):
@@ -55,6 +65,16 @@ class SweepOutcome:
     summary_path: Path | None = None
     plot_path: Path | None = None
 
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        """The failed points' rows (``label``: axis values, seed, kind; ``error``: one line)."""
+        return [r for r in self.rows if r.get("failed")]
+
+    @property
+    def failures_text(self) -> str:
+        """The failed points as a list, one line each (empty when none failed)."""
+        return failures_text(self.rows)
+
 
 def default_out(sweep: Sweep) -> Path:
     return Path("reports") / "sweeps" / sweep.name
@@ -62,41 +82,55 @@ def default_out(sweep: Sweep) -> Path:
 
 def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,
               jobs: int | None = None, out: str | Path | None = None,
-              progress: bool = True, worker: Callable[[dict], dict] = run_task) -> SweepOutcome:
+              progress: bool = True, worker: Callable[[dict], dict] = run_task,
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SweepOutcome:
     """Run (or resume) the sweep in ``sweep_path``; see the module docstring for what is written.
 
     ``worker`` evaluates one task (a top-level function, so process pools and Dask can ship it);
-    the default runs the sweep's kind through :mod:`archsim.sweep.evaluate`.
+    the default runs the sweep's kind through :mod:`archsim.sweep.evaluate`. ``connect_timeout``
+    bounds the wait for the Dask scheduler at ``address``.
     """
     sweep = load_sweep(sweep_path)
-    check_backend(backend)
+    check_backend(backend, address)
+    out_dir = Path(out) if out is not None else default_out(sweep)
+    check_out_dir(out_dir, "--out" if out is not None else "--out (default)")
     points = expand(sweep)
     planned: list[tuple[Point, dict, str]] = []
+    invalid: dict[int, str] = {}   # point index -> why its specs do not validate
+    first_invalid: PointFailure | None = None
     for point in points:
-        task, key = resolve_point(sweep, point)  # raises a one-line error before anything runs
+        try:
+            task, key = resolve_point(sweep, point)  # a bad axis value: one line, before anything runs
+        except PointFailure as exc:
+            first_invalid = first_invalid or exc
+            task = {**make_task(sweep, point), "resolved": dict(point.values)}
+            key = invalid_point_key(task)
+            invalid[point.index] = exc.reason
         planned.append((point, task, key))
+    if first_invalid is not None and len(invalid) == len(planned):
+        raise first_invalid  # no point is valid: a mistake in the sweep or its base, not a result
 
-    out_dir = Path(out) if out is not None else default_out(sweep)
     store = ResultsStore(out_dir / "results.jsonl")
     done = set(store.load())
     todo: dict[str, tuple[Point, dict]] = {}
     for point, task, key in planned:
-        if key not in done and key not in todo:
+        if point.index not in invalid and key not in done and key not in todo:
             todo[key] = (point, task)
     unique = len({key for _, _, key in planned})
     skipped = len({key for _, _, key in planned if key in done})
 
     new = 0
     if todo:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="pt", file=sys.stderr,
-                   disable=not progress, dynamic_ncols=True)
-        outputs = None
+        # Connects to the Dask scheduler (or starts the pool) before the output folder exists.
+        outputs = run_points(worker, [task for _, task in todo.values()], backend=backend,
+                             address=address, jobs=jobs, connect_timeout=connect_timeout)
+        bar = None
         try:
-            outputs = run_points(worker, [task for _, task in todo.values()],
-                                 backend=backend, address=address, jobs=jobs)
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="pt", file=sys.stderr,
+                       disable=not progress, dynamic_ncols=True)
+            out_dir.mkdir(parents=True, exist_ok=True)
             for output in outputs:
                 if "error" in output:
                     err = output["error"]
@@ -104,19 +138,27 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
                 point, _task = todo[output["key"]]
                 record = {
                     "key": output["key"], "point": point.values, "seed": point.seed,
-                    "kind": point.kind, "result": output["result"],
-                    "seconds": round(float(output["seconds"]), 6), "archsim_version": __version__,
+                    "kind": point.kind, "seconds": round(float(output["seconds"]), 6),
+                    "archsim_version": __version__,
                 }
+                if "failure" in output:   # the point's own specs cannot be computed: its answer
+                    record.update(failed=True, error=output["failure"])
+                else:
+                    record["result"] = output["result"]
                 new += int(store.append(record))
                 bar.update(1)
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
             close = getattr(outputs, "close", None)
             if close is not None:
-                close()  # stop the pool / release the cluster if we left early
+                with warnings.catch_warnings():   # joblib warns about the tasks it cancels
+                    warnings.simplefilter("ignore")
+                    close()  # stop the pool / release the cluster if we left early
 
     records = store.load()
-    rows = [{**_row(point, task, records.get(key)), "key": key} for point, task, key in planned]
+    rows = [{**_row(point, task, records.get(key), invalid.get(point.index)), "key": key}
+            for point, task, key in planned]
     columns = _columns(sweep, rows)
     outcome = SweepOutcome(sweep.name, store.path, len(points), unique, skipped, len(todo), new,
                            rows, columns)
@@ -142,11 +184,33 @@ def flatten(result: dict[str, Any] | None, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _row(point: Point, task: dict, record: dict | None) -> dict[str, Any]:
+def _row(point: Point, task: dict, record: dict | None, invalid: str | None = None) -> dict[str, Any]:
+    """A table row. ``done``: the point has a result; ``failed``: it has an error instead (its specs
+    do not validate, or its evaluator could not compute it), with the one-line ``error``."""
+    failed = invalid is not None or bool(record is not None and record.get("failed"))
+    error = invalid if invalid is not None else (_record_error(record) if failed else None)
+    done = record is not None and not failed
     return {"point": point, "values": point.values, "resolved": task["resolved"],
-            "seed": point.seed, "kind": point.kind,
-            "done": record is not None, "result": flatten(record["result"]) if record else {},
+            "seed": point.seed, "kind": point.kind, "label": point.label(),
+            "done": done, "failed": failed, "error": error,
+            "result": flatten(record.get("result")) if done else {},
             "seconds": record.get("seconds") if record else None}
+
+
+def _record_error(record: dict) -> str:
+    err = record.get("error")
+    message = err.get("message") if isinstance(err, dict) else err
+    return " ".join(str(message or "failed").split())   # one line
+
+
+def failures_text(rows: list[dict]) -> str:
+    """``Failed points:`` and one ``- <axis values, seed, kind>: <error>`` line per failed point."""
+    failed = [r for r in rows if r.get("failed")]
+    if not failed:
+        return ""
+    lines = [f"Failed points ({len(failed)} of {len(rows)}):"]
+    lines += [f"- {r['label']}: {r['error']}" for r in failed]
+    return "\n".join(lines)
 
 
 def _shown_path(path) -> str:
@@ -188,12 +252,17 @@ def summary_table(sweep: Sweep, rows: list[dict], columns: list[str]) -> str:
     body = []
     for r in rows:
         line = [r["values"].get(a) for a in sweep.spec.axes] + [r["seed"], r["kind"]]
-        if not r["done"]:
+        if r.get("failed"):
+            line += ["failed"] + [""] * len(columns)
+        elif not r["done"]:
             line += ["(not run)"] + [""] * len(columns)
         else:
             diverged = r["result"].get("diverged")
             line += [r["result"].get(c, "diverged" if diverged else "") for c in columns]
             line.append(r["seconds"])
+        n_keys = len(sweep.spec.axes) + 2
+        # Results formatted here, so a column holding "failed" or "(not run)" keeps short numbers.
+        line = line[:n_keys] + [format(v, ".4g") if isinstance(v, float) else v for v in line[n_keys:]]
         body.append(line[: len(headers)])
     return tabulate(body, headers=headers, tablefmt="github", floatfmt=".4g")
 
@@ -207,7 +276,16 @@ def _summary_markdown(sweep: Sweep, outcome: SweepOutcome) -> str:
               f"{outcome.points} points, {outcome.unique} distinct; "
               f"results in `{outcome.results_path.name}`.",
               "", outcome.table, ""]
+    if outcome.failures:
+        lines += ["## Failed points", "",
+                  f"{len(outcome.failures)} of {outcome.points} points failed; a failure stored in "
+                  f"`{outcome.results_path.name}` is not retried on resume (see the sweep docs).", ""]
+        lines += [f"- {r['label']}: {_md_code(r['error'])}" for r in outcome.failures] + [""]
     return "\n".join(lines)
+
+
+def _md_code(text: str) -> str:
+    return "`" + str(text).replace("`", "'") + "`"
 
 
 def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -> Path | None:

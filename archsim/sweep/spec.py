@@ -20,9 +20,43 @@ A sweep file looks like::
 
 Axis paths start with the spec they change (``workload.``, ``architecture.``, ``device.``) and
 must name a real field of that spec; the bare keys ``architecture`` and ``device`` switch presets.
+``name`` (or the file name it defaults to) is the folder the results go to under
+``reports/sweeps/``, so it must be a plain name: letters, digits, ``-``, ``_`` and ``.``, not
+starting with ``.``.
+
+Mistakes in the sweep file stop the sweep before anything runs or is written, with one line naming
+the file, the field and the value (exit status 2): malformed YAML, an unknown field, an axis path
+that names no field, an unknown preset, an axis value that is invalid on its own (out of range, a
+bad unit), a name that is not a plain name, and a sweep none of whose points validates.
+
+Failed points do not stop the sweep. A point fails when its values are each valid but the point
+cannot be computed: the combination is rejected by a spec validator, or the evaluator finds the
+design infeasible (it needs more tiles than ``architecture.system.n_tiles``, say). The sweep goes on
+with the other points; the summary table marks the point ``failed`` and ``summary.md`` and the
+command list each failed point with its axis values and its one-line error. ``archsim sweep`` then
+exits with status 4 (``archsim: error: N of M points failed ...`` on stderr) after writing
+everything, on every run while the sweep has failed points, so scripts notice.
+
+Failed points are not retried on resume: such an error is deterministic (the same specs give the
+same error), so a failure the evaluator reported is stored in ``results.jsonl`` under the point's
+key (``"failed": true`` and its ``"error"``, no ``"result"``) like any finished point, and a point
+whose specs do not validate is re-checked (it costs nothing) on every run but never sent to a
+worker. To retry a stored failure (after changing archsim itself, say), delete its line from
+``results.jsonl``. A diverged training run is a result, not a failure (``"diverged": true``). An
+error that is not about the point's own specs (a missing text file, workers that see different
+spec files) would hit every point: it stops the sweep with one line, keeping the results stored.
+
+SIGINT (Ctrl-C) and SIGTERM stop a running sweep: workers are shut down, results already stored
+stay (a rerun resumes), and the command exits with 130 (``archsim: interrupted``) or 143
+(``archsim: terminated``). Local workers also exit by themselves when the process that started
+them dies, even by SIGKILL. A Dask ``--address`` must look like ``tcp://HOST:PORT`` (or ``tls://``,
+``ws://``, ``wss://``, ``ucx://``); a scheduler that does not answer within ``--connect-timeout``
+seconds (default 10), or anything that is not a Dask scheduler, is one line and exit status 2,
+before anything is written.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,7 +64,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from archsim.errors import SpecError
 from archsim.specs import ArchitectureSpec, DeviceSpec, WorkloadSpec
-from archsim.specs.base import NonNegInt, PositiveInt, Spec
+from archsim.specs.base import PositiveInt, Seed, Spec
 from archsim.specs.loader import Loaded, preset_path, read_yaml, validate
 
 #: First component of an axis path -> the spec model it changes.
@@ -41,6 +75,11 @@ TARGETS: dict[str, type[BaseModel]] = {
 }
 #: Bare axis keys that switch presets.
 PRESET_AXES = ("architecture", "device")
+#: A sweep name is a folder name: letters, digits, ``-``, ``_``, ``.``; no leading ``.``.
+NAME_PATTERN = re.compile(r"(?!\.)[\w.-]+")
+NAME_ALLOWED = ("a plain name: letters, digits, '-', '_' and '.', not starting with '.' "
+                "(it names the results folder)")
+MAX_NAME_LENGTH = 128
 
 
 class TrainBudget(Spec):
@@ -90,7 +129,7 @@ class SweepSpec(Spec):
     axes: dict[str, AxisValues] = Field(description="Dotted field path -> list of values.")
     kind: Literal["estimate", "train", "both", "echo"] = Field(
         "estimate", description="What each point computes (both: an estimate and a training run).")
-    seeds: Annotated[list[NonNegInt], Field(min_length=1)] = Field(
+    seeds: Annotated[list[Seed], Field(min_length=1)] = Field(
         default_factory=lambda: [0], description="Each point runs once per seed.")
     train: TrainBudget = Field(default_factory=TrainBudget, description="Training budget per train point.")
     estimate: EstimateOptions = Field(default_factory=EstimateOptions, description="Estimate options.")
@@ -139,6 +178,7 @@ def load_sweep(path: str | Path) -> Sweep:
     loaded: Loaded = read_yaml(path)
     spec = validate(SweepSpec, loaded)
     sweep = Sweep(spec, loaded.file, loaded.lines)
+    check_name(sweep)
     if not sweep.base_path.is_file():
         raise sweep.error("base", spec.base, f"no such workload file ({sweep.base_path})")
     for axis in spec.axes:
@@ -152,6 +192,17 @@ def load_sweep(path: str | Path) -> Sweep:
         raise sweep.error("plot.x", spec.plot.x, f"expected one of the axes: {', '.join(spec.axes)}")
     _check_presets(sweep)
     return sweep
+
+
+def check_name(sweep: Sweep) -> None:
+    """The sweep's name (``name:`` or the file name) must be a plain folder name."""
+    name = sweep.spec.name if sweep.spec.name is not None else sweep.file.stem
+    if NAME_PATTERN.fullmatch(name) and len(name) <= MAX_NAME_LENGTH:
+        return
+    allowed = NAME_ALLOWED if len(name) <= MAX_NAME_LENGTH else f"at most {MAX_NAME_LENGTH} characters"
+    if sweep.spec.name is None:
+        allowed += "; the file name is not one, so set name:"
+    raise sweep.error("name", name, allowed)
 
 
 def _check_presets(sweep: Sweep) -> None:

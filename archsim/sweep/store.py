@@ -5,6 +5,9 @@ Each line is one finished point::
     {"key": ..., "point": {axis: value}, "seed": 0, "kind": "estimate", "result": {...},
      "seconds": 1.2, "archsim_version": "0.1.0"}
 
+or, for a point that failed (its specs cannot be computed; not retried on resume), ``"failed": true``
+and ``"error": {"type", "message", "exit_status"}`` instead of ``"result"``.
+
 Why it cannot lose or duplicate a point:
 
 * a record is appended with one ``write()`` of the whole line (O_APPEND), then fsync, all under an
