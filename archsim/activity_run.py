@@ -131,8 +131,14 @@ def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
     from archsim.schedule import build_schedule
     from archsim.specs import spec_hash
 
+    from archsim.feasibility import check_estimate
+
     tr = workload.training
     seed = tr.seed if seed is None else seed
+    # The chip must hold the network before minutes of training are spent. The vocabulary comes
+    # from the text later: check with one character (a lower bound on the tiles needed).
+    smallest = workload.model_copy(update={"model": workload.model.model_copy(update={"vocab_size": 1})})
+    check_estimate(smallest, arch)
     result = train(workload, arch, device, data_path=data_path, max_chars=steps * tr.batch_size * tr.seq_len,
                    seed=seed, update_mode=update_mode, progress=progress, torch_device=torch_device,
                    learning_rate=learning_rate)

@@ -121,7 +121,8 @@ def training_memory_bytes(workload, arch, device, *, vocab_size: int | None = No
     """An upper estimate of what a functional training run allocates (float32): the tiles and their
     devices, the activations and errors of one BPTT window, the update operands, and in ``exact``
     update mode the sampled pulse trains of the largest tile (16 random bits + a flag per line,
-    slot and rank-one update)."""
+    slot and rank-one update) and the BL x BL/16 packing matrix. The process itself (torch, the
+    text) adds a few hundred MB."""
     return _memory(**_sizes(workload, arch, device, vocab_size, update_mode))
 
 
@@ -148,6 +149,9 @@ def _memory(*, V, h, L, B, T, BL, ideal, ar, ac) -> int:
     if BL:
         tile_lines = max(min(r, ar) + min(c, ac) for r, c, k in shapes if k)
         total += tile_lines * BL * bt * 3
+        # Replaying devices near a bound packs pulse trains into 16-slot words with a
+        # [BL, BL/16] float32 matrix (functional/tile.py, _pack): quadratic in BL.
+        total += 4 * BL * ((BL + 15) // 16)
     return total
 
 

@@ -23,6 +23,19 @@ def workloads() -> Path:
     return WORKLOADS
 
 
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory) -> Path:
+    """A small UTF-8 text (2,500 random words of ten kinds) for quick training runs."""
+    import random
+
+    rng = random.Random(0)
+    words = ["the", "array", "pulse", "weight", "update", "noise", "tile", "device", "of", "and"]
+    text = " ".join(rng.choice(words) for _ in range(2500)) + "\n"
+    path = tmp_path_factory.mktemp("data") / "small.txt"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run the test with one torch CPU thread (the functional simulator's small-model setting),

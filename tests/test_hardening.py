@@ -50,13 +50,6 @@ def write_workload(tmp_path: Path, replace: dict[str, str], name: str = "w.yaml"
     return path
 
 
-@pytest.fixture
-def text_file(tmp_path):
-    path = tmp_path / "text.txt"
-    path.write_text("the quick brown fox jumps over the lazy dog. " * 60)
-    return path
-
-
 # -- 1. converter bits ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("converter", ["dac", "adc"])
@@ -173,7 +166,7 @@ def test_absurd_sizes_fail_fast_in_train(tmp_path, capsys, text_file, old, new, 
 
 
 def test_huge_desired_bl_in_exact_mode_is_refused_before_allocating(tmp_path, capsys, text_file):
-    arch = write_arch(tmp_path, "update:\n  desired_bl: 1000000000000\n")
+    arch = write_arch(tmp_path, "update:\n  desired_bl: 1000000\n")   # the spec's upper bound
     assert main(["train", str(TINY), "--arch", str(arch), "--data", str(text_file), "--max-chars", "40",
                  "--update-mode", "exact", "--no-progress", "--out", str(tmp_path / "o")]) == 2
     one_line_error(capsys, ("update.desired_bl", "--update-mode fast"))
@@ -396,3 +389,16 @@ def test_sequence_of_one_character(tmp_path, capsys, layers):
     one = write_workload(tmp_path, {"seq_len: 10": "seq_len: 1", "layers: 1": f"layers: {layers}"})
     assert main(["estimate", str(one), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["time_per_step_s"] > 0
+
+
+def test_run_checks_the_chip_before_training(tmp_path, capsys, text_file, monkeypatch):
+    """`archsim run` on a chip too small for the network fails before any training step."""
+    import archsim.functional.train as functional_train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the chip")
+
+    monkeypatch.setattr(functional_train, "train", no_training)
+    arch = write_arch(tmp_path, "system:\n  n_tiles: 1\n")
+    assert main(["run", str(TINY), "--arch", str(arch), "--steps", "1", "--data", str(text_file)]) == 2
+    one_line_error(capsys, ("n_tiles", "needs 2 tiles"))

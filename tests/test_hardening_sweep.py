@@ -24,14 +24,7 @@ from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.sweep import run_sweep
 
-TINY = """\
-name: tiny_sweep_base
-model: {layers: 1, hidden_size: 8, vocab_size: 16}
-training: {seq_len: 10, batch_size: 2, train_chars: 2000, learning_rate: 0.1}
-architecture: rpu2016
-device: rpu_baseline
-baselines: []
-"""
+from test_sweep import TINY  # noqa: E402  (the sweeps' base workload, shared)
 
 
 def write_sweep(folder: Path, body: str, name: str = "s.yaml") -> Path:

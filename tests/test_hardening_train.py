@@ -7,7 +7,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import shlex
 import shutil
 import tempfile
@@ -28,16 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "workloads" / "tiny.yaml"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    rng = random.Random(0)
-    words = ["the", "array", "pulse", "weight", "update", "noise", "tile", "device", "of", "and"]
-    text = " ".join(rng.choice(words) for _ in range(2500)) + "\n"
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _specs(device="rpu_baseline", **overrides):

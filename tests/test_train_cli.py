@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,6 @@ TINY = REPO / "workloads" / "tiny.yaml"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def text_file(tmp_path_factory) -> Path:
-    rng = random.Random(0)
-    words = ["the", "array", "pulse", "weight", "update", "noise", "tile", "device", "of", "and"]
-    text = " ".join(rng.choice(words) for _ in range(2500)) + "\n"
-    path = tmp_path_factory.mktemp("data") / "small.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _specs(device="rpu_baseline", **overrides):

@@ -64,14 +64,9 @@ def backend_of(args) -> str:
 
 
 def run(args) -> int:
-    from archsim.sweep.signals import EXIT_TERMINATED, Terminated, sigterm_raises
+    from archsim.sweep.signals import run_terminable
 
-    try:
-        with sigterm_raises():
-            return _run(args)
-    except Terminated:
-        print("archsim: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+    return run_terminable(lambda: _run(args))
 
 
 def _run(args) -> int:

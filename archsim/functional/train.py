@@ -141,13 +141,6 @@ def resolve_torch_device(name: str | None) -> torch.device:
     return dev
 
 
-def atomic_torch_save(obj, path: Path) -> None:
-    """``torch.save`` to memory, then one atomic write (a reader never sees half a checkpoint)."""
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, default=float) + "\n").encode())
 

@@ -75,7 +75,8 @@ class UpdateSpec(Spec):
     column; a device moves by one step for each coincidence of a row and a column pulse.
     """
 
-    desired_bl: PositiveInt = Field(description="Pulse slots per update (BL), as aihwkit's desired_bl.")
+    desired_bl: PositiveInt = Field(le=1_000_000, description="Pulse slots per update (BL), as aihwkit's desired_bl "
+                                    "(at most 10^6: 1 ms of 1 ns pulses per rank-one update).")
     t_pulse_s: Seconds = Field(description="Width of one update pulse slot.")
     t_overhead_s: SecondsNonNeg = Field(0.0, description="Fixed set-up time per rank-one update.")
     e_pulse_line_J: Joules = Field(description="Energy to drive one pulse on one row or column line.")
@@ -86,17 +87,20 @@ class UpdateSpec(Spec):
 
 
 class PeripherySpec(Spec):
-    """Analog periphery non-idealities (aihwkit IOParameters names), shared by both engines."""
+    """Analog periphery non-idealities (aihwkit IOParameters names), shared by both engines.
 
-    inp_bound: float = Field(1.0, gt=0, description="Input range after noise management (DAC full scale).")
-    out_bound: float = Field(12.0, gt=0, description="ADC full scale in units of the weight range.")
-    out_noise: float = Field(0.06, ge=0, description="Std of additive output noise per MVM output.")
+    Ranges are bounded to 1e-6 .. 1e6 (the tiles compute in float32, where 1e-300 is 0 and 1e300
+    is infinite); aihwkit's defaults are inp_bound 1, out_bound 12, out_noise 0.06."""
+
+    inp_bound: float = Field(1.0, ge=1e-6, le=1e6, description="Input range after noise management (DAC full scale).")
+    out_bound: float = Field(12.0, ge=1e-6, le=1e6, description="ADC full scale in units of the weight range.")
+    out_noise: float = Field(0.06, ge=0, le=1e6, description="Std of additive output noise per MVM output.")
     inp_sto_round: bool = Field(False, description="Stochastic rounding in the DAC.")
     out_sto_round: bool = Field(False, description="Stochastic rounding in the ADC.")
     noise_management: Literal["abs_max", "none"] = Field("abs_max", description="Input scaling.")
     bound_management: Literal["iterative", "none"] = Field("iterative", description="Repeat on saturation.")
     max_bm_factor: PositiveInt = Field(1000, description="Largest bound-management scale factor.")
-    out_scale: float = Field(1.0, gt=0, description=(
+    out_scale: float = Field(1.0, ge=1e-6, le=1e6, description=(
         "Digital gain on every MVM output: the network's weight is out_scale x the device weight "
         "(device range +-w_max covers +-out_scale*w_max, at out_scale x coarser steps and noise); "
         "folded into the noise-management multiply, so it costs no time or energy."))

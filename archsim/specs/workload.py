@@ -64,7 +64,7 @@ class TrainingSpec(Spec):
     train_fraction: float = Field(0.9, gt=0, le=1, description="Share of the text used for training.")
     learning_rate: float = Field(0.01, gt=0, le=1e6, description="SGD learning rate (what arrays implement).")
     dropout: Fraction = Field(0.0, description="Dropout between layers (floating-point only idea).")
-    grad_clip: float | None = Field(None, gt=0, description="Clip each gradient element to +-grad_clip.")
+    grad_clip: float | None = Field(None, gt=0, le=1e6, description="Clip each gradient element to +-grad_clip (at most 1e6).")
     seed: Seed = Field(0, description="Seed of every random draw (0 to 2^63 - 1).")
 
     @model_validator(mode="after")

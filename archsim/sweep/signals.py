@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 #: Exit status after SIGTERM: 128 + 15.
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -40,3 +40,16 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def run_terminable(body: Callable[[], int]) -> int:
+    """Run a command's ``body`` with SIGTERM raising :class:`Terminated`; on SIGTERM print one line
+    and return :data:`EXIT_TERMINATED` (the command layer's shared wrapper)."""
+    import sys
+
+    try:
+        with sigterm_raises():
+            return body()
+    except Terminated:
+        print("archsim: terminated", file=sys.stderr)
+        return EXIT_TERMINATED

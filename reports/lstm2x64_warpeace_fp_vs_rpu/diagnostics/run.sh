@@ -4,7 +4,7 @@
 set -euo pipefail
 D=reports/lstm2x64_warpeace_fp_vs_rpu/diagnostics
 COMMON="--data ../shared/data/warpeace_input.txt --max-chars 1920000 --lr 0.1 --seed 0 --no-progress --json"
-run() { name=$1; shift; archsim train "$@" $COMMON --out "$D/out/$name" > "$D/$name.json"; rm -f "$D/out/$name/checkpoint.pt"; }
+run() { name=$1; shift; archsim train "$@" $COMMON --out "$D/out/$name" > "$D/$name.json"; rm -f "$D/out/$name/checkpoint.pt" "$D/out/$name/checkpoint.json"; }
 run fp                workloads/lstm2x64.yaml --device ideal
 run rpu_baseline      workloads/lstm2x64.yaml --device rpu_baseline
 run rpu_symmetric     workloads/lstm2x64.yaml --device rpu_symmetric
