@@ -25,8 +25,9 @@ EXTRAPOLATION_STEPS = 9
 #: Share of this machine's physical memory a functional run may plan to use.
 MEMORY_SHARE = 0.8
 #: float32 tensors of the size of the array a pulsed-device tile keeps (weight, the device's
-#: bounds, steps, their moments and rates: 12 today, see functional/devices.py) plus slack.
-PULSED_TENSORS_PER_CELL = 16
+#: bounds, steps, their moments and rates: 12 for constant step, 18 for linear step, see
+#: functional/devices/) plus slack.
+PULSED_TENSORS_PER_CELL = 20
 #: The same for a floating-point tile (weight, gradient, a workspace copy).
 IDEAL_TENSORS_PER_CELL = 4
 

@@ -188,7 +188,8 @@ def test_tile_count_is_arithmetic_and_equals_the_mapping():
                 assert sum(tiles_needed(model, a).values()) == mapping.n_tiles, (path.name, name)
 
 
-def test_training_memory_estimate_bounds_the_tile_tensors(one_torch_thread):
+@pytest.mark.parametrize("device_name", ["rpu_baseline", "soft_bounds", "ecram_tang2018"])
+def test_training_memory_estimate_bounds_the_tile_tensors(one_torch_thread, device_name):
     """The memory check's tile share is at least what a real model's tiles allocate."""
     import torch
 
@@ -197,7 +198,7 @@ def test_training_memory_estimate_bounds_the_tile_tensors(one_torch_thread):
     from archsim.specs import load_architecture, load_device, load_workload
 
     w = load_workload(WORKLOADS / "lstm2x64.yaml")
-    arch, dev = load_architecture("rpu2016"), load_device("rpu_baseline")
+    arch, dev = load_architecture("rpu2016"), load_device(device_name)
     model = build_model(w, arch, dev, 50, seed=0)
     seen, total = set(), 0
 

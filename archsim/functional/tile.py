@@ -60,7 +60,7 @@ import torch
 
 from archsim.functional.activity import TileActivity
 from archsim.functional.config import RPUConfig
-from archsim.functional.devices import PulsedDevices
+from archsim.functional.devices import make_devices
 from archsim.functional.quant import level_step
 
 # Accumulators kept on the tile's device (folded into TileActivity on demand, so the hot path
@@ -131,7 +131,7 @@ class AnalogTile:
         self.dtype = dtype
         if generator.device.type != self.device.type:
             raise ValueError(f"generator is on {generator.device}, tile on {self.device}")
-        self.devices = None if config.is_ideal else PulsedDevices(
+        self.devices = None if config.is_ideal else make_devices(
             config.device, self.out_size, self.in_size, generator, self.device, dtype)
         self.weight = torch.zeros(self.out_size, self.in_size, device=self.device, dtype=dtype)
         if init_std:
@@ -712,7 +712,7 @@ class AnalogTile:
         slot_ok = None
         if cfg.update_bl_management:
             slot_ok = torch.arange(slots, device=x.device).unsqueeze(1) < bl.unsqueeze(0)  # [slots, K]
-        constant = dev.kind == "constant_step"
+        constant = dev.replays_in_order
         if constant:
             n_tot = torch.zeros_like(w)          # counts since the budgets were set
             s_tot = torch.zeros_like(w)
@@ -743,7 +743,7 @@ class AnalogTile:
             pend[_ROW] += torch.count_nonzero(rows)
             pend[_COL] += torch.count_nonzero(cols)
             pend[_COINC] += n_all.sum()
-            if not constant:   # soft bounds: one interleaved move per chunk (see devices.py)
+            if not constant:   # soft bounds, linear step: one move per chunk (see devices/)
                 w.copy_(dev.apply_counts(w, n_all, n_sgn, g))
                 continue
             n_tot += n_all

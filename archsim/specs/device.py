@@ -10,13 +10,16 @@ Constant-step device (Gokmen & Vlasov 2016; aihwkit ConstantStepDevice), fixed p
 
 Soft-bounds device (aihwkit SoftBoundsDevice): the step shrinks linearly to zero at the bound,
 ``step_up * (1 - w/w_max_ij)`` and ``step_down * (1 - w/w_min_ij)``.
+Linear-step device (aihwkit LinearStepDevice): the step falls linearly with the weight,
+``step_up*(1 - gamma_up*w/w_max)`` and ``step_down*(1 - gamma_down*w/w_min)``, with hard bounds
+(archsim/functional/devices/linear_step.py).
 The ideal device is floating point: updates are exact SGD and the periphery is bypassed.
 """
 from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from archsim.specs.base import Spec
 
@@ -24,12 +27,18 @@ from archsim.specs.base import Spec
 # is infinite; the limits below are far outside any published device and inside float32.
 
 
+#: Fields only the linear_step family reads (aihwkit's defaults for dtod: 0.05).
+LINEAR_STEP_DTOD_DEFAULT = 0.05
+#: Fields only the linear_step family reads.
+LINEAR_STEP_FIELDS = ("gamma_up", "gamma_down", "gamma_up_dtod", "gamma_down_dtod", "mean_bound_reference")
+
+
 class DeviceSpec(Spec):
     """One device model and its variations."""
 
     name: str = Field(description="Preset name.")
     description: str = Field("", description="One sentence on what this preset is.")
-    kind: Literal["ideal", "constant_step", "soft_bounds"] = Field(description="Device model.")
+    kind: Literal["ideal", "constant_step", "soft_bounds", "linear_step"] = Field(description="Device model.")
     dw_min: float = Field(0.001, ge=1e-9, le=10, description="Mean weight step per coincidence (1e-9 to 10).")
     dw_min_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of the step (relative, 0 to 10).")
     dw_min_std: float = Field(0.3, ge=0, le=10, description="Cycle-to-cycle spread of each step (relative, 0 to 10).")
@@ -39,6 +48,35 @@ class DeviceSpec(Spec):
     w_min_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of w_min (relative, 0 to 10).")
     up_down: float = Field(0.0, gt=-1, lt=1, description="Global up/down step asymmetry.")
     up_down_dtod: float = Field(0.01, ge=0, le=10, description="Device-to-device asymmetry spread (0 to 10).")
+    mult_noise: bool = Field(True, description=(
+        "soft_bounds, linear_step: cycle-to-cycle noise multiplies the whole (state-dependent) "
+        "step (true, aihwkit's default) or only its constant part (false); constant-step "
+        "devices are the same either way."))
+    gamma_up: float = Field(0.0, ge=0, le=10, description=(
+        "linear_step: the up step falls as 1 - gamma_up*w/w_ref (0: constant step; 1 with device "
+        "references: soft bounds); aihwkit LinearStepDevice.gamma_up."))
+    gamma_down: float = Field(0.0, ge=0, le=10, description=(
+        "linear_step: the down step falls as 1 - gamma_down*w/w_ref (w_ref < 0)."))
+    gamma_up_dtod: float | None = Field(None, ge=0, le=10, description=(
+        "linear_step: device-to-device spread of gamma_up, added (gamma_ij = |gamma + dtod*xi|); "
+        "default 0.05 as aihwkit."))
+    gamma_down_dtod: float | None = Field(None, ge=0, le=10, description=(
+        "linear_step: device-to-device spread of gamma_down; default 0.05 as aihwkit."))
+    mean_bound_reference: bool = Field(True, description=(
+        "linear_step: the slope refers to the mean bounds w_max/w_min (true, aihwkit's default) "
+        "or to each device's own."))
+
+    @model_validator(mode="after")
+    def _family_fields(self):
+        if self.kind != "linear_step":
+            set_here = [f for f in LINEAR_STEP_FIELDS if f in self.model_fields_set
+                        and getattr(self, f) != DeviceSpec.model_fields[f].default]
+            if self.kind != "soft_bounds" and "mult_noise" in self.model_fields_set and not self.mult_noise:
+                set_here.append("mult_noise")
+            if set_here:
+                raise ValueError(f"{', '.join(set_here)}: only for kind linear_step"
+                                 f"{' or soft_bounds' if set_here == ['mult_noise'] else ''} (kind is {self.kind})")
+        return self
 
     @property
     def is_ideal(self) -> bool:
