@@ -110,8 +110,10 @@ def _captured_moments(t, x, d, lr, onehot=None):
     return seen
 
 
-def _reference_moments(x, d, lr, dw_min, desired_bl, bl_management):
-    """sum_k BL p q, ... from explicit firing probabilities (aihwkit's formulas, per update)."""
+def _reference_moments(x, d, lr, dw_min, desired_bl, bl_management, rule="aihwkit"):
+    """sum_k BL p q, ... from explicit firing probabilities (aihwkit's formulas, per update;
+    rule "aihwkit": when k = lr*xm*dm/dw_min > BL, d's max is taken as dm*BL/k, as aihwkit's
+    PulsedUpdateMetaParameter.performUpdateManagement does, so that x never clips)."""
     m_all = torch.zeros(d.shape[1], x.shape[1], dtype=x.dtype)
     m_sgn, v_all, v_sgn = m_all.clone(), m_all.clone(), m_all.clone()
     for xk, dk in zip(x, d):
@@ -120,6 +122,9 @@ def _reference_moments(x, d, lr, dw_min, desired_bl, bl_management):
                                                       desired_bl)
         a = b = math.sqrt(lr / (dw_min * bl))
         if xm > 0 and dm > 0:
+            k = lr * xm * dm / dw_min
+            if rule == "aihwkit" and k > bl:
+                dm = dm * bl / k
             a, b = a * math.sqrt(dm / xm), b * math.sqrt(xm / dm)
         p, q = (a * xk.abs()).clamp(max=1), (b * dk.abs()).clamp(max=1)
         sign = torch.outer(torch.sign(dk), torch.sign(xk))
@@ -131,18 +136,20 @@ def _reference_moments(x, d, lr, dw_min, desired_bl, bl_management):
     return dict(m_all=m_all, m_sgn=m_sgn, v_all=v_all, v_sgn=v_sgn)
 
 
+@pytest.mark.parametrize("rule", ["aihwkit", "balanced"])
 @pytest.mark.parametrize("bl_management", [False, True])
 @pytest.mark.parametrize("lr", [0.002, 0.5])       # 0.5: many probabilities clip at 1
-def test_fast_update_sums_equal_the_explicit_probability_sums(lr, bl_management):
+def test_fast_update_sums_equal_the_explicit_probability_sums(lr, bl_management, rule):
     spec = DeviceSpec(name="a", kind="constant_step", dw_min=0.01, up_down=0.1, w_max=100.0,
                       w_min=-100.0, w_max_dtod=0.0, w_min_dtod=0.0)
     T, B, V, H = 4, 3, 5, 6
     u, ids = lstm_inputs(T, B, V, H, seed=4)
     d = torch.randn(T * B, 9, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     d[2] = 0.0                                            # an update without error
-    ref = _reference_moments(u, d, lr, 0.01, 10, bl_management)
+    ref = _reference_moments(u, d, lr, 0.01, 10, bl_management, rule)
     for onehot in (None, (V, ids)):
-        t = tile(9, V + H + 1, spec, update_mode="fast", update_bl_management=bl_management)
+        t = tile(9, V + H + 1, spec, update_mode="fast", update_bl_management=bl_management,
+                 um_rule=rule)
         got = _captured_moments(t, u, d, lr, onehot)
         for name in ("m_all", "m_sgn", "v_all", "v_sgn"):
             assert torch.allclose(got[name], ref[name], rtol=1e-9, atol=1e-12), (name, onehot)

@@ -13,6 +13,8 @@ if TYPE_CHECKING:  # only for annotations: keeps ``archsim.functional.config`` i
     from archsim.specs.device import DeviceSpec
 
 UPDATE_MODES = ("fast", "exact")
+#: Update-management rules when k > BL (see RPUConfig.um_rule).
+UM_RULES = ("aihwkit", "balanced")
 
 
 @dataclass
@@ -78,7 +80,20 @@ class RPUConfig:
     """"iterative": repeat a saturated forward MVM with the input halved; "none": no repeats."""
 
     max_bm_factor: int = 1000
-    """Largest bound-management factor beta (repeats stop before beta would exceed it)."""
+    """Bound-management limit on the factor beta: as in aihwkit, the repeats stop after the first
+    one whose beta exceeds it (1000: beta up to 1024)."""
+
+    max_bm_res: float = 0.25
+    """aihwkit's second bound-management limit: the repeats also stop after the first beta above
+    ``max_bm_res / (2*inp_bound*inp_res)`` (the input resolution may not get coarser than
+    ``max_bm_res`` of the range: 15.75, i.e. beta up to 16, with 7-bit inputs); no limit without
+    DAC quantization."""
+
+    um_rule: str = "aihwkit"
+    """Update management when ``k = lr*max|x|*max|d|/dw_min`` exceeds BL: "aihwkit" (aihwkit's
+    rule) keeps x's firing probabilities unclipped (``p = |x|/max|x|``) and puts the excess on the
+    d side (clipped at 1); "balanced" scales both sides by ``sqrt(k/BL)`` and clips both (archsim
+    before this option)."""
 
     out_scale: float = 1.0
     """Digital gain on every MVM output (forward and transposed): the network's weight is
@@ -111,6 +126,10 @@ class RPUConfig:
             raise ValueError(f"noise_management must be 'abs_max' or 'none', got {self.noise_management!r}")
         if self.bound_management not in ("iterative", "none"):
             raise ValueError(f"bound_management must be 'iterative' or 'none', got {self.bound_management!r}")
+        if self.um_rule not in UM_RULES:
+            raise ValueError(f"um_rule must be one of {UM_RULES}, got {self.um_rule!r}")
+        if not self.max_bm_res > 0:
+            raise ValueError("max_bm_res must be > 0")
         if self.desired_bl < 1 or self.exact_chunk < 0 or self.max_bm_factor < 1:
             raise ValueError("desired_bl and max_bm_factor must be >= 1, exact_chunk >= 0")
         if self.inp_bound <= 0 or self.out_bound <= 0 or self.out_noise < 0 or self.out_scale <= 0:
@@ -127,8 +146,9 @@ class RPUConfig:
             inp_bound=per.inp_bound, out_bound=per.out_bound, out_noise=per.out_noise,
             inp_sto_round=per.inp_sto_round, out_sto_round=per.out_sto_round,
             noise_management=per.noise_management, bound_management=per.bound_management,
-            max_bm_factor=per.max_bm_factor, out_scale=per.out_scale, desired_bl=arch.update.desired_bl,
-            update_management=arch.update.update_management,
+            max_bm_factor=per.max_bm_factor, max_bm_res=per.max_bm_res, out_scale=per.out_scale,
+            desired_bl=arch.update.desired_bl, update_management=arch.update.update_management,
+            um_rule=arch.update.um_rule,
             update_bl_management=arch.update.update_bl_management, update_mode=update_mode,
         )
 

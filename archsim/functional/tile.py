@@ -145,6 +145,8 @@ class AnalogTile:
         self._in_step = level_step(config.inp_res, config.inp_bound)
         self._out_step = level_step(config.out_res, config.out_bound)
         self._in_levels = config.inp_bound / self._in_step if self._in_step > 0 else config.inp_bound
+        # Bound management may not make the input resolution coarser than max_bm_res of the range.
+        self._bm_res_limit = config.max_bm_res / self._in_step if self._in_step > 0 else math.inf
         self._out_levels = config.out_bound / self._out_step if self._out_step > 0 else config.out_bound
         self._out_unit = self._out_step if self._out_step > 0 else 1.0
         self._sat_level = self._out_levels - (0.5 if self._out_step > 0 else 0.0)
@@ -505,7 +507,8 @@ class AnalogTile:
             return alpha
         scale = alpha.clone() if alpha is not None else y.new_ones(y.shape[0], 1)
         factor = 1
-        while rows.numel() and factor * 2 <= cfg.max_bm_factor:
+        # aihwkit's stop: after the first factor above max_bm_factor or above max_bm_res/inp_res.
+        while rows.numel() and factor <= cfg.max_bm_factor and factor <= self._bm_res_limit:
             factor *= 2
             a_r = alpha.index_select(0, rows) if alpha is not None else None
             yi = self._one_pass(x.index_select(0, rows), a_r, factor, transposed).clamp_(-top, top)
@@ -583,7 +586,13 @@ class AnalogTile:
         b = a
         if cfg.update_management:
             ok = (x_max > 0) & (d_max > 0)
-            ratio = torch.where(ok, d_max / torch.where(ok, x_max, 1.0), 1.0).sqrt_()
+            d_val = d_max
+            if cfg.um_rule == "aihwkit":
+                # k > BL: shrink d's share so that x's largest probability is exactly 1 (no x
+                # clipping); d's probabilities carry the excess and clip (aihwkit).
+                k = lr * x_max * d_max / dw_min
+                d_val = torch.where(k > bl, d_max * bl / torch.where(k > 0, k, 1.0), d_max)
+            ratio = torch.where(ok, d_val / torch.where(ok, x_max, 1.0), 1.0).sqrt_()
             a, b = a * ratio, b / ratio
         return bl, a, b, ax, ad, x_max, d_max
 

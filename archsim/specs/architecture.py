@@ -84,6 +84,11 @@ class UpdateSpec(Spec):
     e_translate_J: Joules = Field(0.0, description="Stochastic translator energy per line per update.")
     update_management: bool = Field(True, description="Balance row/column probabilities (aihwkit UM).")
     update_bl_management: bool = Field(False, description="Pick BL from the gradient size (aihwkit).")
+    um_rule: Literal["aihwkit", "balanced"] = Field("aihwkit", description=(
+        "Update management when k = lr*max|x|*max|d|/dw_min exceeds BL: 'aihwkit' keeps x's firing "
+        "probabilities |x|/max|x| unclipped and puts the excess on d (aihwkit's "
+        "PulsedUpdateMetaParameter.performUpdateManagement); 'balanced' scales both sides by "
+        "sqrt(k/BL) and clips both (archsim's earlier rule)."))
 
 
 class PeripherySpec(Spec):
@@ -99,7 +104,11 @@ class PeripherySpec(Spec):
     out_sto_round: bool = Field(False, description="Stochastic rounding in the ADC.")
     noise_management: Literal["abs_max", "none"] = Field("abs_max", description="Input scaling.")
     bound_management: Literal["iterative", "none"] = Field("iterative", description="Repeat on saturation.")
-    max_bm_factor: PositiveInt = Field(1000, description="Largest bound-management scale factor.")
+    max_bm_factor: PositiveInt = Field(1000, description=(
+        "Bound-management limit: repeats stop after the first factor above it (aihwkit)."))
+    max_bm_res: float = Field(0.25, gt=0, le=1e6, description=(
+        "aihwkit's second bound-management limit: repeats also stop after the first factor above "
+        "max_bm_res/(2*inp_bound*inp_res), 15.75 with 7-bit inputs (aihwkit default 0.25)."))
     out_scale: float = Field(1.0, ge=1e-6, le=1e6, description=(
         "Digital gain on every MVM output: the network's weight is out_scale x the device weight "
         "(device range +-w_max covers +-out_scale*w_max, at out_scale x coarser steps and noise); "
