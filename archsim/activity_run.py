@@ -1,13 +1,14 @@
-"""One schedule, two engines: train on simulated tiles, then time and price the measured activity.
+"""One step program, two engines: train on simulated tiles, then time and price the measured activity.
 
-The functional simulator executes the schedule's ops in an order the schedule allows (layer by
-layer over the timesteps, the output layer batched over T, BPTT in reverse, each tile's T x B
-rank-one updates after its backward sweep) and counts, per tile, what happened: MVMs run (with
-bound-management repeats), DAC and ADC conversions, ADC saturations, rank-one updates, pulse slots,
-pulses per line and coincidences. :func:`profile_from_activity` turns those counts into an
-:class:`~archsim.activity.ActivityProfile` (per tile), and the estimate engine re-times and
-re-prices the schedule with it. :func:`schedule_counts` and :func:`functional_counts` put both
-engines' counts side by side: they must be equal for the same workload and steps.
+The functional simulator executes the step program (:mod:`archsim.program`) that the schedule
+times, sweep by sweep (layer by layer over the timesteps, the output layer batched over T, BPTT in
+reverse, each tile's T x B rank-one updates after its backward sweep), and counts, per tile, what
+happened: MVMs run (with bound-management repeats), DAC and ADC conversions, ADC saturations,
+rank-one updates, pulse slots, pulses per line and coincidences. :func:`profile_from_activity`
+turns those counts into an :class:`~archsim.activity.ActivityProfile` (per tile), and the estimate
+engine re-times and re-prices the schedule with it. :func:`schedule_counts` and
+:func:`functional_counts` put both engines' counts side by side: equal by construction (both run
+the same program's ops), and checked.
 """
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsim.activity import ActivityProfile
+from archsim.program import OP_KINDS
 from archsim.schedule import Schedule
 
-#: Count name (functional TileActivity field) -> the schedule action that counts the same thing.
+#: Count name (functional TileActivity field) -> the schedule action that counts the same thing:
+#: one per op kind of the step program that the tiles count, then what the periphery does in them.
 COUNT_ACTIONS = {
-    "forward_mvms": ("array", "forward_mvm"),
-    "backward_mvms": ("array", "backward_mvm"),
+    **{k.counter: k.action for k in OP_KINDS.values() if k.counter is not None},
     "bm_repeats": ("array", "bm_repeat"),
     "dac_conversions": ("dac", "convert"),
     "adc_conversions": ("adc", "convert"),
-    "updates": ("update", "rank_one"),
     "pulse_slots": ("update", "pulse_slot"),
 }
 

@@ -150,20 +150,13 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
     ops = training_ops_per_step(one)
     base_rows = []
     for name in (baselines if baselines is not None else workload.baselines):
-        res = run_baseline(name, workload)
-        base_rows.append({
-            "name": res.name, "kind": res.kind,
-            "time_per_step_s": res.time_per_step_s, "energy_per_step_J": res.energy_per_step_J,
-            "speedup": res.time_per_step_s / step_s,
-            "energy_ratio": res.energy_per_step_J / energy.total_J,
-            "utilization": res.utilization, "energy_is_bound": res.energy_is_bound,
-            "scaled_from": res.scaled_from, "note": res.note,
-        })
+        base_rows.append(baseline_row(run_baseline(name, workload), step_s, energy.total_J))
 
     notes = [
         "ops counted as DNN+NeuroSim does: training ops = 3 x forward ops, forward ops = 2 x MACs",
         f"activity: {activity.source}",
-        "baseline energy = board power x time (an upper bound)",
+        "GPU baseline energy = modelled power (idle + dynamic x activity) x time; the bound beside it "
+        "is board power (TDP) x time; GPUs run in the named or the preset's default precision",
     ]
     if analytic.step_s and abs(first_step_s - analytic.step_s) > 1e-9 * analytic.step_s:
         notes.append(f"SimPy first step is {first_step_s / analytic.step_s:.4f}x the "
@@ -200,7 +193,12 @@ def _analytic_busy(schedule, step_s: float) -> dict[str, float]:
 
 
 def run_baseline(name: str, workload: WorkloadSpec):
-    """Time/energy of one step of ``workload`` on a digital baseline preset (GPU model or CPU)."""
+    """Time/energy of one step of ``workload`` on a digital baseline preset (GPU model or CPU).
+
+    ``name`` is a preset name, for a GPU optionally ``NAME:precision`` (fp32, tf32, fp16, bf16;
+    default: the preset's ``default_precision``). A GPU result's energy is modelled power x time,
+    with board power x time in ``energy_bound_J``.
+    """
     from archsim import baselines as bl
     from archsim.specs.loader import preset_path, read_yaml
 
@@ -208,7 +206,27 @@ def run_baseline(name: str, workload: WorkloadSpec):
     if not workload.model.output_layer:
         output = None
     tr = workload.training
-    kind = read_yaml(preset_path("baselines", name)).data.get("kind", "gpu")
+    base, precision = bl.split_name(name)
+    kind = read_yaml(preset_path("baselines", base)).data.get("kind", "gpu")
     if kind == "cpu":
+        if precision not in (None, "fp32"):
+            raise ValueError(f"{base} is measured in fp32 only, not {precision}")
         return bl.cpu_training_step(shapes, output, tr.batch_size, tr.seq_len)
-    return bl.gpu_training_step(bl.load_gpu(name), shapes, output, tr.batch_size, tr.seq_len)
+    return bl.gpu_training_step(bl.load_gpu(base), shapes, output, tr.batch_size, tr.seq_len,
+                                precision=precision)
+
+
+def baseline_row(res, step_s: float, energy_J: float) -> dict:
+    """One baseline as ``EstimateResult.baselines`` carries it: its numbers and the ratios to the RPU
+    (energy ratio against the modelled energy, ``energy_ratio_bound`` against the TDP bound)."""
+    return {
+        "name": res.name, "kind": res.kind, "precision": res.precision,
+        "time_per_step_s": res.time_per_step_s, "energy_per_step_J": res.energy_per_step_J,
+        "energy_bound_J": res.energy_bound_J, "power_W": res.power_W,
+        "power_bound_W": res.power_bound_W,
+        "speedup": res.time_per_step_s / step_s,
+        "energy_ratio": res.energy_per_step_J / energy_J,
+        "energy_ratio_bound": res.energy_bound_J / energy_J,
+        "utilization": res.utilization, "energy_is_bound": res.energy_is_bound,
+        "threads": res.threads, "scaled_from": res.scaled_from, "note": res.note,
+    }

@@ -16,6 +16,9 @@ import os
 
 from archsim.errors import SpecError
 
+#: Tiles one schedule may place (each is an object with its resources; an LSTM with H = 4096 on
+#: 256 x 256 arrays needs about 4,300).
+MAX_TILES = 1_000_000
 #: Ops one SimPy schedule may hold (each op is a Python object with its stages and actions).
 MAX_SCHEDULE_OPS = 2_000_000
 #: Tile-ops (an op on every tile of its matrix) one SimPy run may simulate: about 10 events each.
@@ -62,7 +65,8 @@ def tiles_needed(model, arch) -> dict[str, int]:
 
 
 def check_tiles(workload, arch) -> int:
-    """Raise the one-line "too many tiles" error (as the schedule would) before any mapping."""
+    """Raise the one-line "too many tiles" error (as the schedule would) before any mapping;
+    return the number of tiles needed."""
     need = tiles_needed(workload.model, arch)
     total = sum(need.values())
     if total > arch.system.n_tiles:
@@ -83,6 +87,10 @@ def check_estimate(workload, arch, *, exact: bool = False, steps_per_epoch: int 
                    fidelity: str = "simpy") -> None:
     """Tiles, schedule size and simulated work of ``archsim estimate`` (one line if too big)."""
     tiles = check_tiles(workload, arch)
+    if tiles > MAX_TILES:
+        raise SpecError(workload.where, "model.hidden_size", workload.model.hidden_size,
+                        f"the workload needs {tiles:,} tiles; the event model places at most "
+                        f"{MAX_TILES:,}: use a smaller network or larger arrays")
     per_step = schedule_ops_per_step(workload)
     T = workload.training.seq_len
     if per_step > MAX_SCHEDULE_OPS:

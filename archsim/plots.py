@@ -15,10 +15,6 @@ _TAB10 = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e3
           "#bcbd22", "#17becf")
 
 
-#: Line styles per baseline, so that overlapping lines (H100 and H200) stay visible.
-_STYLES = ("-", "--", ":", "-.")
-
-
 def _label_log_axis(ax) -> None:
     """Plain numbers on a log y axis; label 2x and 5x minor ticks when it spans under 3 decades."""
     from matplotlib.ticker import FuncFormatter
@@ -122,7 +118,8 @@ def energy_breakdown_png(c) -> bytes:
 
 def scaling_png(s) -> bytes:
     """Speedup (top row) and energy ratio (bottom row) vs the swept parameter; one column per
-    architecture, one line per GPU baseline; log-log axes; parity line at 1; SimPy check marked."""
+    architecture, one line per GPU in its best precision at each point; contention-including RPU
+    timing solid, the closed form alone dotted; the TDP-bound energy ratio dashed; parity line at 1."""
     from archsim.compare import sweep_title
 
     archs = s.architectures
@@ -135,27 +132,28 @@ def scaling_png(s) -> bytes:
             pts = [p for p in s.points if p["architecture"] == arch]
             xs = [p["value"] for p in pts]
             raised = [p["value"] for p in pts if p["n_tiles_raised"]]
-            chk = next((k for k in s.fidelity_check if k["architecture"] == arch), None)
             for row, (metric, ylabel) in enumerate((
                     ("speedup", "speedup = GPU time / RPU time per step"),
                     ("energy_ratio", "energy ratio = GPU energy / RPU energy per step"))):
                 ax = axes[row][j]
+                lows = []
                 for k, name in enumerate(s.baseline_names):
+                    colour = _TAB10[k % 10]
                     ys = [p["vs"][name][metric] for p in pts]
-                    ax.plot(xs, ys, marker="o", ms=3.5, color=_TAB10[k % 10], ls=_STYLES[k % 4],
-                            label=name.upper())
-                for k, name in enumerate(s.baseline_names):
-                    if chk is not None and metric == "speedup":
-                        ref = next((p for p in pts if p["value"] == chk["value"]), None)
-                        if ref is not None:
-                            ax.plot([chk["value"]], [ref["vs"][name]["speedup"] / chk["simpy_over_analytic"]],
-                                    marker="D", ms=6, mfc="none", color=_TAB10[k % 10], linestyle="none",
-                                    label="SimPy (contention) at base point" if k == 0 else None)
-                # Parity (RPU = GPU); on the energy row only when the data come near it, so that
-                # four empty decades do not squash the curves.
-                lowest = min(p["vs"][n][metric] for p in pts for n in s.baseline_names)
-                if metric == "speedup" or lowest < 10:
-                    ax.axhline(1.0, color="black", lw=0.8, ls="--")
+                    lows += ys
+                    ax.plot(xs, ys, marker="o", ms=3.5, color=colour, ls="-",
+                            label=f"{name.upper()} (best precision)")
+                    closed = [p["vs_closed_form"][name][metric] for p in pts]
+                    ax.plot(xs, closed, color=colour, ls=":", lw=1.0,
+                            label="closed form, no contention" if k == 0 else None)
+                    if metric == "energy_ratio":
+                        bound = [p["vs"][name]["energy_ratio_bound"] for p in pts]
+                        lows += bound
+                        ax.plot(xs, bound, color=colour, ls="--", lw=1.0,
+                                label="vs GPU TDP x time (bound)" if k == 0 else None)
+                # Parity (RPU = GPU); on the energy row only when the data come near it.
+                if metric == "speedup" or min(lows) < 10:
+                    ax.axhline(1.0, color="black", lw=0.8, ls="-.")
                 ax.set_xscale("log", base=2)
                 ax.set_yscale("log")
                 _label_log_axis(ax)
@@ -167,11 +165,11 @@ def scaling_png(s) -> bytes:
                     title = arch + (f"\n(n_tiles raised to fit for {s.parameter} >= {min(raised)})"
                                     if raised else "")
                     ax.set_title(title, fontsize=9)
-                    ax.legend(fontsize=7, loc="best")
+                ax.legend(fontsize=7, loc="best")
             axes[1][j].set_xticks(xs)
             axes[1][j].set_xticklabels([str(v) for v in xs], fontsize=7)
-        fig.suptitle(sweep_title(s), fontsize=10)
-        fig.tight_layout(rect=(0, 0, 1, 0.95))
+        fig.suptitle(sweep_title(s).replace("; ", ";\n", 1), fontsize=10)
+        fig.tight_layout(rect=(0, 0, 1, 0.94))
         return _png(fig)
     finally:
         ctx.__exit__(None, None, None)

@@ -39,13 +39,18 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
     out.append(("Busy fraction per resource (mean / max over instances)", tabulate(
         util, headers=["resource", "mean", "max"], tablefmt=fmt)))
     if r.baselines:
-        out.append(("Digital baselines (same workload, batch and T)", tabulate(
+        out.append(("Digital baselines (same workload, batch and T; energy = modelled power x time, "
+                    "bound = board TDP x time)", tabulate(
             [[b["name"], fq(b["time_per_step_s"], "s"), fq(b["energy_per_step_J"], "J"),
+              fq(b.get("energy_bound_J", b["energy_per_step_J"]), "J"),
               f"{b['speedup']:.3g}x", f"{b['energy_ratio']:.3g}x",
-              "" if b["utilization"] is None else f"{b['utilization']:.1%}"]
+              f"{b.get('energy_ratio_bound', b['energy_ratio']):.3g}x",
+              "" if b["utilization"] is None else f"{b['utilization']:.1%}",
+              "" if b.get("threads") is None else str(b["threads"])]
              for b in r.baselines],
-            headers=["baseline", "time/step", "energy/step (bound)", "speedup", "energy ratio",
-                     "GPU utilization"], tablefmt=fmt)))
+            headers=["baseline:precision", "time/step", "energy/step", "energy bound", "speedup",
+                     "energy ratio", "energy ratio (bound)", "utilization", "CPU threads"],
+            tablefmt=fmt)))
     return out
 
 

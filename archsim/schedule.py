@@ -1,20 +1,21 @@
-"""The schedule of training steps: ordered tile, transfer and digital ops and their dependencies.
+"""The schedule of training steps: the step program's ops, timed on tiles, buses and digital units.
 
-One op is one (phase, matrix, timestep) of one training step. It streams the batch's vectors through
-a chain of stages, each holding one resource for a per-vector time:
+:mod:`archsim.program` says what one training step does (which analog op runs on which matrix at
+which timestep, which digital work surrounds it, and the dependencies); this module knows only how
+long each kind of op holds which resource and which actions it costs. One op is one (phase,
+matrix, timestep) of one training step. It streams the batch's vectors through a chain of stages,
+each holding one resource for a per-vector time:
 
     [pre: digital]  ->  branches: one per tile  [bus, array, ADC] or [bus, array]  ->  [post: digital]
 
-Forward  (l, t): branches (array forward, row-side ADCs, bus) -> post: partial sums, gates.
-Backward (l, t): pre: gate derivatives -> branches (transposed MVM, column-side ADCs, bus) -> post.
-Update   (m, t): pre: update management -> branches (bus to the translators, B pulsed rank-one updates).
+forward_mvm:      branches (array forward, row-side ADCs, bus)
+backward_mvm:     branches (transposed MVM, column-side ADCs, bus)
+rank_one_update:  branches (bus to the translators, B pulsed rank-one updates)
 
-Dependencies: forward (l,t) needs (l,t-1) (recurrence) and (l-1,t) (layer below), so layers run as a
-wavefront; backward runs the same lattice in reverse; the output layer's ops are chained in time
-order (one tile cannot run two ops at once); updates of a matrix start when its backward sweep is
-done (weights stay fixed during the sequence's forward and backward sweeps); the next step's first
-forward op of a matrix waits for that matrix's updates. The SimPy engine times this graph, the
-analytic model evaluates it in closed form, and the functional simulator executes the same ops.
+Every op's digital pre and post stages come from the program's digital work. A step's ops depend on
+each other as the program says; the next step's ops wait for the previous step's as the program's
+``carry`` says. The SimPy engine times this graph, the analytic model evaluates it in closed form,
+and the functional simulator executes the same program.
 """
 from __future__ import annotations
 
@@ -24,10 +25,11 @@ from archsim.activity import NOMINAL, ActivityProfile
 from archsim.errors import SpecError
 from archsim.hw.components import ADCBank, Bus, DigitalUnit
 from archsim.mapping import Mapping, MatrixMapping, map_workload
+from archsim.program import PHASES, DigitalWork, ProgramOp, StepProgram, build_program
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.specs.workload import WorkloadSpec
 
-PHASES = ("forward", "backward", "update")
+__all__ = ["PHASES", "Stage", "Op", "TilePlacement", "Schedule", "place", "build_schedule"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Stage:
 
 @dataclass
 class Op:
-    """One (phase, matrix, timestep) of one training step."""
+    """One (phase, matrix, timestep) of one training step; ``kind`` is the program op's analog
+    kind (None: digital work only)."""
 
     id: int
     step: int
@@ -53,6 +56,7 @@ class Op:
     post: Stage | None
     actions: dict[tuple[str, str], float]
     deps: list[int] = field(default_factory=list)
+    kind: str | None = None
 
     def stages(self) -> list[Stage]:
         out = [self.pre] if self.pre else []
@@ -88,6 +92,7 @@ class Schedule:
     batch: int
     ops: list[Op]
     placements: dict[str, list[TilePlacement]]
+    program: StepProgram | None = None
 
     @property
     def seq_len(self) -> int:
@@ -140,20 +145,23 @@ def place(mapping: Mapping, arch: ArchitectureSpec, batch: int) -> dict[str, lis
 
 
 class _Builder:
-    """Builds ops; all per-vector times and action counts are written out here, once."""
+    """Turns program ops into timed ops; all per-vector times and action counts are written out
+    here, once, per op kind."""
 
     def __init__(self, workload: WorkloadSpec, arch: ArchitectureSpec, mapping: Mapping,
                  activity: ActivityProfile, batch: int):
         self.w, self.arch, self.mapping, self.batch = workload, arch, mapping, batch
         self.activity = activity
         self.placements = place(mapping, arch, batch)
+        self.matrices = {m.name: m for m in mapping.matrices}
         self.adc = ADCBank(arch, arch.array.rows)
         self.adc_cols = ADCBank(arch, arch.array.cols)
         self.bus = Bus(arch)
         self.digital = DigitalUnit(arch)
-        self.h = workload.model.hidden_size
         self.word = arch.digital.word_bits
         self._activity_cache: dict = {}
+        self.kinds = {"forward_mvm": self.forward_mvm, "backward_mvm": self.backward_mvm,
+                      "rank_one_update": self.rank_one_update}
 
     def act(self, m: MatrixMapping, p: TilePlacement) -> ActivityProfile:
         """Activity of one tile (measured profiles may differ per matrix and per tile)."""
@@ -162,23 +170,37 @@ class _Builder:
             self._activity_cache[key] = self.activity.for_matrix(m.name, p.block)
         return self._activity_cache[key]
 
-    # -- helpers -----------------------------------------------------------------------------
-    def _digital_stage(self, m: MatrixMapping, counts: dict[str, float], actions: dict) -> Stage:
-        unit = self.placements[m.name][0].digital
-        for kind, n in counts.items():
-            if n:
-                actions[("digital", kind)] = actions.get(("digital", kind), 0.0) + n * self.batch
-        return Stage(f"digital{unit}", self.digital.time_s(counts), self.batch)
+    # -- one program op ----------------------------------------------------------------------
+    def stages(self, op: ProgramOp, actions: dict):
+        """(pre, branches, post) of a program op, adding its actions to ``actions``."""
+        m = self.matrices[op.matrix]
+        pre = self._digital_stage(m, op.pre, actions) if op.pre else None
+        branches: list[list[Stage]] = []
+        if op.kind is not None:
+            make = self.kinds.get(op.kind)
+            if make is None:
+                raise NotImplementedError(f"the schedule has no stages for {op.kind!r} ops yet")
+            branches = make(m, actions)
+        post = self._digital_stage(m, op.post, actions) if op.post else None
+        return pre, branches, post
 
-    def _buffer(self, actions: dict, words: float) -> None:
-        actions[("buffer", "bit")] = actions.get(("buffer", "bit"), 0.0) + words * self.word * self.batch
+    def _digital_stage(self, m: MatrixMapping, work: DigitalWork, actions: dict) -> Stage:
+        unit = self.placements[m.name][0].digital
+        if work.buffer_words and not work.buffer_last:
+            self._add(actions, ("buffer", "bit"), work.buffer_words * self.word * self.batch)
+        for kind, n in work.counts.items():
+            if n:
+                self._add(actions, ("digital", kind), n * self.batch)
+        if work.buffer_words and work.buffer_last:
+            self._add(actions, ("buffer", "bit"), work.buffer_words * self.word * self.batch)
+        return Stage(f"digital{unit}", self.digital.time_s(work.counts), self.batch)
 
     @staticmethod
     def _add(actions: dict, key: tuple[str, str], n: float) -> None:
         actions[key] = actions.get(key, 0.0) + n
 
-    # -- the three phases --------------------------------------------------------------------
-    def forward(self, m: MatrixMapping, actions: dict):
+    # -- analog op kinds: one branch per tile ------------------------------------------------
+    def forward_mvm(self, m: MatrixMapping, actions: dict) -> list[list[Stage]]:
         branches = []
         for p in self.placements[m.name]:
             rep = 1.0 + self.act(m, p).bm_repeats_per_mvm
@@ -195,35 +217,9 @@ class _Builder:
             self._add(actions, ("adc", "convert"), p.rows * rep * p.count)
             self._add(actions, ("array", "forward_mvm"), p.count)
             self._add(actions, ("array", "bm_repeat"), (rep - 1.0) * p.count)
-        h, rows = self.h, m.rows
-        counts = {"add": (m.col_splits - 1) * rows, "mul": rows}  # partial sums, NM/BM rescale
-        if m.kind == "lstm":
-            counts["sigmoid"] = 3 * h
-            counts["tanh"] = 2 * h                      # g and tanh(c)
-            counts["mul"] += 3 * h + h                  # f*c, i*g, o*tanh(c); NM scale of h_t
-            counts["add"] += h + h                      # c_t sum; max|h_t| for NM
-            self._buffer(actions, m.cols + m.cols + 5 * h)  # read u_t; keep u_t, i, f, o, g, c
-        else:
-            counts["exp"] = rows                        # softmax
-            counts["add"] += rows
-            counts["mul"] += rows
-            self._buffer(actions, m.cols + m.cols + rows)   # read h; keep u and probabilities
-        post = self._digital_stage(m, counts, actions)
-        return None, branches, post
+        return branches
 
-    def backward(self, m: MatrixMapping, actions: dict, mvm: bool = True):
-        """``mvm=False``: the first layer at t=0 needs its gate derivatives (for the update) but
-        no transposed MVM: nothing below a one-hot input or before t=0 consumes the result."""
-        h, rows = self.h, m.rows
-        if m.kind == "lstm":
-            counts = {"add": h + 6 * h + rows, "mul": 16 * h + rows}  # dh sum, gate derivatives, NM
-            self._buffer(actions, 6 * h + rows)                          # read gates, c_prev; keep dz
-        else:
-            counts = {"add": rows + rows, "mul": rows}                  # p - y, NM
-            self._buffer(actions, rows + rows)
-        pre = self._digital_stage(m, counts, actions)
-        if not mvm:
-            return pre, [], None
+    def backward_mvm(self, m: MatrixMapping, actions: dict) -> list[list[Stage]]:
         branches = []
         for p in self.placements[m.name]:
             bits = p.rows * self.arch.dac.bits + p.cols * self.arch.adc.bits
@@ -238,13 +234,9 @@ class _Builder:
             self._add(actions, ("integrator", "integrate"), p.cols * p.count)
             self._add(actions, ("adc", "convert"), p.cols * p.count)
             self._add(actions, ("array", "backward_mvm"), p.count)
-        post = self._digital_stage(m, {"add": (m.row_splits - 1) * m.cols, "mul": m.cols}, actions)
-        return pre, branches, post
+        return branches
 
-    def update(self, m: MatrixMapping, actions: dict):
-        n = m.rows + m.cols
-        pre = self._digital_stage(m, {"add": n, "mul": n}, actions)  # max|x|, max|d|; scale by A, B
-        self._buffer(actions, n)                                      # read u_t and dz_t
+    def rank_one_update(self, m: MatrixMapping, actions: dict) -> list[list[Stage]]:
         branches = []
         for p in self.placements[m.name]:
             act = self.act(m, p)
@@ -262,54 +254,36 @@ class _Builder:
             self._add(actions, ("update", "pulse_line"),
                       bl * (p.cols * act.x_fire_prob + p.rows * act.d_fire_prob) * p.count)
             self._add(actions, ("array", "coincidence"), bl * p.rows * p.cols * act.coincidence() * p.count)
-        return pre, branches, None
+        return branches
 
 
 def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int = 1,
                    activity: ActivityProfile | None = None, mapping: Mapping | None = None,
-                   batch: int | None = None) -> Schedule:
-    """Build the ops of ``steps`` consecutive training steps."""
+                   batch: int | None = None, program: StepProgram | None = None) -> Schedule:
+    """Time ``steps`` consecutive training steps of the step program (built from the workload and
+    the mapping unless ``program`` is given)."""
     activity = activity or NOMINAL
     batch = batch or workload.training.batch_size
+    if program is not None:
+        mapping = program.mapping
     mapping = mapping or map_workload(workload.model, arch.array.rows, arch.array.cols,
                                       arch.system.replication)
+    if program is None:
+        program = build_program(mapping, workload.model.hidden_size, workload.training.seq_len)
     b = _Builder(workload, arch, mapping, activity, batch)
-    T = workload.training.seq_len
-    lstm = [m for m in mapping.matrices if m.kind == "lstm"]
-    out = [m for m in mapping.matrices if m.kind == "output"]
-    rows = lstm + out  # forward lattice rows, bottom to top
-    ops: list[Op] = []
-    last_update: dict[str, int] = {}
-
-    def new(step, phase, m, t, deps, **kw):
+    # Every step times the same ops; stages and actions are built once and shared.
+    made = []
+    for pop in program.ops:
         actions: dict = {}
-        pre, branches, post = getattr(b, phase)(m, actions, **kw)
-        op = Op(len(ops), step, phase, m.name, t, pre, branches, post, actions,
-                [d for d in deps if d is not None])
-        ops.append(op)
-        return op.id
-
+        made.append((pop, *b.stages(pop, actions), actions))
+    n = len(program.ops)
+    ops: list[Op] = []
     for step in range(steps):
-        fwd: dict[tuple[int, int], int] = {}
-        for t in range(T):
-            for k, m in enumerate(rows):
-                deps = [fwd.get((k, t - 1)), fwd.get((k - 1, t)) if k > 0 else None]
-                if t == 0:
-                    deps.append(last_update.get(m.name))
-                fwd[(k, t)] = new(step, "forward", m, t, deps)
-        end_fwd = fwd[(len(rows) - 1, T - 1)]
-        bwd: dict[tuple[int, int], int] = {}
-        top = len(rows) - 1
-        for t in reversed(range(T)):
-            for k in reversed(range(len(rows))):
-                deps = [bwd.get((k, t + 1)), bwd.get((k + 1, t)) if k < top else None]
-                if t == T - 1 and k == top:
-                    deps.append(end_fwd)
-                skip = k == 0 and t == 0 and rows[k].kind == "lstm"
-                bwd[(k, t)] = new(step, "backward", rows[k], t, deps, **({"mvm": False} if skip else {}))
-        for k, m in enumerate(rows):
-            prev = bwd[(k, 0)]
-            for t in range(T):
-                prev = new(step, "update", m, t, [prev])
-            last_update[m.name] = prev
-    return Schedule(workload, arch, mapping, activity, steps, batch, ops, b.placements)
+        base = step * n
+        for pop, pre, branches, post, actions in made:
+            deps = [base + d for d in pop.deps]
+            if step > 0:
+                deps += [base - n + d for d in pop.carry]
+            ops.append(Op(base + pop.id, step, pop.phase, pop.matrix, pop.t, pre, branches, post,
+                          actions, deps, pop.kind))
+    return Schedule(workload, arch, mapping, activity, steps, batch, ops, b.placements, program)

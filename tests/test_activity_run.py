@@ -1,5 +1,6 @@
-"""One schedule, two engines: the functional run's op counts equal the schedule's, and measured
-activity moves time and energy the way the physics says it should."""
+"""One step program, two engines: the functional run's op counts equal the schedule's for every op
+kind the program generates, and measured activity moves time and energy the way the physics says
+it should."""
 from __future__ import annotations
 
 import json
@@ -7,8 +8,9 @@ import random
 
 import pytest
 
-from archsim.activity_run import activity_run
+from archsim.activity_run import COUNT_ACTIONS, activity_run
 from archsim.cli import main
+from archsim.program import OP_KINDS
 from archsim.specs import load_architecture, load_device, load_workload
 
 from conftest import WORKLOADS
@@ -47,7 +49,11 @@ def test_functional_counts_equal_schedule_counts(case, text):
     w, a, d = _specs(**CASES[case])
     r = activity_run(w, a, d, steps=2, data_path=text)
     fun, sch = r.counts["functional"], r.counts["schedule"]
-    assert fun["forward_mvms"] > 0 and fun["updates"] > 0
+    assert set(fun) == set(sch) == set(COUNT_ACTIONS)
+    # every op kind the step program generates is counted by both engines, and it happened
+    generated = [k.counter for k in OP_KINDS.values() if k.generated]
+    assert generated == ["forward_mvms", "backward_mvms", "updates"]
+    assert all(fun[c] > 0 for c in generated)
     for key in fun:
         assert fun[key] == pytest.approx(sch[key], rel=1e-9, abs=1e-9), key
     if case == "bound management active":

@@ -31,8 +31,10 @@ def test_one_row_per_workload_and_architecture(small):
     assert len(c.rows) == len(wls) * len(archs)
     assert [(r.workload, r.architecture) for r in c.rows] == [
         (w.name, a.name) for w in wls for a in archs]
-    assert c.baseline_names == ["v100", "h100"]
+    # Bare GPU names are the presets' default precisions (what practitioners use), and say so.
+    assert c.baseline_names == ["v100:fp16", "h100:bf16"]
     assert len(c.baselines) == len(wls) * 2  # baselines run once per workload, not per architecture
+    assert {b.precision for b in c.baselines} == {"fp16", "bf16"}
 
 
 def test_speedup_is_baseline_time_over_rpu_time(small):
@@ -42,11 +44,15 @@ def test_speedup_is_baseline_time_over_rpu_time(small):
             row = next(r for r in c.rows if r.workload == w.name and r.architecture == a.name)
             ref = estimate(w, a, fidelity="analytic", baselines=[])
             assert row.time_per_step_s == pytest.approx(ref.time_per_step_s, rel=1e-12)
-            for name in ("v100", "h100"):
+            for name in ("v100:fp16", "h100:bf16"):
                 gpu = run_baseline(name, w)
                 assert row.vs[name]["speedup"] == pytest.approx(gpu.time_per_step_s / ref.time_per_step_s)
                 assert row.vs[name]["energy_ratio"] == pytest.approx(
                     gpu.energy_per_step_J / ref.energy_per_step_J)
+                # The bound: board TDP x time, never below the modelled energy.
+                assert row.vs[name]["energy_ratio_bound"] == pytest.approx(
+                    gpu.energy_bound_J / ref.energy_per_step_J)
+                assert row.vs[name]["energy_ratio_bound"] >= row.vs[name]["energy_ratio"]
 
 
 def test_default_baselines_are_the_union_of_the_workloads_own():
@@ -61,11 +67,14 @@ def test_csv_parses_and_matches_rows(small):
     rows = list(csv.reader(io.StringIO(cmp.comparison_csv(c))))
     header, body = rows[0], rows[1:]
     assert len(body) == len(c.rows)
-    assert {"speedup_v100", "energy_ratio_h100", "time_per_step_s", "area_m2"} <= set(header)
+    assert {"speedup_v100:fp16", "energy_ratio_h100:bf16", "energy_ratio_bound_h100:bf16",
+            "time_per_step_s", "area_m2"} <= set(header)
     for line, r in zip(body, c.rows):
         rec = dict(zip(header, line))
         assert rec["workload"] == r.workload and rec["architecture"] == r.architecture
-        assert float(rec["speedup_h100"]) == pytest.approx(r.vs["h100"]["speedup"], rel=1e-5)
+        assert float(rec["speedup_h100:bf16"]) == pytest.approx(r.vs["h100:bf16"]["speedup"], rel=1e-5)
+        assert float(rec["energy_ratio_bound_h100:bf16"]) == pytest.approx(
+            r.vs["h100:bf16"]["energy_ratio_bound"], rel=1e-5)
         assert float(rec["time_per_step_s"]) == pytest.approx(r.time_per_step_s, rel=1e-5)
     for text in (cmp.baselines_csv(c), cmp.peak_csv(c), cmp.energy_breakdown_csv(c)):
         parsed = list(csv.reader(io.StringIO(text)))
@@ -165,7 +174,7 @@ def test_cpu_baseline_is_labelled_measured_and_scaled(monkeypatch):
     cpu = next(b for b in c.baselines if b.name == cmp.CPU_BASELINE)
     assert cpu.label == "measured here, scaled"
     assert c.rows[0].vs[cmp.CPU_BASELINE]["speedup"] == pytest.approx(0.5 / c.rows[0].time_per_step_s)
-    assert c.baseline_names == ["v100", cmp.CPU_BASELINE]
+    assert c.baseline_names == ["v100:fp16", cmp.CPU_BASELINE]
     assert all(not p["name"].startswith("cpu") for p in c.peak)
     assert "measured here, scaled" in cmp.baselines_table(c)
 

@@ -38,6 +38,26 @@ def test_closed_form_equals_simpy_without_contention(workload):
     assert run.total_s == pytest.approx(analytic_step(s).step_s, rel=1e-12)
 
 
+@pytest.mark.parametrize("steps", [1, 3])
+def test_schedule_is_the_step_program_repeated(steps):
+    """One timed op per program op and step, the program's dependencies within a step and its
+    carry (a matrix's first forward op waits for its own last update) across steps; the first
+    layer's t = 0 backward op is timed without a transposed MVM, as the program says."""
+    w = load_workload(WORKLOADS / "tiny.yaml", overrides={"model.layers": 2})
+    s = build_schedule(w, load_architecture("rpu2016"), steps=steps)
+    prog = s.program
+    n = len(prog.ops)
+    assert len(s.ops) == steps * n
+    for op in s.ops:
+        p = prog.ops[op.id - op.step * n]
+        assert (op.phase, op.matrix, op.t, op.kind) == (p.phase, p.matrix, p.t, p.kind)
+        carry = [d + (op.step - 1) * n for d in p.carry] if op.step else []
+        assert op.deps == [d + op.step * n for d in p.deps] + carry
+        assert bool(op.branches) == (p.kind is not None)
+        assert (op.pre is None) == (p.pre is None) and (op.post is None) == (p.post is None)
+    assert steps == 1 or any(s.ops[d].step == 0 for op in s.ops if op.step == 1 for d in op.deps)
+
+
 def test_closed_form_equals_simpy_split_tiles_own_buses():
     w, a = _tiny_split(tiles_per_bus=1, batch=4)
     s = build_schedule(w, a)

@@ -13,13 +13,16 @@ the CPU's time (larger batches run more efficiently), which flatters the acceler
 extrapolation in T underestimates it when the full step's activations outgrow a cache level that the
 short ones fit in (seen here: one 64-wide layer at batch 8 ran 2x slower per timestep at T=400 than
 at T<=148), which flatters the CPU. Each timing is the fastest of several runs (the machine may be
-shared); ``threads`` defaults to torch's setting, and on a busy machine threads=1 is steadier.
+shared); ``threads`` defaults to every core this process may run on (:func:`machine_cores`: the
+CPU affinity set, so a container's or taskset's limit counts), the result says how many it used
+(``threads``), and energy scales with it. On a busy machine threads=1 is steadier.
 
 Measurements are cached in ``$ARCHSIM_CACHE`` (default ``~/.cache/archsim``)/cpu_baseline.json,
 keyed by shapes, batch, T, max_seconds, threads, torch version and CPU model; written atomically.
 
-Energy = power_per_core_W (preset ``cpu_host``, an assumption) x threads x time: a TDP share, not a
-measurement (CPU package power is not portably readable), so ``energy_is_bound`` is True.
+Energy = power_per_core_W (preset ``cpu_host``: a server CPU's TDP over its cores, sourced) x threads x
+time: a TDP share, not a measurement (CPU package power is not portably readable), so
+``energy_is_bound`` is True.
 torch is imported inside the functions only.
 """
 from __future__ import annotations
@@ -68,6 +71,14 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_cores() -> int:
+    """Cores this process may run on: the CPU affinity set where the OS has one, else os.cpu_count()."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def cache_dir() -> Path:
@@ -242,7 +253,8 @@ def cpu_training_step(layer_shapes: list[tuple[int, int]], output: tuple[int, in
     ``layer_shapes`` is ``[(n_in, hidden), ...]``, ``output`` is ``(V, hidden)`` or None.
     ``max_seconds`` bounds how long one timed step may take before the step is shrunk and
     extrapolated (see ``scaled_from`` in the result). ``threads`` sets torch's intra-op threads for
-    the measurement (default: torch's current setting).
+    the measurement (default: :func:`machine_cores`, every core this process may use); the result
+    records it in ``threads`` and charges power_per_core_W per thread.
     """
     import torch
 
@@ -255,7 +267,9 @@ def cpu_training_step(layer_shapes: list[tuple[int, int]], output: tuple[int, in
         raise ValueError("need batch > 0, seq_len > 0 and max_seconds > 0")
     spec = load_cpu(cpu) if isinstance(cpu, str) else cpu
     old_threads = torch.get_num_threads()
-    n_threads = threads or old_threads
+    if threads is not None and threads < 1:
+        raise ValueError("need threads >= 1")
+    n_threads = threads or machine_cores()
     payload = {"layers": layer_shapes, "output": output, "batch": batch, "seq_len": seq_len,
                "max_seconds": max_seconds, "threads": n_threads, "torch": torch.__version__,
                "cpu": cpu_model(), "seed": seed, "method": _METHOD_VERSION}
@@ -291,6 +305,7 @@ def cpu_training_step(layer_shapes: list[tuple[int, int]], output: tuple[int, in
         kind="measured",
         scaled_from=record["scaled_from"],
         note=(f"torch {payload['torch']} fp32 LSTM training step {how} on {payload['cpu']} with "
-              f"{n_threads} thread(s){' (cached ' + record['measured_at'] + ')' if cached else ''}; "
-              f"energy = assumed {spec.power_per_core_W:g} W/core x {n_threads}, an estimate"),
+              f"{n_threads} thread(s) of {machine_cores()} core(s){' (cached ' + record['measured_at'] + ')' if cached else ''}; "
+              f"energy = {spec.power_per_core_W:g} W/core (a TDP share) x {n_threads}, an estimate"),
+        threads=n_threads,
     )

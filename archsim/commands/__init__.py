@@ -36,6 +36,8 @@ MAX_LEARNING_RATE = 1e6
 #: Largest step count between curve points and thread count accepted from the command line.
 MAX_STEPS_FLAG = 10**9
 MAX_THREADS = 4096
+#: Worker processes a sweep may ask for (more than the points are never started anyway).
+MAX_JOBS = 4096
 
 
 def bounded_int(low: int, high: int):

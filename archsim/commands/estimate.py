@@ -18,6 +18,10 @@ def register(sub) -> None:
                    help="simulate every step of the epoch instead of extrapolating a periodic window")
     p.add_argument("--activity", help="activity profile JSON saved by `archsim run` (default: nominal)")
     p.add_argument("--baselines", help="comma-separated baseline presets (default: the workload's)")
+    p.add_argument("--curves", action="store_true",
+                   help="also the acceleration curves over hidden size (64-4096) and batch size "
+                        "(1-256) of this workload against each GPU in its fastest precision, with "
+                        "the crossover points (closed form; `archsim compare` adds SimPy)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", help="write report.json and report.md into this folder")
     p.set_defaults(handler=run, argv=None)
@@ -40,20 +44,49 @@ def run(args) -> int:
     activity = load_activity(args.activity) if args.activity else None
     baselines = None
     if args.baselines is not None:
-        from archsim.specs.loader import preset_path
+        from archsim.baselines import check_baseline_name
 
         baselines = [b for b in args.baselines.split(",") if b]
         for b in baselines:
-            preset_path("baselines", b, field_path="--baselines")
+            check_baseline_name(b, "--baselines")
     result = estimate(workload, arch, device, exact=args.exact, activity=activity, batch=args.batch,
                       epochs=args.epochs, baselines=baselines, progress=not args.json)
+    curves = _curves(args.workload, arch, result) if args.curves else None
+    data = result.to_json()
+    if curves is not None:
+        data["curves"] = [{"parameter": s.parameter, "points": s.points, "crossovers": s.crossovers}
+                          for s in curves]
     if args.out:
         command = "archsim estimate " + " ".join(shlex.quote(a) for a in args.argv)
         write_files_together(args.out, {
-            "report.json": json.dumps(result.to_json(), indent=2) + "\n",
-            "report.md": estimate_markdown(result, command)})
+            "report.json": json.dumps(data, indent=2, default=str) + "\n",
+            "report.md": estimate_markdown(result, command) + _curves_text(curves)})
     if args.json:
-        print(json.dumps(result.to_json(), indent=2))
+        print(json.dumps(data, indent=2, default=str))
     else:
-        print(estimate_text(result), end="")
+        print(estimate_text(result) + _curves_text(curves), end="")
     return 0
+
+
+def _curves(workload_file: str, arch, result):
+    """Hidden-size and batch-size sweeps of this workload against its GPU baselines (best precision)."""
+    from archsim.baselines import baseline_kind, split_name
+    from archsim.compare import workload_curves
+
+    gpus = sorted({split_name(b["name"])[0] for b in result.baselines if baseline_kind(b["name"]) == "gpu"})
+    if not gpus:
+        from archsim.errors import SpecError
+
+        raise SpecError("command line", "--curves", True, "at least one GPU baseline (--baselines v100,...)")
+    return workload_curves(workload_file, arch, gpus)
+
+
+def _curves_text(curves) -> str:
+    if not curves:
+        return ""
+    from archsim.compare import crossover_table, sweep_table, sweep_title
+
+    parts = []
+    for s in curves:
+        parts.append(f"\n## {sweep_title(s)}\n\n{sweep_table(s)}\n\nCrossovers:\n\n{crossover_table(s)}\n")
+    return "".join(parts)

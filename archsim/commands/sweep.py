@@ -5,7 +5,7 @@ import argparse
 import math
 import sys
 
-from archsim.commands import positive_int
+from archsim.commands import MAX_JOBS, bounded_int
 
 #: Default of --connect-timeout (kept in step with archsim.sweep.backends.DEFAULT_CONNECT_TIMEOUT,
 #: which is not imported here to keep ``archsim`` start-up light).
@@ -32,7 +32,7 @@ def add_backend_arguments(p) -> None:
                    "--backend dask; default: start a local cluster)")
     p.add_argument("--connect-timeout", type=positive_seconds, default=CONNECT_TIMEOUT_S, metavar="S",
                    help=f"seconds the scheduler at --address gets to answer (default {CONNECT_TIMEOUT_S:g})")
-    p.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+    p.add_argument("--jobs", type=bounded_int(1, MAX_JOBS), default=None, metavar="N",
                    help="worker processes (default: one per core, at most one per point)")
 
 

@@ -13,11 +13,18 @@ tiles (transposed MVMs); the weights stay fixed during a sequence's forward and 
 then each tile applies the ``K = T*B`` rank-one updates ``W <- W - lr * sum_k d_k u_k^T`` it saw
 (``u_k`` its inputs, ``d_k`` the errors at its outputs), as pulsed updates on devices.
 
-A matrix larger than the architecture's array is cut by :func:`archsim.mapping.split_matrix` (the
-same split the time/energy engine uses); the partial sums of a split input dimension are added
-digitally. BPTT is written out (no autograd): the digital gate derivatives are computed from the
-stored activations, and the errors travel through the tiles' transposed MVMs; activations and
-errors live in buffers reused from step to step.
+What runs is the step program of :mod:`archsim.program`, the one the time/energy schedule times:
+the matrices and their tile blocks come from its mapping (a split input dimension's partial sums
+are added digitally), and :meth:`AnalogLSTM.train_step` walks its sweeps: every forward sweep (an
+LSTM layer over the timesteps, the input share of all its MVMs computed at once where the program
+says which inputs the sweep itself produces; the output layer as one batched MVM), every backward
+sweep (the transposed MVMs it lists, so the first layer's skipped one at t = 0 is skipped here
+too) and every update sweep (the T x B rank-one updates of a matrix). This module holds the LSTM's
+numerics (gates, BPTT derivatives) and the torch kernels, not a list of ops of its own.
+
+BPTT is written out (no autograd): the digital gate derivatives are computed from the stored
+activations, and the errors travel through the tiles' transposed MVMs; activations and errors
+live in buffers reused from step to step.
 
 Options: dropout (rate ``dropout``) on the non-recurrent connections, i.e. the inputs of layers
 2..L and of the output layer, masks drawn from a seeded stream; ``grad_clip`` clips every
@@ -33,25 +40,28 @@ gradient is that of the loss *summed over the T timesteps and averaged over the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from archsim.mapping import TileBlock, split_matrix
+from archsim.mapping import MatrixMapping, TileBlock
+from archsim.program import NetworkShape, StepProgram, Sweep, build_program, map_network
+
+#: Op kinds of the step program this simulator has kernels for.
+KERNEL_KINDS = frozenset({"forward_mvm", "backward_mvm", "rank_one_update"})
 
 
 class TiledMatrix:
-    """One weight matrix on one or more tiles, split exactly as :func:`split_matrix` splits it."""
+    """One weight matrix on the tile blocks the mapping gives it (one tile per block)."""
 
-    def __init__(self, name: str, rows: int, cols: int, config, array_rows: int, array_cols: int,
-                 *, generator: torch.Generator, device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, tile_cls=None):
+    def __init__(self, mapped: MatrixMapping, config, *, generator: torch.Generator,
+                 device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                 tile_cls=None):
         if tile_cls is None:
             from archsim.functional.tile import AnalogTile as tile_cls
-        self.name, self.rows, self.cols = name, rows, cols
+        self.name, self.rows, self.cols = mapped.name, mapped.rows, mapped.cols
         self.device, self.dtype = torch.device(device), dtype
-        self.blocks: list[TileBlock] = split_matrix(rows, cols, array_rows, array_cols, name)
+        self.blocks: list[TileBlock] = list(mapped.blocks)
         self.tiles = [tile_cls(b.rows, b.cols, config, generator=generator, device=device, dtype=dtype)
                       for b in self.blocks]
         self.single = len(self.blocks) == 1
@@ -141,22 +151,6 @@ class TiledMatrix:
         return total
 
 
-@dataclass
-class LSTMShape:
-    """Sizes of the network."""
-
-    vocab_size: int
-    hidden_size: int
-    layers: int
-
-    def lstm_shapes(self) -> list[tuple[int, int]]:
-        h, n, out = self.hidden_size, self.vocab_size, []
-        for _ in range(self.layers):
-            out.append((4 * h, n + h + 1))
-            n = h
-        return out
-
-
 class AnalogLSTM:
     """Stacked character LSTM with every matrix on analog tiles (see the module docstring).
 
@@ -171,7 +165,10 @@ class AnalogLSTM:
                  array_cols: int, output_config=None, seed: int = 0, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, dropout: float = 0.0,
                  grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None):
-        self.shape = LSTMShape(vocab_size, hidden_size, layers)
+        self.shape = NetworkShape(vocab_size, hidden_size, layers)
+        # The functional network always has its output layer (in floating point when the
+        # workload does not map it: an ideal ``output_config``).
+        self.mapping = map_network(self.shape, array_rows, array_cols)
         self.device, self.dtype = torch.device(device), dtype
         self.dropout, self.grad_clip = float(dropout), grad_clip
         # Three independent streams, so that e.g. dropout does not shift the devices' noise.
@@ -179,10 +176,13 @@ class AnalogLSTM:
         self.tile_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.dropout_generator = torch.Generator(device=self.device).manual_seed(seed + 2)
         kw = dict(generator=self.tile_generator, device=self.device, dtype=dtype, tile_cls=tile_cls)
-        self.layers = [TiledMatrix(f"lstm{i + 1}", r, c, config, array_rows, array_cols, **kw)
-                       for i, (r, c) in enumerate(self.shape.lstm_shapes())]
-        self.output = TiledMatrix("output", vocab_size, hidden_size + 1, output_config or config,
-                                  array_rows, array_cols, **kw)
+        mapped = {m.name: m for m in self.mapping.matrices}
+        self.layers = [TiledMatrix(mapped[f"lstm{i + 1}"], config, **kw) for i in range(layers)]
+        self.output = TiledMatrix(mapped["output"], output_config or config, **kw)
+        self._by_name = {m.name: m for m in self.matrices}
+        self._kinds = {m.name: m.kind for m in self.mapping.matrices}
+        self._programs: dict[int, StepProgram] = {}
+        self._sweep_cache: dict[tuple, tuple] = {}
         # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream.
         scale = init_scale if init_scale is not None else 1.0 / math.sqrt(hidden_size)
         for m in self.matrices:
@@ -205,6 +205,58 @@ class AnalogLSTM:
     @property
     def n_tiles(self) -> int:
         return sum(len(m.tiles) for m in self.matrices)
+
+    # -- the step program ------------------------------------------------------------------------
+    def program(self, seq_len: int) -> StepProgram:
+        """The step program of a sequence of ``seq_len`` characters (built once per length)."""
+        prog = self._programs.get(seq_len)
+        if prog is None:
+            prog = build_program(self.mapping, self.shape.hidden_size, seq_len)
+            self.use_program(prog)
+        return prog
+
+    def use_program(self, program: StepProgram) -> None:
+        """Run ``program`` for sequences of its length (e.g. a variant built elsewhere), after
+        checking that this simulator has a kernel for each of its sweeps."""
+        T, H = program.seq_len, self.shape.hidden_size
+        unknown = program.kinds() - KERNEL_KINDS
+        if unknown:
+            raise NotImplementedError(f"the functional simulator has no kernel for {sorted(unknown)}")
+        names = [m.name for m in self.matrices]
+        for m in program.matrices:
+            if m.name not in self._by_name or list(m.blocks) != self._by_name[m.name].blocks:
+                raise ValueError(f"the program's matrix {m.name} is not this network's ({names})")
+        lstm = [f"lstm{i + 1}" for i in range(len(self.layers))]
+        expected = {"forward": [*lstm, "output"], "backward": ["output", *reversed(lstm)],
+                    "update": names}
+        for phase, order in expected.items():
+            sweeps = program.phase_sweeps(phase)
+            if [s.matrix for s in sweeps] != order:
+                raise ValueError(f"{phase} sweeps {[s.matrix for s in sweeps]}: the simulator's "
+                                 f"buffers run {order}")
+            for s in sweeps:
+                self._check_sweep(s, T, H)
+        self._programs[T] = program
+
+    def _check_sweep(self, sweep: Sweep, T: int, H: int) -> None:
+        """The kernels' layout: an LSTM layer runs its timesteps one after another (forward in time
+        order, reading h_{t-1} from inside the sweep); everything else runs batched over all T."""
+        is_lstm = self._kinds[sweep.matrix] == "lstm"
+        if sweep.sequential:
+            order = range(T) if sweep.phase == "forward" else reversed(range(T))
+            ok = sweep.timesteps == tuple(order)
+        else:            # batched over the sequence: every timestep once, in any order
+            ok = sorted(sweep.timesteps) == list(range(T))
+        ok = ok and sweep.sequential == (is_lstm and sweep.phase != "update")
+        if is_lstm and sweep.phase == "forward":
+            n = self._by_name[sweep.matrix].cols - H - 1
+            ok = ok and sweep.streamed_cols == slice(n, n + H)
+        if not (sweep.sequential and sweep.phase == "backward"):
+            # batched sweeps and forward sweeps run every op's MVM (no op may skip it)
+            ok = ok and all(op.kind is not None for op in sweep.ops)
+        if not ok:
+            raise NotImplementedError(f"no kernel for the {sweep.phase} sweep of {sweep.matrix} "
+                                      f"(timesteps {sweep.timesteps}, sequential {sweep.sequential})")
 
     def zero_state(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         z = torch.zeros(batch_size, self.shape.hidden_size, device=self.device, dtype=self.dtype)
@@ -253,7 +305,9 @@ class AnalogLSTM:
         self._masks = []
         n, u_below = V, None
         new_state = []
-        for li, matrix in enumerate(self.layers):
+        sweeps = self.program(T).phase_sweeps("forward")
+        for li, sweep in enumerate(sweeps[:-1]):       # the LSTM layers, bottom to top
+            matrix = self._by_name[sweep.matrix]
             # u[t] = [x_t; h_{t-1}; 1] for t < T; u[T] holds h_{T-1} (the layer's last output).
             u = self._buffer(f"{tag}.u{li}", (T + 1, B, n + H + 1), ones_last=True)
             # The cell state is kept doubled (2c): tanh(c) = 2*sigmoid(2c) - 1 then costs one
@@ -278,10 +332,10 @@ class AnalogLSTM:
             # Everything but h_{t-1} is known before the sweep: its share of all T MVMs (and
             # their output noise) is computed at once; |h| <= 1 = the bias input.
             prepared = matrix.prepare_forward(
-                u[:T].view(T * B, -1), slice(n, n + H), 1.0, B, post_scale=self._g_doubled,
+                u[:T].view(T * B, -1), sweep.streamed_cols, 1.0, B, post_scale=self._g_doubled,
                 onehot=(V, self._ids.view(-1)) if li == 0 else None)
             self._sweep(matrix, z, self._forward_views(tag, li, u, n, c2, gates, tanh_c, z),
-                        prepared)
+                        prepared, sweep)
             u_below = u[1:, :, n:n + H]
             new_state.append((u[T, :, n:n + H].clone(), c2[T] * 0.5))
             n = H
@@ -292,7 +346,8 @@ class AnalogLSTM:
             torch.mul(u_below, mask, out=top[:, :, :H])
         else:
             top[:, :, :H].copy_(u_below)
-        logits = self.output.mvm(top.view(T * B, H + 1))
+        # The output layer's ops depend on each other only through its tile: one batched MVM.
+        logits = self._by_name[sweeps[-1].matrix].mvm(top.view(T * B, H + 1))
         self._pending_backward = (T, B) if train else None
         return logits.view(T, B, V), new_state
 
@@ -305,13 +360,15 @@ class AnalogLSTM:
                      u[t + 1, :, n:n + H]) for t in range(gates.shape[0])] + [z[:, 2 * H:3 * H]]
         return self._cached_views(("forward", tag, li), (u, c2, gates, tanh_c, z), make)
 
-    def _sweep(self, matrix: TiledMatrix, z, views, prepared) -> None:
-        """One layer over the sequence: per timestep one analog MVM and the digital gate math,
-        written straight into the stored activations (gate order i, f, g, o; cell state 2c).
-        The g rows of the MVM result come doubled (``post_scale``, or one multiply here)."""
+    def _sweep(self, matrix: TiledMatrix, z, views, prepared, sweep: Sweep) -> None:
+        """One layer's forward sweep: per op of the program's sweep (one timestep) its analog MVM
+        and the digital gate math, written straight into the stored activations (gate order i,
+        f, g, o; cell state 2c). The g rows of the MVM result come doubled (``post_scale``, or one
+        multiply here)."""
         neg_one, two = self._c[-1.0], self._c[2.0]
         z_g = views[-1]
-        for t, (u_t, g_t, g_i, g_f, g_g, g_o, c_prev, c_next, tc_t, h_slot) in enumerate(views[:-1]):
+        for t, _ in self._sweep_steps(sweep):
+            u_t, g_t, g_i, g_f, g_g, g_o, c_prev, c_next, tc_t, h_slot = views[t]
             if prepared is None:
                 zt = matrix.mvm(u_t, out=z)
                 z_g.mul_(two)
@@ -343,21 +400,24 @@ class AnalogLSTM:
         d_out = dlogits.reshape(T * B, V)
         if clip is not None:
             d_out = d_out.clamp(-clip, clip)
+        sweeps = self.program(T).phase_sweeps("backward")
+        output = self._by_name[sweeps[0].matrix]
         top = self._buffers["train.top"]
-        self.output.record(top.view(T * B, H + 1), d_out)
+        output.record(top.view(T * B, H + 1), d_out)
         masks = list(self._masks)
         d_top = self._buffer("train.d_top", (T, B, H + 1))
-        self.output.mvm_t(d_out, out=d_top.view(T * B, H + 1))
+        output.mvm_t(d_out, out=d_top.view(T * B, H + 1))    # all T transposed MVMs at once
         dh_above = d_top[:, :, :H]
         if masks:
             dh_above.mul_(masks.pop())
-        for li in reversed(range(len(self.layers))):
+        for sweep in sweeps[1:]:                     # the LSTM layers, top to bottom
+            li = self.layers.index(self._by_name[sweep.matrix])
             n = V if li == 0 else H
             u = self._buffers[f"train.u{li}"]
             dz = self._buffer(f"train.dz{li}", (T, B, 4 * H))
             # Errors at the inputs that something reads: [x; h] (h only below one-hot characters).
             du = self._buffer(f"train.du{li}", (T, B, H if li == 0 else n + H))
-            self._layer_backward(self.layers[li], li, n, dz, du, dh_above)
+            self._layer_backward(self.layers[li], li, n, dz, du, dh_above, sweep)
             self.layers[li].record(u[:T].view(T * B, n + H + 1), dz.view(T * B, 4 * H),
                                    onehot=(V, self._ids.view(-1)) if li == 0 else None)
             # Errors at this layer's inputs = errors at the outputs h of the layer below.
@@ -365,14 +425,16 @@ class AnalogLSTM:
             if li > 0 and masks:
                 dh_above.mul_(masks.pop())
 
-    def _layer_backward(self, matrix: TiledMatrix, li: int, n: int, dz, du, dh_above) -> None:
+    def _layer_backward(self, matrix: TiledMatrix, li: int, n: int, dz, du, dh_above,
+                        sweep: Sweep) -> None:
         """One layer backwards in time. With ``s`` the stored gate activations::
 
             dc_t = dh_t*o*(1 - tanh^2 c_t) + dc_{t+1}*f_{t+1}
             dz_t = [dc_t*g*i(1-i), dc_t*c_{t-1}*f(1-f), dc_t*i*(1-g^2), dh_t*tanh(c_t)*o(1-o)]
             [dx_t; dh_{t-1}^rec; -] = W^T dz_t                        (transposed MVM)
 
-        The factors multiplying ``dc_t`` and ``dh_t`` are computed for all t at once first.
+        The factors multiplying ``dc_t`` and ``dh_t`` are computed for all t at once first. The
+        sweep's ops give the timesteps and whether each runs its transposed MVM.
         """
         T, B = dz.shape[0], dz.shape[1]
         H = self.shape.hidden_size
@@ -397,7 +459,7 @@ class AnalogLSTM:
         # Outputs read: h_{t-1} errors, and the input errors unless the inputs are characters.
         wanted = slice(n if li == 0 else 0, n + H)
         dh_rec = None
-        for t in reversed(range(T)):
+        for t, runs_mvm in self._sweep_steps(sweep):
             dh_a, gain, fac3, fac_o, dz_t, dz3, dz_o, f_t, du_t, rec_t, dc3 = views[t]
             dh_t = dh_a if dh_rec is None else torch.add(dh_a, dh_rec, out=dh)
             torch.addcmul(dc_next, dh_t, gain, out=dc)
@@ -405,11 +467,21 @@ class AnalogLSTM:
             torch.mul(fac_o, dh_t, out=dz_o)
             if clip is not None:
                 dz_t.clamp_(-clip, clip)
-            # The first layer's input errors at t = 0 reach nothing (the schedule skips that MVM).
-            if li > 0 or t > 0:
+            if runs_mvm:
                 matrix.mvm_t(dz_t, out=du_t, cols=wanted)
                 dh_rec = rec_t
+            else:        # no transposed MVM (the program's first-layer corner): no h_{t-1} errors
+                dh_rec = None
             torch.mul(dc, f_t, out=dc_next)
+
+    def _sweep_steps(self, sweep: Sweep) -> tuple:
+        """``(t, runs its MVM)`` per op of a sweep (made once: the loop runs every step)."""
+        key = (sweep.phase, sweep.matrix, len(sweep.ops))
+        steps = self._sweep_cache.get(key)
+        if steps is None or steps[0] is not sweep:
+            steps = (sweep, tuple((op.t, op.kind is not None) for op in sweep.ops))
+            self._sweep_cache[key] = steps
+        return steps[1]
 
     def _backward_views(self, li, n, dz, du, dh_above, factor, dc_gain, f, dc) -> list:
         """Per-timestep views used by :meth:`_layer_backward`."""
@@ -443,8 +515,10 @@ class AnalogLSTM:
         d = logp.exp_()
         d.scatter_(1, tgt, picked.exp_().sub_(1.0))
         self.backward(d.mul_(1.0 / B).view(T, B, V))
-        for m in self.matrices:
-            m.apply_update(lr)
+        for sweep in self.program(T).phase_sweeps("update"):
+            # The sweep's T ops of B rank-one updates each, applied in recording order.
+            if self._by_name[sweep.matrix].apply_update(lr) != len(sweep.ops) * B:
+                raise RuntimeError(f"{sweep.matrix}: recorded updates differ from the program's")
         return loss, new_state
 
     @torch.no_grad()

@@ -40,8 +40,10 @@ def load_workload(path: str | Path, overrides: dict[str, Any] | None = None) -> 
         found = preset_path(kind, ref, referrer=loaded.file, field_path=field_name, base_dir=origin)
         if is_path_ref(ref):
             setattr(spec, field_name, str(found.resolve()))
+    from archsim.baselines import check_baseline_name   # here: baselines import the specs
+
     for i, name in enumerate(spec.baselines):
-        preset_path("baselines", name, referrer=loaded.file, field_path=f"baselines[{i}]", base_dir=origin)
+        check_baseline_name(name, f"baselines[{i}]", loaded.file)
     return spec
 
 

@@ -127,7 +127,8 @@ def run_local(fn: Callable[[dict], dict], tasks: list[dict], jobs: int | None = 
         return iter(())
     from joblib import Parallel, delayed
 
-    n_jobs = jobs or default_jobs(len(tasks))
+    # Never more workers than points (a --jobs of 10^12 asks for at most len(tasks) processes).
+    n_jobs = min(jobs, len(tasks)) if jobs else default_jobs(len(tasks))
     parent = os.getpid()
     calls = (delayed(call_in_worker)(fn, task, parent) for task in tasks)
     try:
@@ -165,7 +166,8 @@ def run_dask(fn: Callable[[dict], dict], tasks: list[dict], *, address: str | No
 
 def _dask_client(d, address, jobs, n_tasks, connect_timeout):
     if not address:
-        cluster = d.LocalCluster(n_workers=jobs or default_jobs(n_tasks), threads_per_worker=1,
+        cluster = d.LocalCluster(n_workers=min(jobs, n_tasks) if jobs else default_jobs(n_tasks),
+                                 threads_per_worker=1,
                                  processes=True, dashboard_address=None)
         return d.Client(cluster), cluster
     check_address(address)
