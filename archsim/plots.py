@@ -35,13 +35,25 @@ def _label_log_axis(ax) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(minor))
 
 
-def _figure(width: float, height: float):
+def figure(width: float, height: float):
+    """A new matplotlib Figure on an Agg canvas, outside pyplot (no global state, no display): the
+    one way every plot in archsim (comparisons, training curves, sweeps, reproductions) starts."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
+
+
+_figure = figure
+
+
+def write_png(path, fig, dpi: int = 100):
+    """Save ``fig`` as a PNG atomically, without a timestamp (the same plot gives the same bytes)."""
+    from archsim.fsutil import atomic_write_png
+
+    return atomic_write_png(path, fig, dpi=dpi)
 
 
 def _png(fig) -> bytes:

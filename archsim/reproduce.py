@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from archsim.errors import SpecError
-from archsim.fsutil import atomic_write_png, atomic_write_text
+from archsim.fsutil import atomic_write_text
+from archsim.plots import write_png
 
 # -- thresholds (nats per character unless stated); each report states the ones it uses ------------
 #: Smallest test-loss difference counted as a change. One seed per point by default, so this is a
@@ -697,12 +698,10 @@ def macs_workloads(root: Path | None = None) -> dict[str, Any]:
 
 # -- plotting helpers --------------------------------------------------------------------------------
 def _figure():
-    import matplotlib
+    from archsim.plots import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(6.6, 4.2))
+    fig = figure(6.6, 4.2)
+    return fig, fig.subplots()
 
 
 def _save(fig, ax, path: Path, legend: bool = True) -> Path:
@@ -710,7 +709,7 @@ def _save(fig, ax, path: Path, legend: bool = True) -> Path:
         ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    return atomic_write_png(path, fig, dpi=110)
+    return write_png(path, fig, dpi=110)
 
 
 ANALYSES: dict[str, Callable[[list[dict]], Analysis]] = {

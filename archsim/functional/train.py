@@ -40,7 +40,7 @@ import torch
 
 from archsim.errors import DivergenceError, SpecError
 from archsim.feasibility import check_training_memory
-from archsim.fsutil import atomic_write_bytes, atomic_write_png, check_out_dir
+from archsim.fsutil import atomic_write_bytes, check_out_dir
 from archsim.functional.data import CharCorpus, StreamBatches, load_corpus, resolve_data_path
 
 #: A training loss above this multiple of ln(V) (a uniform guess) is divergence.
@@ -147,12 +147,10 @@ def write_json(path: Path, obj) -> None:
 
 def plot_curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> None:
     """Training and validation loss against characters seen, one colour per run (PNG)."""
-    import matplotlib
+    from archsim.plots import figure, write_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = figure(7, 4.2)
+    ax = fig.subplots()
     for i, (label, curve) in enumerate(runs.items()):
         colour = f"C{i}"
         pts = [p for p in curve if p.get("train_loss") is not None]
@@ -171,7 +169,7 @@ def plot_curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> Non
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic_write_png(path, fig, dpi=110)
+    write_png(path, fig, dpi=110)
 
 
 def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mode: str = "fast",

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from archsim import __version__
 from archsim.errors import ArchsimError
-from archsim.fsutil import atomic_write_bytes, atomic_write_png, check_out_dir
+from archsim.fsutil import atomic_write_bytes, check_out_dir
 from archsim.sweep.backends import DEFAULT_CONNECT_TIMEOUT, check_backend, run_points
 from archsim.sweep.evaluate import run_task
 from archsim.sweep.expand import Point, PointFailure, expand, invalid_point_key, make_task, resolve_point
@@ -307,15 +307,13 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
     if not groups:
         return None
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from archsim.plots import figure, write_png
 
     xs_all = [x for g in groups.values() for x in g]
     numeric_x = all(_is_number(x) for x in xs_all)
     categories = list(dict.fromkeys(_hashable(r["resolved"][x_axis]) for r in rows))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = figure(6.4, 4.2)
+    ax = fig.subplots()
     for label, series in groups.items():
         xs = sorted(series, key=lambda v: v if numeric_x else categories.index(v))
         pos = xs if numeric_x else [categories.index(x) for x in xs]
@@ -336,7 +334,7 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
         ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    return atomic_write_png(path, fig, dpi=120)
+    return write_png(path, fig, dpi=120)
 
 
 def _hashable(value: Any) -> Any:
