@@ -66,12 +66,12 @@ def analytic_step(schedule: Schedule) -> AnalyticTiming:
     T = schedule.seq_len
     lat: dict[tuple[str, str], float] = {}
     order: list[str] = []
-    corner = None  # the first layer's backward op at t=0 (no transposed MVM there)
+    corner = None  # the program's backward op without a transposed MVM (first layer, t = 0)
     for op in schedule.ops:
         if op.step != 0:
             break
         key = (op.phase, op.matrix)
-        if op.phase == "backward" and op.t == 0 and op.matrix == order[0]:
+        if op.phase == "backward" and op.kind is None:
             corner = op_latency(op)
         elif key not in lat:
             lat[key] = op_latency(op)
