@@ -57,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("archsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`archsim ... | head`): stop quietly, as Unix tools do; point stdout
+        # at /dev/null so that the interpreter's final flush does not raise again.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (PermissionError, FileExistsError, IsADirectoryError, NotADirectoryError) as exc:
         # A folder that became unwritable after the up-front checks (they run before any work).
         print(f"archsim: error: {exc.filename or ''}: {(exc.strerror or type(exc).__name__).lower()}; "

@@ -403,3 +403,16 @@ def test_run_checks_the_chip_before_training(tmp_path, capsys, text_file, monkey
     arch = write_arch(tmp_path, "system:\n  n_tiles: 1\n")
     assert main(["run", str(TINY), "--arch", str(arch), "--steps", "1", "--data", str(text_file)]) == 2
     one_line_error(capsys, ("n_tiles", "needs 2 tiles"))
+
+
+def test_a_closed_pipe_is_not_a_traceback():
+    """`archsim estimate ... | head -1`: the reader leaves early; archsim stops quietly (141)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "archsim", "estimate", str(WORKLOADS / "lstm2x512.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                      # the reader is gone before anything is printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
