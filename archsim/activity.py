@@ -64,14 +64,20 @@ _RATE_FIELDS = ("bm_repeats_per_mvm", "pulse_slots_per_update", "x_fire_prob", "
 NOMINAL = ActivityProfile()
 
 
+#: Largest activity profile read.
+MAX_ACTIVITY_BYTES = 64 << 20
+
+
 def load_activity(path: str | Path) -> ActivityProfile:
     """Read an activity profile saved by ``archsim run`` (JSON: the profile itself or a report
     holding it under ``activity``)."""
+    from archsim.specs.loader import read_spec_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(path, "", str(path), "no such activity file")
+    # A regular file of bounded size (per-tile profiles of big chips run to a few MB).
+    raw = read_spec_bytes(path, limit=MAX_ACTIVITY_BYTES, what="JSON activity file")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(raw.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SpecError(path, "", str(exc).split(":")[0], "expected a JSON activity profile") from None
     if isinstance(data, dict) and "activity" in data and isinstance(data["activity"], dict):
@@ -81,4 +87,6 @@ def load_activity(path: str | Path) -> ActivityProfile:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise SpecError(path, f"activity.{loc}", err.get("input"), err["msg"]) from None
+        allowed = err["msg"].replace("Input should be", "expected").replace(
+            "Extra inputs are not permitted", "unknown field of an activity profile")
+        raise SpecError(path, f"activity.{loc}", err.get("input"), allowed) from None

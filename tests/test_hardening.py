@@ -416,3 +416,11 @@ def test_a_closed_pipe_is_not_a_traceback():
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("special,expect", [("/dev/zero", "regular"), ("folder", "folder")])
+def test_activity_file_that_is_not_a_regular_file(tmp_path, capsys, special, expect):
+    path = str(tmp_path) if special == "folder" else special
+    assert main(["estimate", str(TINY), "--activity", path]) == 2
+    line = one_line_error(capsys, expect)
+    assert "no such" not in line
