@@ -36,21 +36,6 @@ def atomic_write_json(path: str | Path, obj: object) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_write_png(path: str | Path, fig, dpi: int) -> Path:
-    """Save a matplotlib figure as PNG atomically, then close it. No timestamp in the metadata:
-    the same figure gives the same bytes (reports can be regenerated and compared)."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
-
-
 def check_out_dir(path: str | Path, flag: str = "--out") -> Path:
     """Check, before anything is computed or written, that ``path`` can become an output folder.
 

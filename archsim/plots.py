@@ -51,14 +51,14 @@ _figure = figure
 
 def write_png(path, fig, dpi: int = 100):
     """Save ``fig`` as a PNG atomically, without a timestamp (the same plot gives the same bytes)."""
-    from archsim.fsutil import atomic_write_png
+    from archsim.fsutil import atomic_write_bytes
 
-    return atomic_write_png(path, fig, dpi=dpi)
+    return atomic_write_bytes(path, _png(fig, dpi))
 
 
-def _png(fig) -> bytes:
+def _png(fig, dpi: int = 100) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
     return buf.getvalue()
 
 
