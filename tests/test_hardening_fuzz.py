@@ -1,5 +1,5 @@
 """Property-based fuzzing (issue 15): every numeric field of a workload, architecture and device
-spec, and every numeric command-line flag, gets adversarial values (zero, negatives, 2^31, 2^63,
+spec, and the numeric command-line flags of every command, get adversarial values (zero, negatives, 2^31, 2^63,
 10^12, 1e300, 1e-300, inf, nan, booleans, strings, lists, mappings, nothing). Whatever comes in:
 
 - the exit status is 0, 2 (bad input) or 3 (training diverged);
@@ -168,3 +168,46 @@ def test_fuzz_train_flags(tmp_path_factory, capsys, one_torch_thread, flag, valu
     code = main(["train", str(WORKLOADS / "tiny.yaml"), "--data", str(text), flag, value, *budget,
                  "--no-progress", "--json", "--out", str(out)])
     _check(capsys, code, out, time.perf_counter() - t0, f"train {flag} {value!r}")
+
+
+def _sweep_file(tmp: Path) -> Path:
+    (tmp / "tiny.yaml").write_text((WORKLOADS / "tiny.yaml").read_text())
+    path = tmp / "s.yaml"
+    path.write_text("name: fz\nbase: tiny.yaml\naxes:\n  workload.training.batch_size: [1, 2]\nkind: estimate\n")
+    return path
+
+
+#: The numeric flags of the other commands, each with the arguments that make a run short.
+OTHER_FLAGS = [
+    ("run", "--steps"), ("run", "--seed"), ("run", "--lr"),
+    ("validate", "--seed"), ("validate", "--max-chars"), ("validate", "--eval-every"),
+    ("compare", "--hidden-sizes"), ("compare", "--batch-sizes"), ("compare", "--simpy-max-tiles"),
+    ("sweep", "--jobs"), ("sweep", "--connect-timeout"),
+    ("reproduce", "--jobs"),
+]
+
+
+@settings(max_examples=40, **FUZZ)
+@given(case=st.sampled_from(OTHER_FLAGS), value=st.sampled_from(FLAG_VALUES))
+def test_fuzz_other_commands_flags(tmp_path_factory, capsys, one_torch_thread, case, value):
+    command, flag = case
+    # A budget of 10^12 steps or characters is valid input for a very long run: leave it out.
+    assume(not (flag in ("--steps", "--max-chars") and value.isdigit() and int(value) > 3))
+    tmp = tmp_path_factory.mktemp("fz")
+    text = tmp / "text.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    out = tmp / "out"
+    tiny = str(WORKLOADS / "tiny.yaml")
+    base = {
+        "run": ["run", tiny, "--data", str(text), "--steps", "1"],
+        "validate": ["validate", tiny, "--device", "rpu_baseline", "--data", str(text),
+                     "--max-chars", "40", "--no-progress"],
+        "compare": ["compare", tiny, "--arch", "rpu2016", "--baselines", "v100", "--no-progress",
+                    "--hidden-sizes", "8,16", "--batch-sizes", "1,2"],
+        "sweep": ["sweep", str(_sweep_file(tmp)), "--no-progress"],
+        "reproduce": ["reproduce", "--list"],
+    }[command]
+    args = base + [flag, value] + ([] if command == "reproduce" else ["--out", str(out)])
+    t0 = time.perf_counter()
+    code = main(args)
+    _check(capsys, code, out, time.perf_counter() - t0, f"{command} {flag} {value!r}")
