@@ -9,7 +9,8 @@ from archsim import __version__
 from archsim.errors import EXIT_BAD_INPUT, ArchsimError
 
 #: Subcommand modules under archsim.commands, in the order ``archsim --help`` lists them.
-COMMANDS = ["estimate", "run", "train", "validate", "compare", "sweep", "reproduce", "calibrate", "schema"]
+COMMANDS = ["estimate", "run", "train", "validate", "compare", "physics", "sweep", "reproduce",
+            "calibrate", "schema"]
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -294,12 +294,15 @@ def peak_throughput(archs: list[ArchitectureSpec], gpus: list[str]) -> list[dict
     """
     from archsim.baselines import peak_throughput_comparison
 
+    from archsim.hw.components import build_components
+
     out = []
     for arch in archs:
         rows, cols = arch.array.rows, arch.array.cols
-        t_mvm = max(arch.array.t_forward_s, arch.adc_time_s())
-        e_mvm = (rows * cols * arch.array.e_read_cell_J + cols * arch.dac.e_conv_J
-                 + rows * (arch.integrator.e_integrate_J + arch.adc.e_conv_J))
+        hw = build_components(arch)
+        t_mvm = max(hw["array"].forward_cycle().latency_s, hw["adc"].convert_lines_time_s(rows))
+        e_mvm = (rows * cols * hw["array"].read_cell().energy_J + cols * hw["dac"].convert().energy_J
+                 + rows * (hw["integrator"].integrate().energy_J + hw["adc"].convert().energy_J))
         ops = 2.0 * rows * cols
         out.append({
             "name": arch.name, "kind": "RPU chip",

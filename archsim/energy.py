@@ -11,7 +11,8 @@ from archsim.hw.components import action_energy_J, build_components
 from archsim.schedule import PHASES, Schedule
 
 #: Report names of the component kinds, in table order.
-COMPONENTS = ("array", "dac", "integrator", "adc", "update", "digital", "buffer", "bus", "system")
+COMPONENTS = ("array", "dac", "integrator", "adc", "update", "digital", "buffer", "global_buffer",
+              "dram", "bus", "system")
 
 
 @dataclass
@@ -40,8 +41,10 @@ def leakage_by_component_W(schedule: Schedule) -> dict[str, float]:
         "array": n * arch.array.leakage_W, "dac": n * arch.dac.leakage_W,
         "integrator": n * arch.integrator.leakage_W, "adc": n * arch.adc.leakage_W,
         "update": 0.0, "digital": len(units) * arch.digital.leakage_W,
-        "buffer": len(units) * arch.buffer.leakage_W, "bus": len(buses) * arch.bus.leakage_W,
-        "system": arch.system.leakage_W,
+        "buffer": len(units) * arch.buffer.leakage_W,
+        "global_buffer": arch.global_buffer.leakage_W if arch.global_buffer else 0.0,
+        "dram": arch.dram.leakage_W if arch.dram else 0.0,
+        "bus": len(buses) * arch.bus.leakage_W, "system": arch.system.leakage_W,
     }
 
 
@@ -80,3 +83,27 @@ def training_ops_per_step(schedule: Schedule) -> float:
     B = schedule.batch
     macs = sum(m.rows * m.cols for m in schedule.mapping.matrices) * T * B
     return 3 * 2 * macs
+
+
+def memory_traffic(schedule: Schedule) -> dict[str, dict[str, float]]:
+    """Per memory level, per step: bits moved (reads and writes), their energy, the bytes of BPTT
+    state it holds at the peak of a step and its capacity (all instances)."""
+    from archsim.memory import LEVELS
+
+    components = build_components(schedule.arch)
+    bits = dict.fromkeys(LEVELS, 0.0)
+    for (_, comp, act), count in schedule.action_counts().items():
+        if comp in bits:
+            bits[comp] += count / schedule.steps
+    plan = schedule.memory
+    out = {}
+    for level in LEVELS:
+        if level not in components:
+            continue
+        out[level] = {
+            "bytes_moved": bits[level] / 8,
+            "energy_J": bits[level] * action_energy_J(components, level, "bit"),
+            "peak_bytes": plan.peak_bytes.get(level, 0.0) if plan else 0.0,
+            "capacity_bytes": plan.capacity_bytes.get(level, 0.0) if plan else 0.0,
+        }
+    return out

@@ -12,18 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsim.activity import NOMINAL, ActivityProfile
-from archsim.energy import price_step, training_ops_per_step
+from archsim.energy import memory_traffic, price_step, training_ops_per_step
 from archsim.feasibility import check_estimate
-from archsim.engine.analytic import analytic_step
-from archsim.engine.extrapolate import epoch_timing
-from archsim.schedule import build_schedule
+from archsim.engine.analytic import analytic_step, bound_by
+from archsim.engine.extrapolate import epoch_timing, sequence_timing
+from archsim.schedule import build_schedule, resource_class
 from archsim.specs import load_architecture, load_device, spec_hash
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.specs.device import DeviceSpec
 from archsim.specs.workload import WorkloadSpec
 
-#: Resource classes reported in ``utilization`` (prefix of the SimPy resource names).
-RESOURCE_CLASSES = ("array", "adc_rows", "adc_cols", "bus", "digital")
+#: Sequences at least this long are timed from shorter ones (extrapolated over timesteps).
+SEQUENCE_EXTRAPOLATION_FROM = 128
 
 
 @dataclass
@@ -59,6 +59,8 @@ class EstimateResult:
     baselines: list[dict]
     activity: dict
     spec_hash: str
+    memory: dict = field(default_factory=dict)
+    bound_by: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -66,14 +68,6 @@ class EstimateResult:
         from dataclasses import asdict
 
         return asdict(self)
-
-
-def _resource_class(name: str) -> str:
-    tail = name.split(".")[-1]
-    for cls in RESOURCE_CLASSES:
-        if tail.startswith(cls):
-            return cls
-    return tail
 
 
 def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
@@ -107,12 +101,20 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         return build_schedule(workload, arch, steps=k, activity=activity)
 
     one = build(1)
+
+    def build_len(k: int, seq_len: int):
+        """k steps of a shorter sequence, its state where the full sequence's state lives."""
+        training = workload.training.model_copy(update={"seq_len": seq_len})
+        short = workload.model_copy(update={"training": training})
+        return build_schedule(short, arch, steps=k, activity=activity, memory=one.memory)
+
     analytic = analytic_step(one)
     bar = None
     if progress and fidelity == "simpy":
         from tqdm import tqdm
 
-        total = len(one.ops) * (n_steps if exact else 3)
+        # The number of ops simulated is known only for an exact run (extrapolation may retry).
+        total = len(one.ops) * n_steps if exact else None
         bar = tqdm(total=total, unit="op", desc="simulating", delay=1.0, leave=False)
     wall0 = time.perf_counter()
     if fidelity == "analytic":
@@ -124,9 +126,12 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         busy = _analytic_busy(one, step_s)
         n_events, wait_s = 0, 0.0
     else:
+        tick = bar.update if bar is not None else None
         try:
-            timing = epoch_timing(build, n_steps, exact=exact,
-                                  progress=bar.update if bar is not None else None)
+            if exact or tr.seq_len < SEQUENCE_EXTRAPOLATION_FROM:
+                timing = epoch_timing(build, n_steps, exact=exact, progress=tick)
+            else:
+                timing = sequence_timing(build_len, tr.seq_len, n_steps, progress=tick)
         finally:
             if bar is not None:
                 bar.close()
@@ -143,7 +148,7 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
 
     by_class: dict[str, list[float]] = {}
     for res, frac in busy.items():
-        by_class.setdefault(_resource_class(res), []).append(frac)
+        by_class.setdefault(resource_class(res), []).append(frac)
     utilization = {c: sum(v) / len(v) for c, v in sorted(by_class.items())}
     utilization.update({f"{c}_max": max(v) for c, v in sorted(by_class.items())})
 
@@ -176,7 +181,13 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         ops_per_W=ops / energy.total_J, leakage_W=energy.leakage_W, baselines=base_rows,
         activity=activity.model_dump(mode="json"),
         spec_hash=spec_hash(workload, arch, device, extra={"activity": activity.model_dump(mode="json")}),
+        memory={"bptt_state": arch.system.bptt_state, "levels": memory_traffic(one),
+                "placement": {f"{m}.{s}": lvl for (m, s), lvl in one.memory.level.items()}},
+        bound_by=bound_by(one, timing.run.wait_by_phase_s if timing else None,
+                          timing.run.total_s / timing.period_s if timing and timing.period_s else 1),
         simulation={"fidelity": fidelity, "simulated_steps": simulated, "events": n_events,
+                    "simulated_seq_lens": list(timing.seq_lens) if timing and timing.seq_lens
+                    else [tr.seq_len],
                     "wall_s": wall, "events_per_s": n_events / wall if wall and n_events else 0.0,
                     "contention_wait_s": wait_s},
         notes=notes,

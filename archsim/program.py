@@ -29,9 +29,26 @@ dependency; a sweep says whether its ops must run one after another (a recurrenc
 columns of a forward sweep are produced inside it (the rest are known before it starts, so their
 share of all the sweep's MVMs may be computed at once).
 
-The vocabulary (:data:`OP_KINDS`) also declares op kinds that no program generates yet: the
-recompute MVM and the stores/loads of BPTT state (issue 10) and Tiki-Taka's transfer reads and
-transfer updates (issue 14). Engines refuse a program with a kind they cannot run.
+Memory traffic is part of each op: ``loads`` (read before its digital pre-work) and ``stores``
+(written after its post-work), in words per vector of a named piece of state (:class:`Access`).
+What BPTT keeps between the sweeps is derived here from the LSTM equations, in one of two modes
+(``bptt_state``):
+
+    store      forward (l, t) keeps its input u_t, the gates i, f, g, o, c_t and tanh(c_t)
+               (cols + 6h words; the output layer its input and probabilities, cols + rows);
+               backward (l, t) reads the gates, tanh(c_t) and c_{t-1} (6h) and keeps dz_t (rows)
+    recompute  forward (l, t) keeps only h_t and c_t (2h, plus the character index in layer 1);
+               a ``recompute_mvm`` op before each backward (l, t) reads u_t's parts and c_t,
+               c_{t-1} back, re-runs the forward MVM and the gate math, and hands the gates to
+               the backward op through the tile buffer
+
+Updates read u_t and dz_t back in both modes. :func:`bptt_state_words` sums what one step keeps;
+:mod:`archsim.memory` places it (tile buffer, global buffer or DRAM) and the schedule times and
+prices each access at its level.
+
+The vocabulary (:data:`OP_KINDS`) also declares op kinds that no program generates yet:
+Tiki-Taka's transfer reads and transfer updates (issue 14). Engines refuse a program with a kind
+they cannot run.
 """
 from __future__ import annotations
 
@@ -63,12 +80,8 @@ OP_KINDS: dict[str, OpKind] = {k.name: k for k in (
            "transposed MVM of a batch of errors on every block of a matrix"),
     OpKind("rank_one_update", "update", "updates", ("update", "rank_one"), True,
            "B pulsed rank-one updates on every block of a matrix"),
-    OpKind("recompute_mvm", "backward", None, None, False,
-           "forward MVM repeated during BPTT instead of storing its result (issue 10)"),
-    OpKind("store_state", "forward", None, None, False,
-           "write a timestep's BPTT state to memory (issue 10)"),
-    OpKind("load_state", "backward", None, None, False,
-           "read a timestep's BPTT state back from memory (issue 10)"),
+    OpKind("recompute_mvm", "backward", "forward_mvms", ("array", "forward_mvm"), True,
+           "forward MVM re-run during BPTT (bptt_state 'recompute') instead of storing its gates"),
     OpKind("transfer_read", "update", None, None, False,
            "Tiki-Taka: read a column of the fast array (issue 14)"),
     OpKind("transfer_update", "update", None, None, False,
@@ -79,14 +92,23 @@ OP_KINDS: dict[str, OpKind] = {k.name: k for k in (
 @dataclass(frozen=True)
 class DigitalWork:
     """Digital work per vector of the batch: element ops by kind (``add``, ``mul``, ``sigmoid``,
-    ``tanh``, ``exp``) and the words read or written in the tile's local buffer."""
+    ``tanh``, ``exp``)."""
 
     counts: dict[str, int]
-    buffer_words: int = 0
-    buffer_last: bool = False
-    """Record the buffer traffic after the element ops rather than before. No physical meaning:
-    it keeps the order in which the schedule records actions, which fixes the floating-point
-    summation order of the energy totals (committed reports stay byte-identical)."""
+
+
+#: Pieces of state an op reads or writes: ``working`` vectors live only from one op to the next
+#: (always in the tile buffer); ``activations`` (kept by the forward sweep for BPTT and the
+#: update) and ``errors`` (kept by the backward sweep for the update) live until the update.
+STATES = ("working", "activations", "errors")
+
+
+@dataclass(frozen=True)
+class Access:
+    """``words`` per vector of one piece of state (:data:`STATES`) of the op's matrix."""
+
+    state: str
+    words: int
 
 
 @dataclass(frozen=True)
@@ -109,6 +131,8 @@ class ProgramOp:
     deps: tuple[int, ...] = ()
     order_only: frozenset[int] = frozenset()
     carry: tuple[int, ...] = ()
+    loads: tuple[Access, ...] = ()
+    stores: tuple[Access, ...] = ()
 
     @property
     def data_deps(self) -> tuple[int, ...]:
@@ -131,6 +155,11 @@ class Sweep:
     streamed_cols: slice | None = None
 
     @property
+    def recompute(self) -> bool:
+        """A sweep of ``recompute_mvm`` ops (forward MVMs re-run during BPTT)."""
+        return bool(self.ops) and all(op.kind == "recompute_mvm" for op in self.ops)
+
+    @property
     def timesteps(self) -> tuple[int, ...]:
         return tuple(op.t for op in self.ops)
 
@@ -144,6 +173,7 @@ class StepProgram:
     seq_len: int
     ops: list[ProgramOp]
     sweeps: list[Sweep]
+    bptt_state: str = "store"
     matrices: list[MatrixMapping] = field(init=False)
 
     def __post_init__(self):
@@ -165,7 +195,7 @@ class StepProgram:
         if [op.id for op in ops] != list(range(len(ops))):
             raise ValueError("op ids must be their positions")
         return StepProgram(self.mapping, self.hidden, self.seq_len, ops,
-                           _sweeps(ops, _lattice_rows(self.mapping), self.hidden))
+                           _sweeps(ops, _lattice_rows(self.mapping), self.hidden), self.bptt_state)
 
     def kinds(self) -> set[str]:
         """The op kinds this program uses."""
@@ -215,17 +245,23 @@ def _forward_digital(m: MatrixMapping, h: int) -> DigitalWork:
         counts["tanh"] = 2 * h                       # g and tanh(c)
         counts["mul"] += 3 * h + h                   # f*c, i*g, o*tanh(c); NM scale of h_t
         counts["add"] += h + h                       # c_t sum; max|h_t| for NM
-        return DigitalWork(counts, m.cols + m.cols + 5 * h)  # read u_t; keep u_t, i, f, o, g, c
+        return DigitalWork(counts)
     counts["exp"] = m.rows                           # softmax
     counts["add"] += m.rows
     counts["mul"] += m.rows
-    return DigitalWork(counts, m.cols + m.cols + m.rows)     # read h; keep u and probabilities
+    return DigitalWork(counts)
+
+
+def _recompute_digital(m: MatrixMapping, h: int) -> DigitalWork:
+    """The gates again from the recomputed pre-activations, and tanh(c_t) from the stored c_t."""
+    return DigitalWork({"add": (m.col_splits - 1) * m.rows, "mul": m.rows,
+                        "sigmoid": 3 * h, "tanh": 2 * h})
 
 
 def _backward_pre_digital(m: MatrixMapping, h: int) -> DigitalWork:
-    if m.kind == "lstm":   # dh sum, gate derivatives, NM; read gates, c_prev; keep dz
-        return DigitalWork({"add": h + 6 * h + m.rows, "mul": 16 * h + m.rows}, 6 * h + m.rows)
-    return DigitalWork({"add": m.rows + m.rows, "mul": m.rows}, m.rows + m.rows)  # p - y, NM
+    if m.kind == "lstm":   # dh sum, gate derivatives, NM
+        return DigitalWork({"add": h + 6 * h + m.rows, "mul": 16 * h + m.rows})
+    return DigitalWork({"add": m.rows + m.rows, "mul": m.rows})  # p - y, NM
 
 
 def _backward_post_digital(m: MatrixMapping) -> DigitalWork:
@@ -233,65 +269,139 @@ def _backward_post_digital(m: MatrixMapping) -> DigitalWork:
 
 
 def _update_digital(m: MatrixMapping) -> DigitalWork:
-    n = m.rows + m.cols   # max|x|, max|d|; scale by A, B; read u_t and dz_t
-    return DigitalWork({"add": n, "mul": n}, n, buffer_last=True)
+    n = m.rows + m.cols   # max|x|, max|d|; scale by A, B
+    return DigitalWork({"add": n, "mul": n})
 
 
-def build_program(mapping: Mapping, hidden: int, seq_len: int) -> StepProgram:
-    """The step program of an LSTM stack (and output layer, if mapped) on ``mapping``."""
+# -- what BPTT keeps, per vector and timestep (see the module docstring) -----------------------
+BPTT_MODES = ("store", "recompute")
+
+
+@dataclass(frozen=True)
+class StateTraffic:
+    """The memory accesses of one matrix's ops (per vector and timestep)."""
+
+    forward_loads: tuple[Access, ...]
+    forward_stores: tuple[Access, ...]
+    recompute_loads: tuple[Access, ...]
+    recompute_stores: tuple[Access, ...]
+    backward_loads: tuple[Access, ...]
+    backward_stores: tuple[Access, ...]
+    update_loads: tuple[Access, ...]
+
+
+def state_traffic(m: MatrixMapping, h: int, mode: str, first: bool) -> StateTraffic:
+    """Loads and stores of matrix ``m`` (``first``: the bottom LSTM layer, fed characters)."""
+    if mode not in BPTT_MODES:
+        raise ValueError(f"bptt_state must be one of {BPTT_MODES}, not {mode!r}")
+    A = lambda state, words: (Access(state, words),)  # noqa: E731
+    fwd_in = A("working", m.cols)                     # u_t as the MVM reads it
+    err = A("errors", m.rows)                         # dz_t (LSTM) or p - y (output)
+    if m.kind == "output":
+        keep = m.cols + m.rows if mode == "store" else m.rows   # input (top layer's h) and p
+        u_back = m.cols if mode == "store" else h                # u = [h_top; 1]
+        return StateTraffic(fwd_in, A("activations", keep), (), (), A("activations", m.rows), err,
+                            (*A("activations", u_back), *err))
+    if mode == "store":
+        return StateTraffic(fwd_in, A("activations", m.cols + 6 * h), (), (),
+                            A("activations", 6 * h), err, (*A("activations", m.cols), *err))
+    x_words = 1 if first else h                         # a character index, or the h_t below
+    u_words = x_words + h                               # u_t = [x_t; h_{t-1}; 1] from its parts
+    return StateTraffic(fwd_in, A("activations", 2 * h + (1 if first else 0)),
+                        A("activations", u_words + 2 * h),   # u_t's parts, c_t, c_{t-1}
+                        A("working", 6 * h),                 # gates, tanh(c_t), c_{t-1}
+                        A("working", 6 * h), err, (*A("activations", u_words), *err))
+
+
+def build_program(mapping: Mapping, hidden: int, seq_len: int,
+                  bptt_state: str = "store") -> StepProgram:
+    """The step program of an LSTM stack (and output layer, if mapped) on ``mapping``;
+    ``bptt_state``: what the forward sweep keeps for BPTT (see the module docstring)."""
     T = seq_len
     rows = _lattice_rows(mapping)
     top = len(rows) - 1
+    recompute = bptt_state == "recompute"
     ops: list[ProgramOp] = []
 
-    def new(phase, m, t, kind, deps, order_only=(), carry=(), pre=None, post=None) -> int:
+    def new(phase, m, t, kind, deps, order_only=(), carry=(), pre=None, post=None,
+            loads=(), stores=()) -> int:
         deps = tuple(d for d in deps if d is not None)
         ops.append(ProgramOp(len(ops), phase, m.name, t, kind, pre, post, deps,
-                             frozenset(d for d in order_only if d is not None), tuple(carry)))
+                             frozenset(d for d in order_only if d is not None), tuple(carry),
+                             tuple(loads), tuple(stores)))
         return len(ops) - 1
 
+    n_lstm = sum(1 for m in rows if m.kind == "lstm")
     # The last update op of each matrix, known once the update ops are numbered: forward ops at
     # t = 0 carry a dependency on it from the previous step.
     n_fwd = n_bwd = T * len(rows)
-    last_update = {m.name: n_fwd + n_bwd + k * T + T - 1 for k, m in enumerate(rows)}
-    # Digital work is the same at every timestep: one (read-only) object per matrix and role.
+    n_rec = T * n_lstm if recompute else 0
+    last_update = {m.name: n_fwd + n_bwd + n_rec + k * T + T - 1 for k, m in enumerate(rows)}
+    # Digital work and traffic are the same at every timestep: one (read-only) object per matrix.
     fwd_work = {m.name: _forward_digital(m, hidden) for m in rows}
+    rec_work = {m.name: _recompute_digital(m, hidden) for m in rows}
     bwd_pre = {m.name: _backward_pre_digital(m, hidden) for m in rows}
     bwd_post = {m.name: _backward_post_digital(m) for m in rows}
     upd_work = {m.name: _update_digital(m) for m in rows}
+    traffic = {m.name: state_traffic(m, hidden, bptt_state, k == 0) for k, m in enumerate(rows)}
     fwd: dict[tuple[int, int], int] = {}
     for t in range(T):
         for k, m in enumerate(rows):
             prev = fwd.get((k, t - 1))
+            tr = traffic[m.name]
             # Only an LSTM row reads its own previous output; the output row is ordered on its tile.
             fwd[(k, t)] = new("forward", m, t, "forward_mvm",
                               [prev, fwd.get((k - 1, t)) if k > 0 else None],
                               order_only=[prev] if m.kind != "lstm" else [],
                               carry=[last_update[m.name]] if t == 0 else [],
-                              post=fwd_work[m.name])
+                              post=fwd_work[m.name], loads=tr.forward_loads,
+                              stores=tr.forward_stores)
     end_fwd = fwd[(top, T - 1)]
     bwd: dict[tuple[int, int], int] = {}
     for t in reversed(range(T)):
         for k in reversed(range(len(rows))):
             m = rows[k]
+            tr = traffic[m.name]
             nxt = bwd.get((k, t + 1))
             deps = [nxt, bwd.get((k + 1, t)) if k < top else None]
             if t == T - 1 and k == top:
                 deps.append(end_fwd)
+            if recompute and m.kind == "lstm":
+                # Re-run the forward MVM of (k, t) on the matrix's own tiles just before its
+                # backward op needs the gates: after the tile's previous backward op (or the end
+                # of the forward sweep), an ordering on the tile, not a data dependency.
+                after = nxt if nxt is not None else end_fwd
+                deps.append(new("backward", m, t, "recompute_mvm", [after], order_only=[after],
+                                post=rec_work[m.name], loads=tr.recompute_loads,
+                                stores=tr.recompute_stores))
             # Nothing reads the first layer's input errors at t = 0 (one-hot characters, or
             # before the sequence): no transposed MVM there, only the gate derivatives.
             skip = k == 0 and t == 0 and m.kind == "lstm"
             bwd[(k, t)] = new("backward", m, t, None if skip else "backward_mvm", deps,
                               order_only=[nxt] if m.kind != "lstm" else [],
-                              pre=bwd_pre[m.name], post=None if skip else bwd_post[m.name])
+                              pre=bwd_pre[m.name], post=None if skip else bwd_post[m.name],
+                              loads=tr.backward_loads, stores=tr.backward_stores)
     for k, m in enumerate(rows):
         prev = bwd[(k, 0)]          # the matrix's backward sweep is done
         for t in range(T):
             prev = new("update", m, t, "rank_one_update", [prev],
-                       order_only=[prev] if t > 0 else [], pre=upd_work[m.name])
+                       order_only=[prev] if t > 0 else [], pre=upd_work[m.name],
+                       loads=traffic[m.name].update_loads)
     assert all((ops[i].phase, ops[i].matrix, ops[i].t) == ("update", name, T - 1)
                for name, i in last_update.items()), "carry ids must name each matrix's last update"
-    return StepProgram(mapping, hidden, T, ops, _sweeps(ops, rows, hidden))
+    return StepProgram(mapping, hidden, T, ops, _sweeps(ops, rows, hidden), bptt_state)
+
+
+def bptt_state_words(program: StepProgram) -> dict[str, dict[str, int]]:
+    """Words one step keeps per vector of the batch, by matrix and state (``activations``,
+    ``errors``): what its ops store, summed over the T timesteps. Working vectors are not kept and not counted."""
+    out: dict[str, dict[str, int]] = {m.name: {"activations": 0, "errors": 0}
+                                      for m in program.matrices}
+    for op in program.ops:
+        for a in op.stores:
+            if a.state != "working":
+                out[op.matrix][a.state] += a.words
+    return out
 
 
 def _lattice_rows(mapping: Mapping) -> list[MatrixMapping]:
@@ -301,21 +411,27 @@ def _lattice_rows(mapping: Mapping) -> list[MatrixMapping]:
 
 
 def _sweeps(ops: list[ProgramOp], rows: list[MatrixMapping], hidden: int) -> list[Sweep]:
-    """Group ops by (phase, matrix): forward bottom to top, backward top to bottom, updates."""
-    by_key: dict[tuple[str, str], list[ProgramOp]] = {}
+    """Group ops by (phase, matrix, recompute or not): forward bottom to top; backward top to
+    bottom, each matrix's recompute sweep before its backward sweep; updates."""
+    by_key: dict[tuple[str, str, bool], list[ProgramOp]] = {}
     for op in ops:
-        by_key.setdefault((op.phase, op.matrix), []).append(op)
-    order = ([("forward", m) for m in rows] + [("backward", m) for m in reversed(rows)]
-             + [("update", m) for m in rows])
+        by_key.setdefault((op.phase, op.matrix, op.kind == "recompute_mvm"), []).append(op)
+    order = ([("forward", m, False) for m in rows]
+             + [key for m in reversed(rows) for key in
+                (("backward", m, True), ("backward", m, False))]
+             + [("update", m, False) for m in rows])
     sweeps = []
-    for phase, m in order:
-        group = by_key[(phase, m.name)]
+    for phase, m, rec in order:
+        group = by_key.get((phase, m.name, rec))
+        if group is None:
+            continue
         if phase == "backward":
             group = sorted(group, key=lambda o: -o.t)
         ids = {o.id for o in group}
         # An LSTM layer's forward and backward sweeps carry its recurrence (h, c and their
-        # errors) from op to op, even where T = 1 leaves no dependency inside the sweep.
-        recurrent = m.kind == "lstm" and phase != "update"
+        # errors) from op to op, even where T = 1 leaves no dependency inside the sweep. A
+        # recompute sweep reads only stored state: its ops are ordered on the tile, not chained.
+        recurrent = m.kind == "lstm" and phase != "update" and not rec
         sequential = recurrent or any(d in ids for o in group for d in o.data_deps)
         streamed = None
         if phase == "forward" and recurrent:

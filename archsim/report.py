@@ -34,6 +34,24 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
     out.append(("Per step by phase", tabulate(
         [[p, fq(v["time_s"], "s"), fq(v["energy_J"], "J")] for p, v in r.phase_breakdown.items()],
         headers=["phase", "time", "energy"], tablefmt=fmt)))
+    out.append(("What bounds each phase (the stage that holds its resource longest per vector, "
+                "share of the phase's op time; the resource its stages waited for in SimPy)", tabulate(
+        [[p, v["stage"], f"{v['share']:.0%}", v.get("waits_on") or "-",
+          fq(v["wait_per_step_s"], "s") if v.get("waits_on") else "-"]
+         for p, v in r.bound_by.items()],
+        headers=["phase", "bound by", "share", "waits on", "waiting per step"], tablefmt=fmt)))
+    if r.memory:
+        levels = r.memory["levels"]
+        placed: dict[str, list[str]] = {}
+        for what, level in r.memory["placement"].items():
+            placed.setdefault(level, []).append(what)
+        out.append((f"Memory per step (BPTT state: {r.memory['bptt_state']})", tabulate(
+            [[lvl, fq(v["bytes_moved"], "B"), fq(v["energy_J"], "J"), fq(v["peak_bytes"], "B"),
+              fq(v["capacity_bytes"], "B"), ", ".join(placed.get(lvl, [])) or "working vectors"
+              if lvl == "buffer" else ", ".join(placed.get(lvl, []))]
+             for lvl, v in levels.items()],
+            headers=["level", "moved", "energy", "state kept (peak)", "capacity", "holds"],
+            tablefmt=fmt)))
     util = [[k, f"{v:.1%}", f"{r.utilization.get(k + '_max', v):.1%}"]
             for k, v in r.utilization.items() if not k.endswith("_max")]
     out.append(("Busy fraction per resource (mean / max over instances)", tabulate(

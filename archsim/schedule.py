@@ -1,21 +1,26 @@
-"""The schedule of training steps: the step program's ops, timed on tiles, buses and digital units.
+"""The schedule of training steps: the step program's ops, timed on tiles, buses, digital units
+and memory levels.
 
 :mod:`archsim.program` says what one training step does (which analog op runs on which matrix at
-which timestep, which digital work surrounds it, and the dependencies); this module knows only how
-long each kind of op holds which resource and which actions it costs. One op is one (phase,
-matrix, timestep) of one training step. It streams the batch's vectors through a chain of stages,
-each holding one resource for a per-vector time:
+which timestep, which digital work and memory traffic surround it, and the dependencies); this
+module knows only how long each kind of op holds which resource and which actions it costs. One
+op is one (phase, matrix, timestep) of one training step. Each copy of the matrix (replication)
+streams its share of the batch's vectors through a chain of stages, each holding one resource for
+a per-vector time; the copies run in parallel, each on its own digital unit:
 
-    [pre: digital]  ->  branches: one per tile  [bus, array, ADC] or [bus, array]  ->  [post: digital]
+    [loads: memory] -> [pre: digital] -> blocks: one branch per tile [bus, array, ADC] or
+    [bus, array] -> [post: digital] -> [stores: memory]
 
-forward_mvm:      branches (array forward, row-side ADCs, bus)
-backward_mvm:     branches (transposed MVM, column-side ADCs, bus)
-rank_one_update:  branches (bus to the translators, B pulsed rank-one updates)
+forward_mvm / recompute_mvm:  branches (array forward, row-side ADCs, bus)
+backward_mvm:                 branches (transposed MVM, column-side ADCs, bus)
+rank_one_update:              branches (bus to the translators, B pulsed rank-one updates)
 
-Every op's digital pre and post stages come from the program's digital work. A step's ops depend on
-each other as the program says; the next step's ops wait for the previous step's as the program's
-``carry`` says. The SimPy engine times this graph, the analytic model evaluates it in closed form,
-and the functional simulator executes the same program.
+Memory traffic goes to the level :mod:`archsim.memory` placed its state in: a digital unit's tile
+buffer, or the chip's global buffer or DRAM, whose single port every tile shares (so contention
+shows up as waiting). A step's ops depend on each other as the program says; the next step's ops
+wait for the previous step's as the program's ``carry`` says. The SimPy engine times this graph,
+the analytic model evaluates it in closed form, and the functional simulator executes the same
+program.
 """
 from __future__ import annotations
 
@@ -23,13 +28,28 @@ from dataclasses import dataclass, field
 
 from archsim.activity import NOMINAL, ActivityProfile
 from archsim.errors import SpecError
-from archsim.hw.components import ADCBank, Bus, DigitalUnit
+from archsim.hw.components import DRAM, ADCBank, Buffer, Bus, DigitalUnit, GlobalBuffer, UpdateDriver
 from archsim.mapping import Mapping, MatrixMapping, map_workload
-from archsim.program import PHASES, DigitalWork, ProgramOp, StepProgram, build_program
+from archsim.memory import MemoryPlan, plan_memory
+from archsim.program import PHASES, Access, DigitalWork, ProgramOp, StepProgram, build_program
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.specs.workload import WorkloadSpec
 
-__all__ = ["PHASES", "Stage", "Op", "TilePlacement", "Schedule", "place", "build_schedule"]
+__all__ = ["PHASES", "Stage", "Par", "Op", "TilePlacement", "Schedule", "place", "build_schedule"]
+
+
+#: Resource classes (prefix of the resource names below), as ``utilization`` reports them.
+RESOURCE_CLASSES = ("array", "adc_rows", "adc_cols", "bus", "digital", "buffer",
+                    "global_buffer", "dram")
+
+
+def resource_class(name: str) -> str:
+    """``tile3.adc_rows`` -> ``adc_rows``, ``digital2`` -> ``digital``, ``dram`` -> ``dram``."""
+    tail = name.split(".")[-1]
+    for cls in RESOURCE_CLASSES:
+        if tail.startswith(cls):
+            return cls
+    return tail
 
 
 @dataclass(frozen=True)
@@ -41,30 +61,49 @@ class Stage:
     count: int
 
 
+@dataclass(frozen=True)
+class Par:
+    """Chains of stages that run side by side (one per tile block of a copy)."""
+
+    branches: tuple[tuple[Stage, ...], ...]
+
+
+#: One copy's sequence: stages one after another, with at most parallel groups between them.
+Chain = tuple[Stage | Par, ...]
+
+
 @dataclass
 class Op:
     """One (phase, matrix, timestep) of one training step; ``kind`` is the program op's analog
-    kind (None: digital work only)."""
+    kind (None: digital work only). ``copies``: one chain per copy of the matrix, run side by
+    side."""
 
     id: int
     step: int
     phase: str
     matrix: str
     t: int
-    pre: Stage | None
-    branches: list[list[Stage]]
-    post: Stage | None
+    copies: tuple[Chain, ...]
     actions: dict[tuple[str, str], float]
     deps: list[int] = field(default_factory=list)
     kind: str | None = None
 
     def stages(self) -> list[Stage]:
-        out = [self.pre] if self.pre else []
-        for chain in self.branches:
-            out.extend(chain)
-        if self.post:
-            out.append(self.post)
+        out: list[Stage] = []
+        for chain in self.copies:
+            for item in chain:
+                if isinstance(item, Par):
+                    for branch in item.branches:
+                        out.extend(branch)
+                else:
+                    out.append(item)
         return out
+
+    @property
+    def tile_branches(self) -> list[tuple[Stage, ...]]:
+        """The tile branches of every copy (empty for digital-only ops)."""
+        return [b for chain in self.copies for item in chain if isinstance(item, Par)
+                for b in item.branches]
 
 
 @dataclass
@@ -78,6 +117,7 @@ class TilePlacement:
     cols: int
     count: int  # vectors of the batch this copy processes
     block: int = 0  # index of the block in the matrix's split (archsim.mapping.split_matrix order)
+    copy: int = 0   # which copy of the matrix (replication)
 
 
 @dataclass
@@ -93,6 +133,7 @@ class Schedule:
     ops: list[Op]
     placements: dict[str, list[TilePlacement]]
     program: StepProgram | None = None
+    memory: MemoryPlan | None = None
 
     @property
     def seq_len(self) -> int:
@@ -138,7 +179,7 @@ def place(mapping: Mapping, arch: ArchitectureSpec, batch: int) -> dict[str, lis
                 if count > 0:
                     rows.append(TilePlacement(g, g // arch.bus.tiles_per_bus,
                                               g // arch.digital.tiles_per_unit, b.rows, b.cols,
-                                              count, j))
+                                              count, j, copy))
                 g += 1
         placements[m.name] = rows
     return placements
@@ -146,10 +187,12 @@ def place(mapping: Mapping, arch: ArchitectureSpec, batch: int) -> dict[str, lis
 
 class _Builder:
     """Turns program ops into timed ops; all per-vector times and action counts are written out
-    here, once, per op kind."""
+    here, once, per op kind. Ops alike (same kind, matrix, digital work and traffic) share one
+    timed body and one action table, so building a long sequence costs little."""
 
     def __init__(self, workload: WorkloadSpec, arch: ArchitectureSpec, mapping: Mapping,
-                 activity: ActivityProfile, batch: int):
+                 activity: ActivityProfile, batch: int, program: StepProgram,
+                 memory: MemoryPlan | None = None):
         self.w, self.arch, self.mapping, self.batch = workload, arch, mapping, batch
         self.activity = activity
         self.placements = place(mapping, arch, batch)
@@ -158,10 +201,21 @@ class _Builder:
         self.adc_cols = ADCBank(arch, arch.array.cols)
         self.bus = Bus(arch)
         self.digital = DigitalUnit(arch)
+        self.updater = UpdateDriver(arch)
+        self.levels = {"buffer": Buffer(arch)}
+        if arch.global_buffer is not None:
+            self.levels["global_buffer"] = GlobalBuffer(arch)
+        if arch.dram is not None:
+            self.levels["dram"] = DRAM(arch)
         self.word = arch.digital.word_bits
+        # copy -> its placements, per matrix; the copy's digital unit is its first block's
+        self.copies = {name: _by_copy(rows) for name, rows in self.placements.items()}
+        units_of = {name: {p.digital for p in rows} for name, rows in self.placements.items()}
+        self.memory = memory or plan_memory(program, arch, batch, units_of)
         self._activity_cache: dict = {}
-        self.kinds = {"forward_mvm": self.forward_mvm, "backward_mvm": self.backward_mvm,
-                      "rank_one_update": self.rank_one_update}
+        self._made: dict = {}
+        self.kinds = {"forward_mvm": self.forward_mvm, "recompute_mvm": self.forward_mvm,
+                      "backward_mvm": self.backward_mvm, "rank_one_update": self.rank_one_update}
 
     def act(self, m: MatrixMapping, p: TilePlacement) -> ActivityProfile:
         """Activity of one tile (measured profiles may differ per matrix and per tile)."""
@@ -171,97 +225,111 @@ class _Builder:
         return self._activity_cache[key]
 
     # -- one program op ----------------------------------------------------------------------
-    def stages(self, op: ProgramOp, actions: dict):
-        """(pre, branches, post) of a program op, adding its actions to ``actions``."""
+    def made(self, op: ProgramOp) -> tuple[tuple[Chain, ...], dict]:
+        """(copies, actions) of a program op, shared by every op alike."""
+        key = (op.kind, op.matrix, id(op.pre), id(op.post), op.loads, op.stores)
+        hit = self._made.get(key)
+        if hit is None:
+            actions: dict = {}
+            hit = self._made[key] = (self.copies_of(op, actions), actions)
+        return hit
+
+    def copies_of(self, op: ProgramOp, actions: dict) -> tuple[Chain, ...]:
+        """One chain per copy of the op's matrix, adding the op's actions to ``actions``."""
         m = self.matrices[op.matrix]
-        pre = self._digital_stage(m, op.pre, actions) if op.pre else None
-        branches: list[list[Stage]] = []
+        make = None
         if op.kind is not None:
             make = self.kinds.get(op.kind)
             if make is None:
                 raise NotImplementedError(f"the schedule has no stages for {op.kind!r} ops yet")
-            branches = make(m, actions)
-        post = self._digital_stage(m, op.post, actions) if op.post else None
-        return pre, branches, post
+        chains = []
+        for placements in self.copies[m.name]:
+            unit, count = placements[0].digital, placements[0].count
+            chain: list = [self._memory_stage(m, a, unit, count, actions) for a in op.loads]
+            if op.pre:
+                chain.append(self._digital_stage(op.pre, unit, count, actions))
+            if make is not None:
+                chain.append(Par(tuple(make(m, p, actions) for p in placements)))
+            if op.post:
+                chain.append(self._digital_stage(op.post, unit, count, actions))
+            chain += [self._memory_stage(m, a, unit, count, actions) for a in op.stores]
+            chains.append(tuple(chain))
+        return tuple(chains)
 
-    def _digital_stage(self, m: MatrixMapping, work: DigitalWork, actions: dict) -> Stage:
-        unit = self.placements[m.name][0].digital
-        if work.buffer_words and not work.buffer_last:
-            self._add(actions, ("buffer", "bit"), work.buffer_words * self.word * self.batch)
+    def _digital_stage(self, work: DigitalWork, unit: int, count: int, actions: dict) -> Stage:
         for kind, n in work.counts.items():
             if n:
-                self._add(actions, ("digital", kind), n * self.batch)
-        if work.buffer_words and work.buffer_last:
-            self._add(actions, ("buffer", "bit"), work.buffer_words * self.word * self.batch)
-        return Stage(f"digital{unit}", self.digital.time_s(work.counts), self.batch)
+                self._add(actions, ("digital", kind), n * count)
+        return Stage(f"digital{unit}", self.digital.time_s(work.counts), count)
+
+    def _memory_stage(self, m: MatrixMapping, access: Access, unit: int, count: int,
+                      actions: dict) -> Stage:
+        level = self.memory.level_of(m.name, access.state)
+        bits = access.words * self.word
+        self._add(actions, (level, "bit"), bits * count)
+        resource = f"buffer{unit}" if level == "buffer" else level
+        return Stage(resource, self.levels[level].transfer_time_s(bits), count)
 
     @staticmethod
     def _add(actions: dict, key: tuple[str, str], n: float) -> None:
         actions[key] = actions.get(key, 0.0) + n
 
     # -- analog op kinds: one branch per tile ------------------------------------------------
-    def forward_mvm(self, m: MatrixMapping, actions: dict) -> list[list[Stage]]:
-        branches = []
-        for p in self.placements[m.name]:
-            rep = 1.0 + self.act(m, p).bm_repeats_per_mvm
-            bits = p.cols * self.arch.dac.bits + p.rows * self.arch.adc.bits
-            branches.append([
-                Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
+    def forward_mvm(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
+        rep = 1.0 + self.act(m, p).bm_repeats_per_mvm
+        bits = p.cols * self.arch.dac.bits + p.rows * self.arch.adc.bits
+        self._add(actions, ("bus", "bit"), bits * p.count)
+        self._add(actions, ("array", "read_cell"), p.rows * p.cols * rep * p.count)
+        self._add(actions, ("dac", "convert"), p.cols * rep * p.count)
+        self._add(actions, ("integrator", "integrate"), p.rows * rep * p.count)
+        self._add(actions, ("adc", "convert"), p.rows * rep * p.count)
+        self._add(actions, ("array", "forward_mvm"), p.count)
+        self._add(actions, ("array", "bm_repeat"), (rep - 1.0) * p.count)
+        return (Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
                 Stage(f"tile{p.tile}.array", self.arch.array.t_forward_s * rep, p.count),
-                Stage(f"tile{p.tile}.adc_rows", self.adc.convert_lines_time_s(p.rows) * rep, p.count),
-            ])
-            self._add(actions, ("bus", "bit"), bits * p.count)
-            self._add(actions, ("array", "read_cell"), p.rows * p.cols * rep * p.count)
-            self._add(actions, ("dac", "convert"), p.cols * rep * p.count)
-            self._add(actions, ("integrator", "integrate"), p.rows * rep * p.count)
-            self._add(actions, ("adc", "convert"), p.rows * rep * p.count)
-            self._add(actions, ("array", "forward_mvm"), p.count)
-            self._add(actions, ("array", "bm_repeat"), (rep - 1.0) * p.count)
-        return branches
+                Stage(f"tile{p.tile}.adc_rows", self.adc.convert_lines_time_s(p.rows) * rep, p.count))
 
-    def backward_mvm(self, m: MatrixMapping, actions: dict) -> list[list[Stage]]:
-        branches = []
-        for p in self.placements[m.name]:
-            bits = p.rows * self.arch.dac.bits + p.cols * self.arch.adc.bits
-            branches.append([
-                Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
+    def backward_mvm(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
+        bits = p.rows * self.arch.dac.bits + p.cols * self.arch.adc.bits
+        self._add(actions, ("bus", "bit"), bits * p.count)
+        self._add(actions, ("array", "read_cell"), p.rows * p.cols * p.count)
+        self._add(actions, ("dac", "convert"), p.rows * p.count)
+        self._add(actions, ("integrator", "integrate"), p.cols * p.count)
+        self._add(actions, ("adc", "convert"), p.cols * p.count)
+        self._add(actions, ("array", "backward_mvm"), p.count)
+        return (Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
                 Stage(f"tile{p.tile}.array", self.arch.array.t_backward_s, p.count),
-                Stage(f"tile{p.tile}.adc_cols", self.adc_cols.convert_lines_time_s(p.cols), p.count),
-            ])
-            self._add(actions, ("bus", "bit"), bits * p.count)
-            self._add(actions, ("array", "read_cell"), p.rows * p.cols * p.count)
-            self._add(actions, ("dac", "convert"), p.rows * p.count)
-            self._add(actions, ("integrator", "integrate"), p.cols * p.count)
-            self._add(actions, ("adc", "convert"), p.cols * p.count)
-            self._add(actions, ("array", "backward_mvm"), p.count)
-        return branches
+                Stage(f"tile{p.tile}.adc_cols", self.adc_cols.convert_lines_time_s(p.cols), p.count))
 
-    def rank_one_update(self, m: MatrixMapping, actions: dict) -> list[list[Stage]]:
-        branches = []
-        for p in self.placements[m.name]:
-            act = self.act(m, p)
-            bl = act.pulse_slots(self.arch.update.desired_bl)
-            t_update = bl * self.arch.update.t_pulse_s + self.arch.update.t_overhead_s
-            bits = (p.rows + p.cols) * self.word
-            branches.append([
-                Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
-                Stage(f"tile{p.tile}.array", t_update, p.count),
-            ])
-            self._add(actions, ("bus", "bit"), bits * p.count)
-            self._add(actions, ("update", "translate"), (p.rows + p.cols) * p.count)
-            self._add(actions, ("update", "rank_one"), p.count)
-            self._add(actions, ("update", "pulse_slot"), bl * p.count)
-            self._add(actions, ("update", "pulse_line"),
-                      bl * (p.cols * act.x_fire_prob + p.rows * act.d_fire_prob) * p.count)
-            self._add(actions, ("array", "coincidence"), bl * p.rows * p.cols * act.coincidence() * p.count)
-        return branches
+    def rank_one_update(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
+        act = self.act(m, p)
+        bl = act.pulse_slots(self.arch.update.desired_bl)
+        bits = (p.rows + p.cols) * self.word
+        self._add(actions, ("bus", "bit"), bits * p.count)
+        self._add(actions, ("update", "translate"), (p.rows + p.cols) * p.count)
+        self._add(actions, ("update", "rank_one"), p.count)
+        self._add(actions, ("update", "pulse_slot"), bl * p.count)
+        self._add(actions, ("update", "pulse_line"),
+                  bl * (p.cols * act.x_fire_prob + p.rows * act.d_fire_prob) * p.count)
+        self._add(actions, ("array", "coincidence"), bl * p.rows * p.cols * act.coincidence() * p.count)
+        return (Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
+                Stage(f"tile{p.tile}.array", self.updater.update_time_s(bl), p.count))
+
+
+def _by_copy(rows: list[TilePlacement]) -> list[list[TilePlacement]]:
+    out: dict[int, list[TilePlacement]] = {}
+    for p in rows:
+        out.setdefault(p.copy, []).append(p)
+    return [out[c] for c in sorted(out)]
 
 
 def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int = 1,
                    activity: ActivityProfile | None = None, mapping: Mapping | None = None,
-                   batch: int | None = None, program: StepProgram | None = None) -> Schedule:
+                   batch: int | None = None, program: StepProgram | None = None,
+                   memory: MemoryPlan | None = None) -> Schedule:
     """Time ``steps`` consecutive training steps of the step program (built from the workload and
-    the mapping unless ``program`` is given)."""
+    the mapping unless ``program`` is given); ``memory``: where BPTT state lives (default: placed
+    by capacity for this workload; given when a shorter sequence stands in for a longer one)."""
     activity = activity or NOMINAL
     batch = batch or workload.training.batch_size
     if program is not None:
@@ -269,21 +337,20 @@ def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int
     mapping = mapping or map_workload(workload.model, arch.array.rows, arch.array.cols,
                                       arch.system.replication)
     if program is None:
-        program = build_program(mapping, workload.model.hidden_size, workload.training.seq_len)
-    b = _Builder(workload, arch, mapping, activity, batch)
-    # Every step times the same ops; stages and actions are built once and shared.
-    made = []
-    for pop in program.ops:
-        actions: dict = {}
-        made.append((pop, *b.stages(pop, actions), actions))
+        program = build_program(mapping, workload.model.hidden_size, workload.training.seq_len,
+                                arch.system.bptt_state)
+    b = _Builder(workload, arch, mapping, activity, batch, program, memory)
+    # Every step times the same ops; ops alike share their timed body and actions.
+    made = [(pop, *b.made(pop)) for pop in program.ops]
     n = len(program.ops)
     ops: list[Op] = []
     for step in range(steps):
         base = step * n
-        for pop, pre, branches, post, actions in made:
+        for pop, copies, actions in made:
             deps = [base + d for d in pop.deps]
             if step > 0:
                 deps += [base - n + d for d in pop.carry]
-            ops.append(Op(base + pop.id, step, pop.phase, pop.matrix, pop.t, pre, branches, post,
-                          actions, deps, pop.kind))
-    return Schedule(workload, arch, mapping, activity, steps, batch, ops, b.placements, program)
+            ops.append(Op(base + pop.id, step, pop.phase, pop.matrix, pop.t, copies, actions,
+                          deps, pop.kind))
+    return Schedule(workload, arch, mapping, activity, steps, batch, ops, b.placements, program,
+                    b.memory)

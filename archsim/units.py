@@ -11,6 +11,8 @@ import re
 PREFIXES = {
     "a": 1e-18, "f": 1e-15, "p": 1e-12, "n": 1e-9, "u": 1e-6, "µ": 1e-6, "μ": 1e-6,
     "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+    # Binary prefixes (memory capacities: "64 KiB", "16 GiB").
+    "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30, "Ti": 2.0**40,
 }
 
 #: Dimension name -> {unit symbol: factor to the SI unit of that dimension}.
@@ -24,6 +26,7 @@ UNITS: dict[str, dict[str, float]] = {
     "voltage": {"V": 1.0},
     "bandwidth": {"B/s": 8.0, "bit/s": 1.0, "b/s": 1.0},
     "rate": {"op/s": 1.0, "OP/s": 1.0, "FLOP/s": 1.0, "S/s": 1.0},
+    "size": {"B": 1.0, "bit": 0.125},
 }
 
 #: What a user should write for each dimension (used in error messages).
@@ -32,7 +35,7 @@ EXAMPLES = {
     "frequency": '"1.2 GHz" or hertz', "power": '"300 W" or watts',
     "area": '"0.0012 mm2" or square metres', "resistance": '"24 MOhm" or ohms',
     "voltage": '"1 V" or volts', "bandwidth": '"900 GB/s" or bit/s',
-    "rate": '"15.7 TFLOP/s" or op/s',
+    "rate": '"15.7 TFLOP/s" or op/s', "size": '"64 KiB", "8 MiB" or bytes',
 }
 
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"

@@ -8,6 +8,10 @@ Prints:
 3. the extrapolated-vs-exact epoch error (target <= 0.1 %): an exact SimPy run of every step of
    the epoch against warm-up + window extrapolation. ``--epoch-workload`` picks the workload for
    this part (default lstm2x512, ~2 minutes for the exact run; add ``--train-chars`` to shrink).
+4. the default estimate of a big workload, 4 x 8192 LSTM, T = 1000, batch 1024 (rpu2016 with 256
+   tiles and 1 TiB of DRAM so that it fits; target <= 10 s), extrapolated over timesteps, against
+   the run of the whole sequence (extrapolated over steps only; target <= 0.1 %; ~90 s).
+   ``--skip-big`` leaves it out.
 
 Run: python benchmarks/estimate_speed.py [--repeat 5] [--arch rpu2016]
 """
@@ -29,6 +33,7 @@ def main() -> None:
     ap.add_argument("--arch", default=None, help="architecture preset (default: the workload's)")
     ap.add_argument("--epoch-workload", default="lstm2x512")
     ap.add_argument("--train-chars", type=int, default=None)
+    ap.add_argument("--skip-big", action="store_true")
     args = ap.parse_args()
 
     from archsim.engine.analytic import analytic_step
@@ -78,6 +83,35 @@ def main() -> None:
           f"from {fast.simulated_steps} steps in {t1 - t0:.2f} s; exact {exact.total_s:.6f} s in "
           f"{t2 - t1:.1f} s; error {err:.2e} ({err * 100:.5f} %, target 0.1 %); "
           f"wall-time ratio exact/extrapolated {(t2 - t1) / (t1 - t0):.0f}x")
+    if not args.skip_big:
+        big_workload(wl)
+
+
+def big_workload(base) -> None:
+    """Part 4: the default estimate of 4 x 8192, T = 1000, batch 1024 against its whole-sequence run."""
+    from archsim.engine.extrapolate import epoch_timing
+    from archsim.estimate import estimate
+    from archsim.schedule import build_schedule
+    from archsim.specs import load_architecture, load_workload
+
+    w = load_workload(base, overrides={"model.layers": 4, "model.hidden_size": 8192,
+                                       "training.seq_len": 1000, "training.batch_size": 1024})
+    a = load_architecture("rpu2016", overrides={"system.n_tiles": 256,
+                                                "dram.capacity_bytes": "1 TiB"})
+    t0 = time.perf_counter()
+    r = estimate(w, a, baselines=[])
+    t1 = time.perf_counter()
+    full = epoch_timing(lambda k: build_schedule(w, a, steps=k), w.steps_per_epoch())
+    t2 = time.perf_counter()
+    err = abs(r.time_per_epoch_s - full.total_s) / full.total_s
+    phases = {p: v["time_s"] for p, v in r.phase_breakdown.items()}
+    full_phases = full.run.steps[-1].phase_times
+    worst = max(abs(phases[p] - full_phases[p]) / full.period_s for p in phases)
+    print(f"4. estimate of 4x8192, T 1000, batch 1024 ({r.tiles} tiles): {t1 - t0:.2f} s "
+          f"(target 10 s -> {(t1 - t0) / 10:.2f}x of target), {r.simulation['events']:,} events at "
+          f"T = {r.simulation['simulated_seq_lens']}; whole sequence {t2 - t1:.1f} s, "
+          f"{full.run.n_events:,} events; epoch error {err:.2e} ({err * 100:.6f} %, target 0.1 %); "
+          f"phase times within {worst * 100:.3f} % of the step; ratio {(t2 - t1) / (t1 - t0):.0f}x")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ from archsim.specs import load_architecture, load_workload
 from conftest import WORKLOADS
 
 
+#: rpu2016 with tile buffers large enough for all BPTT state: nothing shares a resource.
+PRIVATE_MEMORY = {"buffer.capacity_bytes": "1 GiB"}
+
+
 def _tiny_split(tiles_per_bus: int, batch: int = 1, seq_len: int = 3):
     """One LSTM layer (h=4, n=11: a 16 x 16 matrix) on 16 x 8 arrays: two column tiles."""
     w = load_workload(WORKLOADS / "tiny.yaml", overrides={
@@ -24,15 +28,17 @@ def _tiny_split(tiles_per_bus: int, batch: int = 1, seq_len: int = 3):
         "training.batch_size": batch, "training.seq_len": seq_len})
     a = load_architecture("rpu2016", overrides={
         "array.rows": 16, "array.cols": 8, "bus.tiles_per_bus": tiles_per_bus,
-        "digital.tiles_per_unit": 4})
+        "digital.tiles_per_unit": 4, **PRIVATE_MEMORY})
     return w, a
 
 
+@pytest.mark.parametrize("bptt", ["store", "recompute"])
 @pytest.mark.parametrize("workload", ["lstm2x512", "lstm3x512", "lstm2x64", "tiny"])
-def test_closed_form_equals_simpy_without_contention(workload):
+def test_closed_form_equals_simpy_without_contention(workload, bptt):
     w = load_workload(WORKLOADS / f"{workload}.yaml")
-    a = load_architecture("rpu2016")
+    a = load_architecture("rpu2016", overrides={**PRIVATE_MEMORY, "system.bptt_state": bptt})
     s = build_schedule(w, a)
+    assert set(s.memory.level.values()) == {"buffer"}   # nothing on a shared port
     run = simulate(s)
     assert run.total_wait_s == 0.0
     assert run.total_s == pytest.approx(analytic_step(s).step_s, rel=1e-12)
@@ -53,8 +59,9 @@ def test_schedule_is_the_step_program_repeated(steps):
         assert (op.phase, op.matrix, op.t, op.kind) == (p.phase, p.matrix, p.t, p.kind)
         carry = [d + (op.step - 1) * n for d in p.carry] if op.step else []
         assert op.deps == [d + op.step * n for d in p.deps] + carry
-        assert bool(op.branches) == (p.kind is not None)
-        assert (op.pre is None) == (p.pre is None) and (op.post is None) == (p.post is None)
+        assert bool(op.tile_branches) == (p.kind is not None)
+        digital = [st for st in op.stages() if st.resource.startswith("digital")]
+        assert len(digital) == (p.pre is not None) + (p.post is not None)
     assert steps == 1 or any(s.ops[d].step == 0 for op in s.ops if op.step == 1 for d in op.deps)
 
 

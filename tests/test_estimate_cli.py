@@ -3,6 +3,7 @@ and a torch-free start-up."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -59,21 +60,29 @@ def test_exact_epoch_matches_extrapolated(capsys):
 
 
 def test_readme_hand_example(capsys):
-    """README: one LSTM layer (h=256, n=64) alone on one rpu2016 tile, batch 1, T=100.
-    Per timestep: forward 37.5 ns bus + 80 ns array + 80 ns ADC + 12.5 ns digital = 210 ns;
-    backward 25.83 + 33.33 + 80 + 80 + 1.67 = 220.83 ns; update 10 + 70.83 + 10 x 1 ns = 90.83 ns;
-    at t=0 the transposed MVM is skipped (nothing consumes it): -195 ns once."""
+    """README: one LSTM layer (h=256, n=64: a 1024 x 321 matrix) alone on one rpu2016 tile, batch
+    1, T=100; BPTT state (576 KB) in the global buffer, the MVM inputs read from the tile buffer.
+    Every stage of every timestep written out from the preset's numbers."""
     assert main(["estimate", str(WORKLOADS / "one_tile_example.yaml"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    t_fwd, t_bwd, t_upd = 80e-9, 80e-9, 10 * 1e-9          # integration, integration, BL x pulse
-    adc = 2 * 80e-9                                        # one 12.5 MS/s conversion per MVM, twice
-    bus = (45 + 40 + 85) / 1.2e9                           # 256-bit words moved per timestep
-    digital = (15 + 31 + 2 + 12) / 1.2e9                   # 256-lane cycles per timestep
-    skipped = (40 / 1.2e9) + t_bwd + 80e-9 + 2 / 1.2e9     # bus, array, ADC, rescale at t=0
-    by_hand = 100 * (t_fwd + t_bwd + t_upd + adc + bus + digital) - skipped
-    assert by_hand == pytest.approx(51.9717e-6, rel=1e-4)
+    cycle = 1 / 1.2e9                                      # bus and digital clock
+    gbuf, tbuf = 2457.6e9, 307.2e9                         # bit/s of the global and tile buffer
+    words = lambda n, bw: n * 16 / bw                      # noqa: E731  16-bit words moved
+    bus = lambda bits: math.ceil(bits / 1024) * cycle      # noqa: E731  1024-bit bus
+    fwd = (words(321, tbuf) + bus(321 * 7 + 1024 * 9) + 80e-9 + 80e-9 + 8 * cycle
+           + words(321 + 6 * 256, gbuf))
+    corner = words(6 * 256, gbuf) + 16 * cycle + words(1024, gbuf)   # no transposed MVM at t=0
+    bwd = corner + bus(1024 * 7 + 321 * 9) + 80e-9 + 80e-9 + 1 * cycle
+    upd = words(321, gbuf) + words(1024, gbuf) + 6 * cycle + bus((1024 + 321) * 16) + 10 * 1e-9
+    by_hand = 100 * (fwd + upd) + 99 * bwd + corner
+    assert by_hand == pytest.approx(44.504e-6, rel=1e-4)
     assert data["time_per_step_s"] == pytest.approx(by_hand, rel=1e-9)
     assert data["tiles"] == 1
+    assert data["memory"]["placement"] == {"lstm1.working": "buffer",
+                                           "lstm1.activations": "global_buffer",
+                                           "lstm1.errors": "global_buffer"}
+    kept = data["memory"]["levels"]["global_buffer"]["peak_bytes"]
+    assert kept == 100 * (321 + 6 * 256 + 1024) * 2
 
 
 def test_start_up_does_not_import_torch():

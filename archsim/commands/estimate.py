@@ -17,6 +17,10 @@ def register(sub) -> None:
     p.add_argument("--exact", action="store_true",
                    help="simulate every step of the epoch instead of extrapolating a periodic window")
     p.add_argument("--activity", help="activity profile JSON saved by `archsim run` (default: nominal)")
+    p.add_argument("--bptt", choices=("store", "recompute"),
+                   help="what BPTT keeps between the sweeps (override system.bptt_state): store "
+                        "every tile's inputs and gates, or keep h and c and recompute the gates "
+                        "with a second forward MVM")
     p.add_argument("--baselines", help="comma-separated baseline presets (default: the workload's)")
     p.add_argument("--curves", action="store_true",
                    help="also the acceleration curves over hidden size (64-4096) and batch size "
@@ -39,6 +43,9 @@ def run(args) -> int:
     workload = load_workload(args.workload)
     arch = load_architecture(args.arch or workload.architecture,
                              referrer="command line" if args.arch else args.workload)
+    if args.bptt:
+        arch = arch.model_copy(update={"system": arch.system.model_copy(
+            update={"bptt_state": args.bptt})})
     device = load_device(args.device or workload.device,
                          referrer="command line" if args.device else args.workload)
     activity = load_activity(args.activity) if args.activity else None

@@ -1,6 +1,7 @@
 """Exact discrete-event timing of a schedule with SimPy.
 
-Every tile array, ADC bank, bus and digital unit is a ``simpy.Resource`` of capacity one. An op
+Every tile array, ADC bank, bus, digital unit and memory port is a ``simpy.Resource`` of capacity
+one. An op
 starts when its dependencies are done; each of its stages asks for its resource when the first
 vector reaches it, streams the batch through (:mod:`archsim.engine.stream`) and holds the resource
 for its busy time, ``count x seconds``: streams of several tiles interleave on a shared unit, and
@@ -16,7 +17,7 @@ from typing import Callable
 import simpy
 
 from archsim.engine.stream import stage_out
-from archsim.schedule import PHASES, Op, Schedule, Stage
+from archsim.schedule import PHASES, Chain, Op, Par, Schedule, Stage
 
 
 class CountingEnvironment(simpy.Environment):
@@ -62,6 +63,8 @@ class DESResult:
     wait_s: dict[str, float]
     n_events: int
     op_end_s: list[float] = field(repr=False, default_factory=list)
+    wait_by_phase_s: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(phase, resource) -> time stages of that phase's ops waited for the resource."""
 
     @property
     def total_wait_s(self) -> float:
@@ -79,12 +82,13 @@ def simulate(schedule: Schedule, *, progress: Callable[[int], None] | None = Non
     resources = {name: simpy.Resource(env, capacity=1) for name in schedule.resources()}
     busy = dict.fromkeys(resources, 0.0)
     waited = dict.fromkeys(resources, 0.0)
+    waited_in: dict[tuple[str, str], float] = {}   # (phase, resource) -> waiting time
     done = [env.event() for _ in schedule.ops]
     start_s = [0.0] * len(schedule.ops)
     end_s = [0.0] * len(schedule.ops)
 
     def stage_proc(st: Stage, first_in: float, last_in: float, published: simpy.Event,
-                   ready: float):
+                   ready: float, phase: str):
         # ``ready``: when the op itself frees this resource (its pre stage on the same unit);
         # waiting until then is part of the op, not contention.
         if max(first_in, ready) > env.now:
@@ -93,7 +97,11 @@ def simulate(schedule: Schedule, *, progress: Callable[[int], None] | None = Non
         with res.request() as req:
             yield req
             start = env.now
-            waited[st.resource] += start - max(first_in, ready)
+            wait = start - max(first_in, ready)
+            waited[st.resource] += wait
+            if wait > 0:
+                key = (phase, st.resource)
+                waited_in[key] = waited_in.get(key, 0.0) + wait
             published.succeed(stage_out(start, last_in, st.count, st.seconds))
             # The resource is held for its busy time (count x seconds) and then serves other
             # streams: transfers and digital work of several tiles interleave on a shared unit.
@@ -101,34 +109,46 @@ def simulate(schedule: Schedule, *, progress: Callable[[int], None] | None = Non
             busy[st.resource] += hold
             yield env.timeout(hold)
 
-    def run_stage(st: Stage, first: float, last: float, ready: float = 0.0):
+    def run_stage(st: Stage, first: float, last: float, phase: str, ready: float = 0.0):
         published = env.event()
-        env.process(stage_proc(st, first, last, published, ready))
+        env.process(stage_proc(st, first, last, published, ready, phase))
         return (yield published)
 
-    def chain_proc(chain: list[Stage], first: float, last: float):
-        for st in chain:
-            first, last = yield from run_stage(st, first, last)
+    def branch_proc(stages, first: float, last: float, phase: str):
+        for st in stages:
+            first, last = yield from run_stage(st, first, last, phase)
+        return first, last
+
+    def chain_proc(chain: Chain, first: float, last: float, phase: str):
+        # A stage on a resource that an earlier stage of the chain used starts once that one
+        # released it (a copy's pre and post digital work share its unit).
+        held: dict[str, float] = {}
+        for item in chain:
+            if isinstance(item, Par):
+                if len(item.branches) == 1:
+                    first, last = yield from branch_proc(item.branches[0], first, last, phase)
+                elif item.branches:
+                    procs = [env.process(branch_proc(b, first, last, phase)) for b in item.branches]
+                    outs = yield simpy.AllOf(env, procs)
+                    first = max(v[0] for v in outs.values())
+                    last = max(v[1] for v in outs.values())
+            else:
+                first, last = yield from run_stage(item, first, last, phase,
+                                                   held.get(item.resource, 0.0))
+                held[item.resource] = last
         return first, last
 
     def op_proc(op: Op):
         if op.deps:
             yield simpy.AllOf(env, [done[d] for d in op.deps])
         start_s[op.id] = env.now
-        first = last = pre_end = env.now
-        if op.pre:
-            first, last = yield from run_stage(op.pre, first, last)
-            pre_end = last
-        if len(op.branches) == 1:
-            first, last = yield from chain_proc(op.branches[0], first, last)
-        elif op.branches:
-            procs = [env.process(chain_proc(c, first, last)) for c in op.branches]
+        first = last = env.now
+        if len(op.copies) == 1:
+            first, last = yield from chain_proc(op.copies[0], first, last, op.phase)
+        elif op.copies:
+            procs = [env.process(chain_proc(c, first, last, op.phase)) for c in op.copies]
             outs = yield simpy.AllOf(env, procs)
-            first = max(v[0] for v in outs.values())
             last = max(v[1] for v in outs.values())
-        if op.post:
-            same_unit = op.pre is not None and op.pre.resource == op.post.resource
-            first, last = yield from run_stage(op.post, first, last, pre_end if same_unit else 0.0)
         if last > env.now:
             yield env.timeout(last - env.now)
         end_s[op.id] = env.now
@@ -140,7 +160,7 @@ def simulate(schedule: Schedule, *, progress: Callable[[int], None] | None = Non
         env.process(op_proc(op))
     env.run()
     return DESResult(env.now, _step_timings(schedule, start_s, end_s), busy, waited,
-                     env.n_events, end_s)
+                     env.n_events, end_s, waited_in)
 
 
 def _step_timings(schedule: Schedule, start_s: list[float], end_s: list[float]) -> list[StepTiming]:

@@ -24,7 +24,11 @@ numerics (gates, BPTT derivatives) and the torch kernels, not a list of ops of i
 
 BPTT is written out (no autograd): the digital gate derivatives are computed from the stored
 activations, and the errors travel through the tiles' transposed MVMs; activations and errors
-live in buffers reused from step to step.
+live in buffers reused from step to step. With ``bptt_state="recompute"`` (the architecture's
+``system.bptt_state``) the program has a recompute sweep before each LSTM layer's backward sweep:
+the gates and tanh(c_t) that BPTT reads are computed again from the kept inputs and cell states
+by a second, independently noisy forward MVM of every timestep on the same tiles, as hardware
+that keeps only h_t and c_t would.
 
 Options: dropout (rate ``dropout``) on the non-recurrent connections, i.e. the inputs of layers
 2..L and of the output layer, masks drawn from a seeded stream; ``grad_clip`` clips every
@@ -48,7 +52,7 @@ from archsim.mapping import MatrixMapping, TileBlock
 from archsim.program import NetworkShape, StepProgram, Sweep, build_program, map_network
 
 #: Op kinds of the step program this simulator has kernels for.
-KERNEL_KINDS = frozenset({"forward_mvm", "backward_mvm", "rank_one_update"})
+KERNEL_KINDS = frozenset({"forward_mvm", "backward_mvm", "rank_one_update", "recompute_mvm"})
 
 
 class TiledMatrix:
@@ -164,8 +168,10 @@ class AnalogLSTM:
     def __init__(self, vocab_size: int, hidden_size: int, layers: int, config, *, array_rows: int,
                  array_cols: int, output_config=None, seed: int = 0, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, dropout: float = 0.0,
-                 grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None):
+                 grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None,
+                 bptt_state: str = "store"):
         self.shape = NetworkShape(vocab_size, hidden_size, layers)
+        self.bptt_state = bptt_state
         # The functional network always has its output layer (in floating point when the
         # workload does not map it: an ideal ``output_config``).
         self.mapping = map_network(self.shape, array_rows, array_cols)
@@ -211,7 +217,7 @@ class AnalogLSTM:
         """The step program of a sequence of ``seq_len`` characters (built once per length)."""
         prog = self._programs.get(seq_len)
         if prog is None:
-            prog = build_program(self.mapping, self.shape.hidden_size, seq_len)
+            prog = build_program(self.mapping, self.shape.hidden_size, seq_len, self.bptt_state)
             self.use_program(prog)
         return prog
 
@@ -229,8 +235,15 @@ class AnalogLSTM:
         lstm = [f"lstm{i + 1}" for i in range(len(self.layers))]
         expected = {"forward": [*lstm, "output"], "backward": ["output", *reversed(lstm)],
                     "update": names}
+        recompute = [s for s in program.sweeps if s.recompute]
+        if sorted(s.matrix for s in recompute) != (sorted(lstm) if program.bptt_state == "recompute" else []):
+            raise ValueError(f"recompute sweeps {[s.matrix for s in recompute]} do not match "
+                             f"bptt_state {program.bptt_state!r} (every LSTM layer or none)")
+        for s in recompute:
+            if s.sequential or sorted(s.timesteps) != list(range(T)):
+                raise NotImplementedError(f"no kernel for the recompute sweep of {s.matrix}")
         for phase, order in expected.items():
-            sweeps = program.phase_sweeps(phase)
+            sweeps = [s for s in program.phase_sweeps(phase) if not s.recompute]
             if [s.matrix for s in sweeps] != order:
                 raise ValueError(f"{phase} sweeps {[s.matrix for s in sweeps]}: the simulator's "
                                  f"buffers run {order}")
@@ -400,7 +413,9 @@ class AnalogLSTM:
         d_out = dlogits.reshape(T * B, V)
         if clip is not None:
             d_out = d_out.clamp(-clip, clip)
-        sweeps = self.program(T).phase_sweeps("backward")
+        program = self.program(T)
+        recompute = {s.matrix for s in program.sweeps if s.recompute}
+        sweeps = [s for s in program.phase_sweeps("backward") if not s.recompute]
         output = self._by_name[sweeps[0].matrix]
         top = self._buffers["train.top"]
         output.record(top.view(T * B, H + 1), d_out)
@@ -417,6 +432,8 @@ class AnalogLSTM:
             dz = self._buffer(f"train.dz{li}", (T, B, 4 * H))
             # Errors at the inputs that something reads: [x; h] (h only below one-hot characters).
             du = self._buffer(f"train.du{li}", (T, B, H if li == 0 else n + H))
+            if sweep.matrix in recompute:
+                self._recompute_gates(li, T, B)
             self._layer_backward(self.layers[li], li, n, dz, du, dh_above, sweep)
             self.layers[li].record(u[:T].view(T * B, n + H + 1), dz.view(T * B, 4 * H),
                                    onehot=(V, self._ids.view(-1)) if li == 0 else None)
@@ -424,6 +441,20 @@ class AnalogLSTM:
             dh_above = du[:, :, :n]
             if li > 0 and masks:
                 dh_above.mul_(masks.pop())
+
+    def _recompute_gates(self, li: int, T: int, B: int) -> None:
+        """The recompute sweep of layer ``li``: every timestep's forward MVM again, at once (its
+        inputs u_t are all kept), then the gate nonlinearities and tanh(c_t) from the kept cell
+        states, written over what the forward sweep left (which hardware would not have kept)."""
+        H = self.shape.hidden_size
+        u = self._buffers[f"train.u{li}"]
+        gates = self._buffers[f"train.gates{li}"]
+        c2 = self._buffers[f"train.c{li}"]
+        tanh_c = self._buffers[f"train.tanh_c{li}"]
+        z = self._by_name[f"lstm{li + 1}"].mvm(u[:T].reshape(T * B, -1)).view(T, B, 4 * H)
+        torch.sigmoid(z, out=gates)
+        torch.tanh(z[..., 2 * H:3 * H], out=gates[..., 2 * H:3 * H])
+        torch.tanh(c2[1:T + 1].mul(0.5), out=tanh_c)
 
     def _layer_backward(self, matrix: TiledMatrix, li: int, n: int, dz, du, dh_above,
                         sweep: Sweep) -> None:

@@ -128,8 +128,14 @@ class UpdateDriver(Block):
         return Action(self.spec.e_translate_J)
 
     def rank_one(self, bl: float | None = None) -> Action:
+        """One rank-one update of ``bl`` pulse slots (default: desired_bl); its energy is in
+        the per-line and per-coincidence actions."""
+        return Action(0.0, self.update_time_s(bl))
+
+    def update_time_s(self, bl: float | None = None) -> float:
+        """``bl * t_pulse_s + t_overhead_s``: the one formula for the update time."""
         bl = self.spec.desired_bl if bl is None else bl
-        return Action(0.0, bl * self.spec.t_pulse_s + self.spec.t_overhead_s)
+        return bl * self.spec.t_pulse_s + self.spec.t_overhead_s
 
 
 class DigitalUnit(Block):
@@ -152,17 +158,46 @@ class DigitalUnit(Block):
 
 
 
-class Buffer(Block):
-    """Local SRAM/eDRAM buffer; energy per bit accessed (reads and writes alike)."""
+class MemoryLevel(Block):
+    """A memory level (tile buffer, global buffer, DRAM): energy per bit moved, port bandwidth,
+    capacity. Reads and writes cost alike."""
 
-    component = "buffer"
+    spec_field = "buffer"
 
     def __init__(self, arch: ArchitectureSpec):
-        self.spec = arch.buffer
+        self.spec = getattr(arch, self.spec_field)
 
     def bit(self) -> Action:
-        return Action(self.spec.e_per_bit_J)
+        return Action(self.spec.e_per_bit_J, 1.0 / self.spec.bandwidth_bit_s)
 
+    def transfer_time_s(self, bits: float) -> float:
+        """Time the level's port is held to move ``bits``."""
+        return bits / self.spec.bandwidth_bit_s
+
+    @property
+    def capacity_bytes(self) -> float:
+        return self.spec.capacity_bytes
+
+
+class Buffer(MemoryLevel):
+    """Tile-local SRAM/eDRAM buffer, one per digital unit."""
+
+    component = "buffer"
+    spec_field = "buffer"
+
+
+class GlobalBuffer(MemoryLevel):
+    """Chip-level SRAM shared by all tiles."""
+
+    component = "global_buffer"
+    spec_field = "global_buffer"
+
+
+class DRAM(MemoryLevel):
+    """Off-chip DRAM/HBM."""
+
+    component = "dram"
+    spec_field = "dram"
 
 
 class Bus(Block):
@@ -183,7 +218,8 @@ class Bus(Block):
 
 #: Component name -> the block class that prices its actions.
 BLOCKS = {cls.component: cls for cls in
-          (CrossPointArray, DAC, Integrator, ADCBank, UpdateDriver, DigitalUnit, Buffer, Bus)}
+          (CrossPointArray, DAC, Integrator, ADCBank, UpdateDriver, DigitalUnit, Buffer,
+           GlobalBuffer, DRAM, Bus)}
 
 #: (component, action) -> method that returns the Action, for energy pricing.
 ACTIONS = {
@@ -191,16 +227,22 @@ ACTIONS = {
     ("dac", "convert"): "convert", ("integrator", "integrate"): "integrate",
     ("adc", "convert"): "convert", ("update", "pulse_line"): "pulse_line",
     ("update", "translate"): "translate", ("bus", "bit"): "bit", ("buffer", "bit"): "bit",
+    ("global_buffer", "bit"): "bit", ("dram", "bit"): "bit",
 }
 
 
 def build_components(arch: ArchitectureSpec) -> dict[str, Block]:
     """One priced instance per component kind (all instances of a kind share prices)."""
-    return {
+    out = {
         "array": CrossPointArray(arch), "dac": DAC(arch), "integrator": Integrator(arch),
         "adc": ADCBank(arch, arch.array.rows), "update": UpdateDriver(arch),
         "digital": DigitalUnit(arch), "buffer": Buffer(arch), "bus": Bus(arch),
     }
+    if arch.global_buffer is not None:
+        out["global_buffer"] = GlobalBuffer(arch)
+    if arch.dram is not None:
+        out["dram"] = DRAM(arch)
+    return out
 
 
 #: Actions that are counted (for activity and consistency checks) but cost no energy of their

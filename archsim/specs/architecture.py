@@ -1,27 +1,20 @@
-"""Architecture spec: RPU tiles (array + DAC + integrators + ADCs), digital units, buffers, buses.
+"""Architecture spec: RPU tiles (array + DAC + integrators + ADCs), digital units, memory, buses.
 
-Timing of one tile MVM on one input vector (Accelergy-style: each block's action has a latency
-and an energy; the event model counts actions and energy is computed after the run)::
-
-    t_array   = t_forward_s (or t_backward_s)           integration on the array
-    t_adc     = cols_per_adc / sample_rate_Hz            each ADC converts its share of lines
-    t_bus     = ceil(bits / width_bits) / clock_Hz       moving the ADC words to the digital unit
-    t_digital = ceil(elements / lanes) / clock_Hz        per element-op kind, summed
-
-An update of one tile by one rank-one outer product takes ``desired_bl * t_pulse_s``.
-Energy of one MVM: ``rows_used*cols_used*e_read_cell_J + inputs*e_conv_J(DAC)
-+ outputs*(e_integrate_J + e_conv_J(ADC))``; of one update: lines driven * BL * e_pulse_line_J
-+ coincidences * e_pulse_cell_J.
+Fields only: what each block costs per action (energy, latency), its capacity and bandwidth, is
+computed in one place, its class in :mod:`archsim.hw.components` (Accelergy-style: the event model
+counts actions; energy is priced after the run). Per input vector a tile MVM holds the bus
+(DAC and ADC words), the array (``t_forward_s``) and its ADC bank; a rank-one update holds the
+array for ``desired_bl * t_pulse_s + t_overhead_s``; digital work takes ``ceil(n / lanes)`` cycles
+per element-op kind; memory traffic holds its level's port for ``bits / bandwidth_bit_s``.
 """
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from archsim.specs.base import (
-    ConverterBits, Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
+    BitsPerSecond, Bytes, ConverterBits, Hertz, Joules, PositiveInt, Seconds, SecondsNonNeg, Spec,
     SquareMetres, Watts,
 )
 
@@ -131,12 +124,34 @@ class DigitalSpec(Spec):
     leakage_W: Watts = Field(0.0, description="Static power of one digital unit.")
 
 
-class BufferSpec(Spec):
-    """Local buffer (SRAM/eDRAM) holding activations for BPTT and update operands."""
+class MemorySpec(Spec):
+    """A level of the memory hierarchy that BPTT state may live in.
+
+    Moving ``bits`` costs ``bits * e_per_bit_J`` and holds the level's port for
+    ``bits / bandwidth_bit_s`` (its SimPy resource, so transfers that share it queue). Whatever a
+    step stores must fit ``capacity_bytes`` (placement: :mod:`archsim.memory`)."""
 
     e_per_bit_J: Joules = Field(description="Energy per bit read or written.")
-    area_m2: SquareMetres = Field(0.0, description="Area of one buffer (one per digital unit).")
-    leakage_W: Watts = Field(0.0, description="Static power of one buffer.")
+    capacity_bytes: Bytes = Field(description="Capacity of one instance of this level.")
+    bandwidth_bit_s: BitsPerSecond = Field(description="Bits per second through its port.")
+    area_m2: SquareMetres = Field(0.0, description="Area of one instance.")
+    leakage_W: Watts = Field(0.0, description="Static power of one instance.")
+
+    def transfer_time_s(self, bits: float) -> float:
+        return bits / self.bandwidth_bit_s
+
+
+class BufferSpec(MemorySpec):
+    """Tile-local buffer (SRAM/eDRAM), one per digital unit: working vectors, and BPTT state
+    when it fits."""
+
+
+class GlobalBufferSpec(MemorySpec):
+    """Chip-level SRAM shared by all tiles (one port: transfers from all tiles queue on it)."""
+
+
+class DRAMSpec(MemorySpec):
+    """Off-chip DRAM/HBM: BPTT state that fits no on-chip level (one shared port)."""
 
 
 class BusSpec(Spec):
@@ -146,6 +161,7 @@ class BusSpec(Spec):
     clock_Hz: Hertz = Field(description="Bus clock.")
     e_per_bit_J: Joules = Field(description="Energy per bit moved.")
     tiles_per_bus: PositiveInt = Field(1, description="Tiles sharing one bus.")
+    area_m2: SquareMetres = Field(0.0, description="Area of one bus (its wires).")
     leakage_W: Watts = Field(0.0, description="Static power of one bus.")
 
     @property
@@ -161,6 +177,11 @@ class SystemSpec(Spec):
         1, description="Copies of each weight matrix; a batch is split over copies, each copy "
         "applies its own samples' updates (replicated arrays as in Gokmen, Onen & Haensch 2017).")
     leakage_W: Watts = Field(0.0, description="Other static power of the chip (control, clocking).")
+    bptt_state: Literal["store", "recompute"] = Field("store", description=(
+        "What BPTT keeps between the forward and backward sweeps: 'store' keeps every tile's "
+        "inputs, gate activations and cell states; 'recompute' keeps only h_t and c_t and re-runs "
+        "the forward MVM of each LSTM layer during the backward sweep (more array cycles, ADC "
+        "conversions and noise, much less memory)."))
 
 
 class ArchitectureSpec(Spec):
@@ -176,6 +197,8 @@ class ArchitectureSpec(Spec):
     periphery: PeripherySpec = PeripherySpec()
     digital: DigitalSpec
     buffer: BufferSpec
+    global_buffer: GlobalBufferSpec | None = Field(None, description="Chip-level SRAM (None: none).")
+    dram: DRAMSpec | None = Field(None, description="Off-chip DRAM/HBM (None: none).")
     bus: BusSpec
     system: SystemSpec
 
@@ -192,22 +215,5 @@ class ArchitectureSpec(Spec):
     def out_res(self) -> float:
         """aihwkit-style ADC resolution."""
         return 1.0 / (2**self.adc.bits - 2)
-
-    def adc_time_s(self) -> float:
-        """Time for the ADC bank to convert all lines of one MVM."""
-        return self.adc.cols_per_adc / self.adc.sample_rate_Hz
-
-    def bus_time_s(self, bits: int) -> float:
-        """Time to move ``bits`` over one bus."""
-        return math.ceil(bits / self.bus.width_bits) / self.bus.clock_Hz
-
-    def digital_time_s(self, elements: int) -> float:
-        """Time for one digital unit to apply one element-op to ``elements`` values."""
-        return math.ceil(elements / self.digital.lanes) / self.digital.clock_Hz
-
-    def update_time_s(self, bl: float | None = None) -> float:
-        """Time of one rank-one pulsed update."""
-        bl = self.update.desired_bl if bl is None else bl
-        return bl * self.update.t_pulse_s + self.update.t_overhead_s
 
 

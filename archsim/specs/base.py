@@ -68,6 +68,7 @@ Hertz = Annotated[float, _quantity("frequency"), Field(gt=0, json_schema_extra={
 Watts = Annotated[float, _quantity("power"), Field(ge=0, json_schema_extra={"unit": "W"})]
 SquareMetres = Annotated[float, _quantity("area"), Field(ge=0, json_schema_extra={"unit": "m^2"})]
 BitsPerSecond = Annotated[float, _quantity("bandwidth"), Field(gt=0, json_schema_extra={"unit": "bit/s"})]
+Bytes = Annotated[float, _quantity("size"), Field(gt=0, le=2.0**60, json_schema_extra={"unit": "B"})]
 OpsPerSecond = Annotated[float, _quantity("rate"), Field(gt=0, json_schema_extra={"unit": "op/s"})]
 # Whole numbers are strict: 512 is a size, 512.0 and "512" are not (YAML writes whole numbers bare).
 PositiveInt = Annotated[int, Strict(), Field(gt=0)]
