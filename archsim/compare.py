@@ -20,9 +20,9 @@ from archsim.compare_render import (  # noqa: F401
     sweep_title, write_compare_set,
 )
 from archsim.compare_rows import (  # noqa: F401
-    AREA_PARTS, CPU_BASELINE, DEFAULT_BATCH_SIZES, DEFAULT_HIDDEN_SIZES, DEFAULT_SWEEP_ARCHS,
+    CPU_BASELINE, DEFAULT_BATCH_SIZES, DEFAULT_HIDDEN_SIZES, DEFAULT_SWEEP_ARCHS,
     DEFAULT_SWEEP_BASE, HEADLINE_BASELINES, SWEEP_BASE_OVERRIDES, BaselineRow, CompareRow, Comparison,
-    area_m2, compare, default_baselines, gpu_baseline_names, peak_throughput, ratios, resolve_baselines,
+    compare, default_baselines, gpu_baseline_names, peak_throughput, ratios, resolve_baselines,
 )
 from archsim.compare_scaling import (  # noqa: F401
     DEFAULT_SIMPY_MAX_TILES, ScalingSweep, best_gpu, crossovers, scaling_sweep, workload_curves,

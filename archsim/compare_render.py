@@ -322,12 +322,67 @@ SET_FILES = {
 }
 
 
+#: What the numbers include and leave out (README of the committed set).
+MODELLED = [
+    "Modelled: per-line array reads over the whole driven line (unless `array.line_isolation`), "
+    "DAC and ADC conversions, integrations, pulsed updates (line drives and device coincidences), "
+    "digital element ops at the 16-bit datapath's energy, bus transfers, BPTT state and working "
+    "vectors in tile buffers, a global buffer or DRAM with their bandwidth and contention "
+    "(archsim/memory.py), area and static power of every block of the chip, idle tiles leaking "
+    "unless `system.power_gating` (archsim/hw/chip.py).",
+    "Not modelled: control, clocking, NoC and I/O (no area or power in the presets), the update "
+    "translators' area, DRAM background power, weight programming and transfer to a host, data "
+    "loading, anything after the training step (evaluation), and the Tiki-Taka family.",
+    "GPU baselines: a utilization model fitted to DeepBench (V100) and H200 cuDNN timings per "
+    "precision; energy = modelled board power x time (idle + (TDP - idle) x activity), not yet "
+    "calibrated on measured power, with board TDP x time as the bound.",
+]
+
+
+def headline_paragraph(c: Comparison, sweeps: list[ScalingSweep]) -> list[str]:
+    """The main workload's result on each architecture against the V100 in the precision
+    practitioners use, with its dependence on batch size from the batch sweep."""
+    rows = [r for r in c.rows if r.workload == "lstm2x512"] or c.rows[:1]
+    batch = next((s for s in sweeps if s.parameter == "batch_size"), None)
+    out = []
+    from archsim.baselines import canonical_name
+
+    for r in rows:
+        v100 = canonical_name("v100")     # the precision practitioners train in
+        name = v100 if v100 in r.vs else next(iter(r.vs), None)
+        if name is None:
+            continue
+        v = r.vs[name]
+        gpu, _, precision = name.partition(":")
+        text = (f"- **{r.workload} on {r.architecture}** (batch {r.batch_size}, T {r.seq_len}): "
+                f"{_q(r.time_per_step_s, 's')} and {_q(r.energy_per_step_J, 'J')} per step, "
+                f"{v['speedup']:.3g}x faster than the {gpu.upper()} in {precision or 'its default precision'} "
+                f"and {v['energy_ratio']:.3g}x less energy (modelled GPU power; "
+                f"{v['energy_ratio_bound']:.3g}x against its TDP bound)")
+        pts = [p for p in (batch.points if batch else []) if p["architecture"] == r.architecture
+               and gpu in p["vs"]]
+        if len(pts) >= 2:
+            lo, hi = pts[0], pts[-1]
+            text += (f"; over batch {lo['value']} to {hi['value']} (against the GPU's best precision "
+                     f"there) the speedup goes from {lo['vs'][gpu]['speedup']:.3g}x to "
+                     f"{hi['vs'][gpu]['speedup']:.3g}x and the energy ratio from "
+                     f"{lo['vs'][gpu]['energy_ratio']:.3g}x to {hi['vs'][gpu]['energy_ratio']:.3g}x")
+        if r.over_budget:
+            text += "; **over budget**: " + "; ".join(r.over_budget)
+        out.append(text + ".")
+    return out
+
+
 def readme(c: Comparison, sweeps: list[ScalingSweep], command: str, plots: bool) -> str:
     """The folder's README: the command, the curves and crossovers first, the headline per precision,
     all tables, the sweep tables, notes."""
     lines = ["# archsim compare: RPU architectures vs digital baselines", "",
              "Regenerate this folder (byte-identical; from the repository root):", "",
              "```", command, "```", ""]
+    head = headline_paragraph(c, sweeps)
+    if head:
+        lines += ["## Headline", ""] + head + [""]
+    lines += ["## What is and is not modelled", ""] + [f"- {m}" for m in MODELLED] + [""]
     if sweeps:
         lines += ["## The acceleration curves against each GPU in its best precision", "",
                   "Speedup and energy ratio over hidden size and batch size; each point compares with "

@@ -35,8 +35,6 @@ SWEEP_BASE_OVERRIDES = {"model.layers": 2, "training.seq_len": 100, "training.ba
 #: How each timing fidelity is described in tables and plots.
 _FIDELITY = {"simpy": "SimPy discrete-event, contention included",
              "analytic": "closed form, no contention"}
-#: Area components, in the order the area note lists them.
-AREA_PARTS = ("array", "dac", "integrator", "adc", "digital", "buffer")
 
 
 # --- data -------------------------------------------------------------------------------------
@@ -57,11 +55,15 @@ class CompareRow:
     ops_per_s: float
     #: Training ops per joule (= op/s per watt).
     ops_per_W: float
-    #: Modelled area of the tiles this workload occupies plus their digital units (m^2; 0 = unknown).
+    #: Area of the whole chip (archsim.hw.chip), every block whose preset gives one (m^2; 0 = unknown).
     area_m2: float
     #: Components whose area the architecture does not give (0 in the preset): not in ``area_m2``.
     area_missing: list[str]
     energy_breakdown_J: dict[str, float]
+    #: Static power of the chip while it runs the workload (W).
+    static_W: float = 0.0
+    #: One line per chip limit (area, power) the design exceeds.
+    over_budget: list[str] = field(default_factory=list)
     #: baseline name ("gpu:precision" or "cpu_host") -> {"speedup", "energy_ratio", "energy_ratio_bound"}
     vs: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -127,27 +129,6 @@ def default_baselines(workloads: Iterable[WorkloadSpec]) -> list[str]:
     for w in workloads:
         out.extend(b for b in w.baselines if b not in out)
     return out
-
-
-def area_m2(arch: ArchitectureSpec, tiles: int) -> tuple[float, list[str]]:
-    """Modelled area of ``tiles`` tiles and their digital units; (m^2, components with no area).
-
-    Per tile: the array, one DAC and one integrator per row and per column line (inputs are driven and
-    outputs integrated on both sides: forward and transposed MVMs), and ceil(lines / cols_per_adc)
-    ADCs per side; plus ceil(tiles / tiles_per_unit) digital units, each with its buffer.
-    """
-    rows, cols = arch.array.rows, arch.array.cols
-    n_adc = math.ceil(rows / arch.adc.cols_per_adc) + math.ceil(cols / arch.adc.cols_per_adc)
-    units = math.ceil(tiles / arch.digital.tiles_per_unit)
-    parts = {
-        "array": tiles * arch.array.area_m2,
-        "dac": tiles * (rows + cols) * arch.dac.area_m2,
-        "integrator": tiles * (rows + cols) * arch.integrator.area_m2,
-        "adc": tiles * n_adc * arch.adc.area_m2,
-        "digital": units * arch.digital.area_m2,
-        "buffer": units * arch.buffer.area_m2,
-    }
-    return sum(parts.values()), [p for p in AREA_PARTS if parts[p] <= 0]
 
 
 def _baseline_row(workload: WorkloadSpec, name: str) -> BaselineRow:
@@ -247,13 +228,14 @@ def compare(workloads: list[WorkloadSpec], archs: list[ArchitectureSpec], *,
                 bar.update()
             for arch in archs:
                 r = _estimate(w, arch, fidelity, memo)
-                area, missing = area_m2(arch, r.tiles)
                 rows.append(CompareRow(
                     workload=w.name, architecture=arch.name, fidelity=fidelity,
                     batch_size=r.batch_size, seq_len=r.seq_len, tiles=r.tiles,
                     array_utilization=r.array_utilization, time_per_step_s=r.time_per_step_s,
                     energy_per_step_J=r.energy_per_step_J, ops_per_s=r.ops_per_s, ops_per_W=r.ops_per_W,
-                    area_m2=area, area_missing=missing, energy_breakdown_J=dict(r.energy_breakdown_J),
+                    area_m2=r.area_m2["chip"], area_missing=list(r.chip["area_not_modelled"]),
+                    static_W=r.static_W["chip"], over_budget=list(r.chip["exceeded"]),
+                    energy_breakdown_J=dict(r.energy_breakdown_J),
                     vs={n: _ratios(b, r.time_per_step_s, r.energy_per_step_J) for n, b in by_name.items()},
                 ))
                 if bar is not None:
@@ -269,10 +251,11 @@ def compare(workloads: list[WorkloadSpec], archs: list[ArchitectureSpec], *,
         "modelled power (idle + (TDP - idle) x activity) x time, not calibrated on measured power; "
         "'bound' = board TDP x time, the upper bound",
         f"RPU timing: {'SimPy discrete-event (shared resources contended)' if fidelity == 'simpy' else 'closed form (no contention)'}; "
-        "RPU energy: counted actions x energy per action + leakage of the occupied hardware",
+        "RPU energy: counted actions x energy per action + static power of the chip x time (every "
+        "tile unless the architecture power-gates idle ones)",
         "ops/s/W counts training ops as DNN+NeuroSim does: 3 x forward ops, forward ops = 2 x MACs",
-        "area: arrays + DACs + integrators + ADCs of the occupied tiles + their digital units and "
-        "buffers, where the architecture gives an area; parts with no area are listed",
+        "area: the whole chip (every tile with its periphery, digital units, buffers, buses, global "
+        "buffer; archsim/hw/chip.py), where the architecture gives an area; parts with no area are listed",
     ]
     if cpu:
         notes.append("cpu_host: torch fp32 training step timed on this machine on all its cores (threads "

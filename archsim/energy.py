@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from archsim.hw.chip import chip_budget
 from archsim.hw.components import action_energy_J, build_components
 from archsim.schedule import PHASES, Schedule
 
@@ -30,27 +31,17 @@ class EnergyReport:
         return self.dynamic_J + self.leakage_J
 
 
-def leakage_by_component_W(schedule: Schedule) -> dict[str, float]:
-    """Static power of the hardware this workload occupies, by component."""
-    arch = schedule.arch
-    tiles = {p.tile for rows in schedule.placements.values() for p in rows}
-    units = {p.digital for rows in schedule.placements.values() for p in rows}
-    buses = {p.bus for rows in schedule.placements.values() for p in rows}
-    n = len(tiles)
-    return {
-        "array": n * arch.array.leakage_W, "dac": n * arch.dac.leakage_W,
-        "integrator": n * arch.integrator.leakage_W, "adc": n * arch.adc.leakage_W,
-        "update": 0.0, "digital": len(units) * arch.digital.leakage_W,
-        "buffer": len(units) * arch.buffer.leakage_W,
-        "global_buffer": arch.global_buffer.leakage_W if arch.global_buffer else 0.0,
-        "dram": arch.dram.leakage_W if arch.dram else 0.0,
-        "bus": len(buses) * arch.bus.leakage_W, "system": arch.system.leakage_W,
-    }
+def leakage_by_component_W(schedule: Schedule, device=None) -> dict[str, float]:
+    """Static power by component: every tile of the chip, or with ``system.power_gating`` only
+    the tiles this workload occupies (:mod:`archsim.hw.chip`)."""
+    used = len({p.tile for rows in schedule.placements.values() for p in rows})
+    budget = chip_budget(schedule.arch, used, device)
+    return {c: budget.static_W.get(c, 0.0) for c in COMPONENTS}
 
 
-def dynamic_energy(schedule: Schedule) -> dict[tuple[str, str], float]:
+def dynamic_energy(schedule: Schedule, device=None) -> dict[tuple[str, str], float]:
     """(phase, component) -> dynamic energy of all the schedule's ops (J)."""
-    components = build_components(schedule.arch)
+    components = build_components(schedule.arch, device)
     out: dict[tuple[str, str], float] = {}
     for (phase, comp, act), count in schedule.action_counts().items():
         key = (phase, comp)
@@ -58,14 +49,16 @@ def dynamic_energy(schedule: Schedule) -> dict[tuple[str, str], float]:
     return out
 
 
-def price_step(schedule: Schedule, step_time_s: float, phase_times_s: dict[str, float]) -> EnergyReport:
+def price_step(schedule: Schedule, step_time_s: float, phase_times_s: dict[str, float],
+               device=None) -> EnergyReport:
     """Energy of one step of ``schedule`` (divides multi-step schedules by their step count).
 
-    Leakage is charged over ``step_time_s`` and split over phases by ``phase_times_s``.
+    Static power is charged over ``step_time_s`` and split over phases by ``phase_times_s``;
+    ``device``: the device preset (its technology may price the update coincidences).
     """
-    dyn = dynamic_energy(schedule)
+    dyn = dynamic_energy(schedule, device)
     per = 1.0 / schedule.steps
-    leak_W = leakage_by_component_W(schedule)
+    leak_W = leakage_by_component_W(schedule, device)
     total_leak_W = sum(leak_W.values())
     by_component = {c: leak_W.get(c, 0.0) * step_time_s for c in COMPONENTS}
     by_phase = {p: total_leak_W * phase_times_s.get(p, 0.0) for p in PHASES}

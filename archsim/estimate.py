@@ -14,6 +14,7 @@ from typing import Any
 from archsim.activity import NOMINAL, ActivityProfile
 from archsim.energy import memory_traffic, price_step, training_ops_per_step
 from archsim.feasibility import check_estimate
+from archsim.hw.chip import chip_budget, over_limits
 from archsim.engine.analytic import analytic_step, bound_by
 from archsim.engine.extrapolate import epoch_timing, sequence_timing
 from archsim.schedule import build_schedule, resource_class
@@ -61,6 +62,9 @@ class EstimateResult:
     spec_hash: str
     memory: dict = field(default_factory=dict)
     bound_by: dict = field(default_factory=dict)
+    area_m2: dict = field(default_factory=dict)
+    static_W: dict = field(default_factory=dict)
+    chip: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -143,7 +147,10 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         busy = run.utilization()
         n_events, wait_s = run.n_events, run.total_wait_s
     wall = time.perf_counter() - wall0
-    energy = price_step(one, step_s, phase_times)
+    energy = price_step(one, step_s, phase_times, device)
+    used_tiles = len({p.tile for rows in one.placements.values() for p in rows})
+    budget = chip_budget(arch, used_tiles, device)
+    exceeded = over_limits(budget, energy.total_J / step_s)
     epoch_energy = (energy.dynamic_J * n_steps + energy.leakage_W * epoch_s)
 
     by_class: dict[str, list[float]] = {}
@@ -183,6 +190,14 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         spec_hash=spec_hash(workload, arch, device, extra={"activity": activity.model_dump(mode="json")}),
         memory={"bptt_state": arch.system.bptt_state, "levels": memory_traffic(one),
                 "placement": {f"{m}.{s}": lvl for (m, s), lvl in one.memory.level.items()}},
+        area_m2={**budget.area_m2, "chip": budget.chip_area_m2, "tile": budget.tile_area_m2},
+        static_W={**budget.static_W, "chip": budget.chip_static_W, "tile": budget.tile_static_W},
+        chip={"n_tiles": arch.system.n_tiles, "used_tiles": used_tiles,
+              "leaking_tiles": budget.leaking_tiles, "power_gating": arch.system.power_gating,
+              "area_m2": budget.chip_area_m2, "static_W": budget.chip_static_W,
+              "average_power_W": energy.total_J / step_s,
+              "area_limit_m2": budget.area_limit_m2, "power_limit_W": budget.power_limit_W,
+              "exceeded": exceeded, "area_not_modelled": budget.missing_area},
         bound_by=bound_by(one, timing.run.wait_by_phase_s if timing else None,
                           timing.run.total_s / timing.period_s if timing and timing.period_s else 1),
         simulation={"fidelity": fidelity, "simulated_steps": simulated, "events": n_events,

@@ -7,8 +7,10 @@ Tables, each computed here from the estimate API (SimPy timing, priced actions):
 - bytes moved per memory level per step (store mode), with what each level holds;
 - replication: lstm2x512 at batch 1, 8, 32, 128 with 1, 2 and 4 copies of every matrix, each
   copy with its own digital unit: time, speedup, energy, and the tiles and area it costs;
-- energy of lstm2x512 per step by component on every preset, before issue 10 (the numbers of
-  ``before_issue10.json``, measured at the commit before it) and now.
+- chip area and static power by component for every preset (issue 11);
+- energy of lstm2x512 per step by component on every preset, before issue 10, after it (before
+  issue 11) and now (``before_issue10.json`` and ``before_issue11.json``, measured at the commits
+  before each).
 
 The library never prints; ``archsim physics`` writes the folder.
 """
@@ -23,7 +25,8 @@ from archsim.units import format_quantity as fq
 WORKLOADS = ("lstm2x64", "lstm2x512", "lstm3x512")
 BATCHES = (1, 8, 32, 128)
 COPIES = (1, 2, 4)
-BEFORE_FILE = "before_issue10.json"
+#: Earlier measurements of the energy table, oldest first.
+BEFORE_FILES = ("before_issue10.json", "before_issue11.json")
 
 
 def _workload(repo: Path, name: str):
@@ -64,8 +67,8 @@ def store_vs_recompute(repo: Path, presets: list[str]) -> list[dict]:
 
 
 def replication(repo: Path, preset: str = "rpu2016") -> list[dict]:
-    from archsim.compare_rows import area_m2
     from archsim.estimate import estimate
+    from archsim.hw.chip import occupied_area_m2
     from archsim.specs import load_architecture
 
     w = _workload(repo, "lstm2x512")
@@ -76,17 +79,31 @@ def replication(repo: Path, preset: str = "rpu2016") -> list[dict]:
         for copies in COPIES:
             r = estimate(w, _with(base, replication=copies), batch=batch, baselines=[])
             ref = ref or r
-            area, missing = area_m2(base, r.tiles)
             rows.append({
                 "batch": batch, "copies": copies, "tiles": r.tiles,
                 "time_per_step_s": r.time_per_step_s,
                 "speedup": ref.time_per_step_s / r.time_per_step_s,
                 "backward_speedup": ref.phase_breakdown["backward"]["time_s"]
                 / r.phase_breakdown["backward"]["time_s"],
-                "energy_per_step_J": r.energy_per_step_J, "area_m2": area,
-                "area_missing": missing,
+                "energy_per_step_J": r.energy_per_step_J,
+                "area_m2": occupied_area_m2(base, r.tiles),
                 "bound_by": {p: v["stage"] for p, v in r.bound_by.items()},
             })
+    return rows
+
+
+def chip_table(presets: list[str]) -> list[dict]:
+    from archsim.hw.chip import chip_budget
+    from archsim.specs import load_architecture
+
+    rows = []
+    for preset in presets:
+        arch = load_architecture(preset)
+        b = chip_budget(arch)
+        rows.append({"architecture": preset, "n_tiles": arch.system.n_tiles,
+                     "area_m2": b.area_m2, "static_W": b.static_W, "chip_area_m2": b.chip_area_m2,
+                     "chip_static_W": b.chip_static_W, "tile_area_m2": b.tile_area_m2,
+                     "area_limit_m2": b.area_limit_m2, "missing_area": b.missing_area})
     return rows
 
 
@@ -94,8 +111,7 @@ def before_after(repo: Path, out: Path, presets: list[str]) -> dict:
     from archsim.estimate import estimate
     from archsim.specs import load_architecture
 
-    before_path = out / BEFORE_FILE
-    before = json.loads(before_path.read_text()) if before_path.exists() else {"rows": {}}
+    before = [json.loads((out / f).read_text()) for f in BEFORE_FILES if (out / f).exists()]
     w = _workload(repo, "lstm2x512")
     now = {}
     for preset in presets:
@@ -115,7 +131,8 @@ def physics_report(repo: Path, out: Path) -> dict:
 
     presets = preset_names("architectures")
     return {"presets": presets, "store_vs_recompute": store_vs_recompute(repo, presets),
-            "replication": replication(repo), "energy": before_after(repo, out, presets)}
+            "replication": replication(repo), "chip": chip_table(presets),
+            "energy": before_after(repo, out, presets)}
 
 
 def _table(headers: list[str], rows: list[list]) -> str:
@@ -166,7 +183,8 @@ def render(data: dict, command: str) -> str:
               "Each copy of a matrix holds its share of the batch and has its own digital unit "
               "(and tile buffer); copies apply their own samples' updates and are not kept "
               "identical (Gokmen, Onen & Haensch 2017), so no synchronisation is costed. Area: "
-              "the components whose area the preset gives (DACs, ADCs; see `archsim compare`).", ""]
+              "the tiles the copies occupy with their digital units, tile buffers and buses "
+              "(`archsim/hw/chip.py`); the chip's other tiles leak all the same.", ""]
     rows = [[r["batch"], r["copies"], r["tiles"], fq(r["time_per_step_s"], "s"),
              f"{r['speedup']:.2f}x", f"{r['backward_speedup']:.2f}x", fq(r["energy_per_step_J"], "J"),
              f"{r['area_m2'] * 1e6:.1f} mm2",
@@ -174,20 +192,34 @@ def render(data: dict, command: str) -> str:
             for r in data["replication"]]
     lines += [_table(["batch", "copies", "tiles", "time/step", "speedup", "backward speedup",
                       "energy/step", "area", "bound by (fwd/bwd/upd)"], rows), ""]
+    # -- chip area and static power
+    lines += ["## Chip area and static power per preset", "",
+              "Every tile of the chip (`system.n_tiles`), its digital units, buses and global "
+              "buffer (`archsim/hw/chip.py`); static power with every tile on (no power gating). "
+              "mm2 / W per component; sources in the presets and in `sources.md`.", ""]
+    comps = [c for c in data["chip"][0]["area_m2"] if c != "dram"] if data["chip"] else []
+    rows = [[r["architecture"], r["n_tiles"]]
+            + [f"{r['area_m2'][c] * 1e6:,.1f} / {r['static_W'][c]:.3g}" for c in comps]
+            + [f"{r['chip_area_m2'] * 1e6:,.0f}", f"{r['chip_static_W']:.3g}",
+               "" if not r["area_limit_m2"] else f"{r['chip_area_m2'] / r['area_limit_m2']:.0%}",
+               ", ".join(r["missing_area"])]
+            for r in data["chip"]]
+    lines += [_table(["architecture", "tiles", *comps, "chip mm2", "chip static W",
+                      "of area limit", "no area given"], rows), ""]
     # -- energy before / after
     e = data["energy"]
-    before = e["before"].get("rows", {})
-    lines += ["## Energy of lstm2x512 per step, before and after issue 10", "",
-              f"Before: measured at commit {e['before'].get('commit', '?')} (no memory hierarchy: "
-              "buffer traffic at the 64 KB eDRAM's price, 256-bit buses, 256 lanes); now: this "
-              "tree. Components in µJ.", ""]
-    comps = sorted({c for v in e["now"].values() for c in v["energy_breakdown_J"]}
-                   | {c for v in before.values() for c in v["energy_breakdown_J"]},
-                   key=lambda c: list(e["now"][next(iter(e["now"]))]["energy_breakdown_J"]).index(c)
-                   if c in e["now"][next(iter(e["now"]))]["energy_breakdown_J"] else 99)
+    series = [(b.get("label", b.get("commit", "before")), b.get("rows", {})) for b in e["before"]]
+    series.append(("now", e["now"]))
+    lines += ["## Energy of lstm2x512 per step, before and after issues 10 and 11", "",
+              "Measured at the commit before issue 10 (" + ", ".join(
+                  f"{b.get('label')}: commit {b.get('commit')}" for b in e["before"]) + ") and on "
+              "this tree. Components in µJ; the V100 in fp16.", ""]
+    first_now = next(iter(e["now"].values()))["energy_breakdown_J"]
+    comps = list(first_now)
     rows = []
     for preset in data["presets"]:
-        for label, src in (("before", before.get(preset)), ("now", e["now"].get(preset))):
+        for label, src_rows in series:
+            src = src_rows.get(preset)
             if src is None:
                 continue
             bd = src["energy_breakdown_J"]

@@ -23,6 +23,18 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
         ["closed form vs SimPy (first step)", f"{fq(r.analytic_step_s, 's')} vs {fq(r.first_step_s, 's')}"],
     ]
     out.append(("Summary", tabulate(summary, tablefmt=fmt)))
+    if r.chip:
+        c = r.chip
+        rows = [[comp, f"{r.area_m2.get(comp, 0.0) * 1e6:,.3f}", fq(r.static_W.get(comp, 0.0), "W")]
+                for comp in r.area_m2 if comp not in ("chip", "tile")
+                and (r.area_m2.get(comp) or r.static_W.get(comp))]
+        rows.append(["one tile", f"{r.area_m2['tile'] * 1e6:,.3f}", fq(r.static_W["tile"], "W")])
+        rows.append(["chip", f"{c['area_m2'] * 1e6:,.1f}", fq(c["static_W"], "W")])
+        gated = "power-gated: only used tiles leak" if c["power_gating"] else "every tile leaks"
+        out.append((f"Area and static power ({c['n_tiles']} tiles, {c['used_tiles']} used, {gated}; "
+                    f"average power {fq(c['average_power_W'], 'W')}; no area given for: "
+                    f"{', '.join(c['area_not_modelled']) or 'none'})",
+                    tabulate(rows, headers=["component", "area (mm2)", "static power"], tablefmt=fmt)))
     out.append(("Mapping", tabulate(
         [[m["matrix"], m["shape"], m["tiles"], f"{m['utilization']:.1%}"] for m in r.mapping],
         headers=["matrix", "shape", "tiles (rows x cols)", "array utilization"], tablefmt=fmt)))
@@ -72,14 +84,19 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
     return out
 
 
+def _over_budget(r) -> list[str]:
+    return [f"OVER BUDGET: {line}" for line in (r.chip or {}).get("exceeded", [])]
+
+
 def estimate_text(r) -> str:
-    parts = [f"{title}\n{table}" for title, table in estimate_tables(r)]
+    parts = _over_budget(r) + [f"{title}\n{table}" for title, table in estimate_tables(r)]
     parts.append("Notes:\n" + "\n".join(f"- {n}" for n in r.notes))
     return "\n\n".join(parts) + "\n"
 
 
 def estimate_markdown(r, command: str | None = None) -> str:
     lines = [f"# archsim estimate: {r.workload} on {r.architecture}", ""]
+    lines += [f"**{line}**" for line in _over_budget(r)] + ([""] if _over_budget(r) else [])
     if command:
         lines += ["Produced by:", "", "```", command, "```", ""]
     for title, table in estimate_tables(r, fmt="github"):

@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 from archsim.activity import NOMINAL, ActivityProfile
 from archsim.errors import SpecError
-from archsim.hw.components import DRAM, ADCBank, Buffer, Bus, DigitalUnit, GlobalBuffer, UpdateDriver
+from archsim.hw.components import (
+    DRAM, ADCBank, Buffer, Bus, CrossPointArray, DigitalUnit, GlobalBuffer, UpdateDriver,
+)
 from archsim.mapping import Mapping, MatrixMapping, map_workload
 from archsim.memory import MemoryPlan, plan_memory
 from archsim.program import PHASES, Access, DigitalWork, ProgramOp, StepProgram, build_program
@@ -200,6 +202,7 @@ class _Builder:
         self.adc = ADCBank(arch, arch.array.rows)
         self.adc_cols = ADCBank(arch, arch.array.cols)
         self.bus = Bus(arch)
+        self.array = CrossPointArray(arch)
         self.digital = DigitalUnit(arch)
         self.updater = UpdateDriver(arch)
         self.levels = {"buffer": Buffer(arch)}
@@ -279,7 +282,8 @@ class _Builder:
         rep = 1.0 + self.act(m, p).bm_repeats_per_mvm
         bits = p.cols * self.arch.dac.bits + p.rows * self.arch.adc.bits
         self._add(actions, ("bus", "bit"), bits * p.count)
-        self._add(actions, ("array", "read_cell"), p.rows * p.cols * rep * p.count)
+        self._add(actions, ("array", "read_cell"),
+                  self.array.lines_read(p.cols, p.rows, transposed=False) * rep * p.count)
         self._add(actions, ("dac", "convert"), p.cols * rep * p.count)
         self._add(actions, ("integrator", "integrate"), p.rows * rep * p.count)
         self._add(actions, ("adc", "convert"), p.rows * rep * p.count)
@@ -292,7 +296,8 @@ class _Builder:
     def backward_mvm(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
         bits = p.rows * self.arch.dac.bits + p.cols * self.arch.adc.bits
         self._add(actions, ("bus", "bit"), bits * p.count)
-        self._add(actions, ("array", "read_cell"), p.rows * p.cols * p.count)
+        self._add(actions, ("array", "read_cell"),
+                  self.array.lines_read(p.rows, p.cols, transposed=True) * p.count)
         self._add(actions, ("dac", "convert"), p.rows * p.count)
         self._add(actions, ("integrator", "integrate"), p.cols * p.count)
         self._add(actions, ("adc", "convert"), p.cols * p.count)

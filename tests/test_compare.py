@@ -103,17 +103,20 @@ def test_peak_table_is_separate_and_follows_the_formula(small):
     assert any("peak vs peak" in t for t in titles) and "peak" not in titles[0]
 
 
-def test_area_counts_adcs_and_dacs_and_says_what_is_missing():
+def test_area_is_the_chips_and_says_what_is_missing():
+    """The area column is the chip's (archsim.hw.chip), listing parts without an area."""
+    from archsim.hw.chip import chip_budget
+
     arch = load_architecture("shared_adc256_nominal")
-    area, missing = cmp.area_m2(arch, 3)
-    lines = arch.array.rows + arch.array.cols
-    adcs = 2 * math.ceil(256 / arch.adc.cols_per_adc)
-    assert area == pytest.approx(3 * (lines * arch.dac.area_m2 + adcs * arch.adc.area_m2))
-    assert "array" in missing and "adc" not in missing
-    bare = load_architecture("shared_adc256_nominal", overrides={"adc.area_m2": 0, "dac.area_m2": 0})
-    assert cmp.area_m2(bare, 3)[0] == 0
     w = load_workload(WORKLOADS / "tiny.yaml")
+    c = cmp.compare([w], [arch], baselines=["v100"], fidelity="analytic")
+    assert c.rows[0].area_m2 == pytest.approx(chip_budget(arch).chip_area_m2)
+    assert "update" in c.rows[0].area_missing and "adc" not in c.rows[0].area_missing
+    zero = {f"{p}.area_m2": 0 for p in ("array", "dac", "integrator", "adc", "digital", "buffer",
+                                        "bus", "global_buffer")}
+    bare = load_architecture("shared_adc256_nominal", overrides=zero)
     c = cmp.compare([w], [bare], baselines=["v100"], fidelity="analytic")
+    assert c.rows[0].area_m2 == 0
     assert "| n/a " in cmp.main_table(c)
     assert list(csv.reader(io.StringIO(cmp.comparison_csv(c))))[1][11] == ""
 

@@ -114,7 +114,10 @@ def test_energy_adds_up():
         r.energy_per_step_J, rel=1e-12)
     assert sum(p["time_s"] for p in r.phase_breakdown.values()) == pytest.approx(
         r.time_per_step_s, rel=1e-9)
-    assert r.energy_breakdown_J["buffer"] >= r.leakage_W * r.time_per_step_s > 0
+    static = {c: w for c, w in r.static_W.items() if c not in ("chip", "tile")}
+    assert sum(static.values()) == pytest.approx(r.leakage_W, rel=1e-12) and r.leakage_W > 0
+    for c, watts in static.items():     # each component's energy includes its static power x time
+        assert r.energy_breakdown_J[c] >= watts * r.time_per_step_s * (1 - 1e-12), c
 
 
 def test_energy_counts_times_prices():

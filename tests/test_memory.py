@@ -173,7 +173,7 @@ def test_memory_report_adds_up():
     r = estimate(w, load_architecture("rpu2016"), baselines=[])
     levels = r.memory["levels"]
     for level in ("global_buffer", "dram"):
-        leak = 0.0  # the presets charge no static power to these levels yet (issue 11)
+        leak = r.static_W[level] * r.time_per_step_s       # the rest of the level's energy
         assert levels[level]["energy_J"] == pytest.approx(r.energy_breakdown_J[level] - leak, rel=1e-9)
     assert levels["dram"]["bytes_moved"] > levels["dram"]["peak_bytes"] > 0
     assert r.memory["placement"]["lstm1.activations"] == "dram"

@@ -1,9 +1,11 @@
 """One class per hardware block, in the style of Accelergy/hwcomponents.
 
 Each action (``read_cell``, ``convert``, ``integrate``, ``transfer``, ``pulse_line``, ...) returns an
-:class:`Action` with its energy and latency; ``area_m2`` and ``leakage_W`` are properties. The event
-model only counts actions; energy = sum(count x energy per action) + leakage x time, computed after
-the timing run (:mod:`archsim.energy`).
+:class:`Action` with its energy and latency; ``area_m2`` and ``static_W`` (per instance) and
+``full_power_W`` (dynamic power of one instance doing its action at its full rate) are properties.
+The event model only counts actions; energy = sum(count x energy per action) + static power x time,
+computed after the timing run (:mod:`archsim.energy`); how many instances a chip has is
+:mod:`archsim.hw.chip`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ class Action:
 
 
 class Block:
-    """A hardware block: named actions, area and leakage (read from its spec when it has them)."""
+    """A hardware block: named actions; area and static power of one instance (from its spec)."""
 
     component = "block"
     spec = None
@@ -32,11 +34,18 @@ class Block:
 
     @property
     def area_m2(self) -> float:
+        """Area of one instance."""
         return getattr(self.spec, "area_m2", 0.0)
 
     @property
-    def leakage_W(self) -> float:
+    def static_W(self) -> float:
+        """Static power of one instance (leakage, bias)."""
         return getattr(self.spec, "leakage_W", 0.0)
+
+    @property
+    def full_power_W(self) -> float:
+        """Dynamic power of one instance doing its action at its full rate (0: not defined)."""
+        return 0.0
 
 
 class CrossPointArray(Block):
@@ -44,8 +53,11 @@ class CrossPointArray(Block):
 
     component = "array"
 
-    def __init__(self, arch: ArchitectureSpec):
+    def __init__(self, arch: ArchitectureSpec, device=None):
         self.spec, self.update_spec = arch.array, arch.update
+        #: Energy per coincidence: the device technology's when its preset gives one.
+        e = getattr(device, "e_pulse_cell_J", None) if device is not None else None
+        self.e_pulse_cell_J = self.update_spec.e_pulse_cell_J if e is None else e
 
     def read_cell(self) -> Action:
         """One device read during one MVM integration."""
@@ -53,7 +65,18 @@ class CrossPointArray(Block):
 
     def coincidence(self) -> Action:
         """One row/column pulse coincidence at one device."""
-        return Action(self.update_spec.e_pulse_cell_J)
+        return Action(self.e_pulse_cell_J)
+
+    def lines_read(self, driven: int, used_other: int, transposed: bool) -> int:
+        """Devices that conduct when ``driven`` lines are driven and ``used_other`` lines of the
+        other side are used: the whole length of each driven line unless lines are isolated."""
+        if self.spec.line_isolation:
+            return driven * used_other
+        return driven * (self.spec.cols if transposed else self.spec.rows)
+
+    @property
+    def full_power_W(self) -> float:
+        return self.spec.rows * self.spec.cols * self.spec.e_read_cell_J / self.spec.t_forward_s
 
     def forward_cycle(self) -> Action:
         return Action(0.0, self.spec.t_forward_s)
@@ -70,10 +93,15 @@ class DAC(Block):
     component = "dac"
 
     def __init__(self, arch: ArchitectureSpec):
-        self.spec = arch.dac
+        self.spec, self.t_cycle_s = arch.dac, arch.array.t_forward_s
 
     def convert(self) -> Action:
         return Action(self.spec.e_conv_J)
+
+    @property
+    def full_power_W(self) -> float:
+        """One conversion per MVM cycle."""
+        return self.spec.e_conv_J / self.t_cycle_s
 
 
 
@@ -84,10 +112,15 @@ class Integrator(Block):
     component = "integrator"
 
     def __init__(self, arch: ArchitectureSpec):
-        self.spec = arch.integrator
+        self.spec, self.t_cycle_s = arch.integrator, arch.array.t_forward_s
 
     def integrate(self) -> Action:
         return Action(self.spec.e_integrate_J)
+
+    @property
+    def full_power_W(self) -> float:
+        """One integration per MVM cycle."""
+        return self.spec.e_integrate_J / self.t_cycle_s
 
 
 
@@ -108,8 +141,9 @@ class ADCBank(Block):
         return math.ceil(lines_used / self.n_adcs) / self.spec.sample_rate_Hz
 
     @property
-    def area_m2(self) -> float:
-        return self.n_adcs * self.spec.area_m2
+    def full_power_W(self) -> float:
+        """One ADC converting at its sample rate (area and static power are per ADC too)."""
+        return self.spec.e_conv_J * self.spec.sample_rate_Hz
 
 
 
@@ -155,6 +189,11 @@ class DigitalUnit(Block):
         cycles = sum(math.ceil(n / self.spec.lanes) for n in counts.values() if n > 0)
         return cycles / self.spec.clock_Hz
 
+    @property
+    def full_power_W(self) -> float:
+        """Every lane doing a multiply-add each cycle."""
+        return self.spec.lanes * self.spec.clock_Hz * (self.spec.e_mul_J + self.spec.e_add_J)
+
 
 
 
@@ -173,6 +212,11 @@ class MemoryLevel(Block):
     def transfer_time_s(self, bits: float) -> float:
         """Time the level's port is held to move ``bits``."""
         return bits / self.spec.bandwidth_bit_s
+
+    @property
+    def full_power_W(self) -> float:
+        """Its port busy all the time."""
+        return self.spec.bandwidth_bit_s * self.spec.e_per_bit_J
 
     @property
     def capacity_bytes(self) -> float:
@@ -214,12 +258,27 @@ class Bus(Block):
     def transfer_time_s(self, bits: int) -> float:
         return math.ceil(bits / self.spec.width_bits) / self.spec.clock_Hz
 
+    @property
+    def full_power_W(self) -> float:
+        """Every wire toggling a bit each cycle."""
+        return self.spec.width_bits * self.spec.clock_Hz * self.spec.e_per_bit_J
+
+
+class System(Block):
+    """What is on the chip besides tiles, units, buffers and buses: control, clocking, NoC, I/O
+    (area and static power only)."""
+
+    component = "system"
+
+    def __init__(self, arch: ArchitectureSpec):
+        self.spec = arch.system
+
 
 
 #: Component name -> the block class that prices its actions.
 BLOCKS = {cls.component: cls for cls in
           (CrossPointArray, DAC, Integrator, ADCBank, UpdateDriver, DigitalUnit, Buffer,
-           GlobalBuffer, DRAM, Bus)}
+           GlobalBuffer, DRAM, Bus, System)}
 
 #: (component, action) -> method that returns the Action, for energy pricing.
 ACTIONS = {
@@ -231,12 +290,14 @@ ACTIONS = {
 }
 
 
-def build_components(arch: ArchitectureSpec) -> dict[str, Block]:
-    """One priced instance per component kind (all instances of a kind share prices)."""
+def build_components(arch: ArchitectureSpec, device=None) -> dict[str, Block]:
+    """One priced instance per component kind (all instances of a kind share prices); ``device``:
+    the device preset, whose technology may set the energy per update coincidence."""
     out = {
-        "array": CrossPointArray(arch), "dac": DAC(arch), "integrator": Integrator(arch),
+        "array": CrossPointArray(arch, device), "dac": DAC(arch), "integrator": Integrator(arch),
         "adc": ADCBank(arch, arch.array.rows), "update": UpdateDriver(arch),
         "digital": DigitalUnit(arch), "buffer": Buffer(arch), "bus": Bus(arch),
+        "system": System(arch),
     }
     if arch.global_buffer is not None:
         out["global_buffer"] = GlobalBuffer(arch)

@@ -27,8 +27,16 @@ class ArraySpec(Spec):
     t_forward_s: Seconds = Field(description="Integration time of one forward MVM (one input vector).")
     t_backward_s: Seconds = Field(description="Integration time of one transposed (backward) MVM.")
     e_read_cell_J: Joules = Field(description="Energy per device per MVM read, ~V^2*G*t_int.")
+    line_isolation: bool = Field(False, description=(
+        "Cells of a driven line outside the mapped block are switched off during an MVM. False "
+        "(default): every device along a driven line conducts, so a forward MVM reads "
+        "used columns x all rows devices and a transposed MVM used rows x all columns."))
+    periphery_sides: Literal[1, 2] = Field(2, description=(
+        "2: DACs, integrators and ADCs on the rows and on the columns (forward and transposed "
+        "MVMs: training); 1: inputs on the columns and outputs on the rows only (inference "
+        "designs such as ISAAC)."))
     area_m2: SquareMetres = Field(0.0, description="Area of the array itself.")
-    leakage_W: Watts = Field(0.0, description="Static power of the array and its drivers.")
+    leakage_W: Watts = Field(0.0, description="Static power of the array.")
 
 
 class DACSpec(Spec):
@@ -39,7 +47,7 @@ class DACSpec(Spec):
                                "the input bits and t_forward_s to the serial integration time.")
     e_conv_J: Joules = Field(description="Energy of one conversion (one line, one MVM).")
     area_m2: SquareMetres = Field(0.0, description="Area of one DAC.")
-    leakage_W: Watts = Field(0.0, description="Static power of all DACs of one tile.")
+    leakage_W: Watts = Field(0.0, description="Static power of one DAC.")
 
 
 class IntegratorSpec(Spec):
@@ -47,7 +55,7 @@ class IntegratorSpec(Spec):
 
     e_integrate_J: Joules = Field(description="Energy of one integration (one line, one MVM).")
     area_m2: SquareMetres = Field(0.0, description="Area of one integrator.")
-    leakage_W: Watts = Field(0.0, description="Static power of all integrators of one tile.")
+    leakage_W: Watts = Field(0.0, description="Static power of one integrator (op-amp bias).")
 
 
 class ADCSpec(Spec):
@@ -58,7 +66,7 @@ class ADCSpec(Spec):
     e_conv_J: Joules = Field(description="Energy of one conversion.")
     cols_per_adc: PositiveInt = Field(1, description="Lines that share one ADC (1 = one ADC per line).")
     area_m2: SquareMetres = Field(0.0, description="Area of one ADC.")
-    leakage_W: Watts = Field(0.0, description="Static power of all ADCs of one tile.")
+    leakage_W: Watts = Field(0.0, description="Static power of one ADC.")
 
 
 class UpdateSpec(Spec):
@@ -75,6 +83,8 @@ class UpdateSpec(Spec):
     e_pulse_line_J: Joules = Field(description="Energy to drive one pulse on one row or column line.")
     e_pulse_cell_J: Joules = Field(description="Energy dissipated in a device per coincidence.")
     e_translate_J: Joules = Field(0.0, description="Stochastic translator energy per line per update.")
+    area_m2: SquareMetres = Field(0.0, description="Area of one line's translator and pulse driver.")
+    leakage_W: Watts = Field(0.0, description="Static power of one line's translator and driver.")
     update_management: bool = Field(True, description="Balance row/column probabilities (aihwkit UM).")
     update_bl_management: bool = Field(False, description="Pick BL from the gradient size (aihwkit).")
     um_rule: Literal["aihwkit", "balanced"] = Field("aihwkit", description=(
@@ -176,7 +186,16 @@ class SystemSpec(Spec):
     replication: PositiveInt = Field(
         1, description="Copies of each weight matrix; a batch is split over copies, each copy "
         "applies its own samples' updates (replicated arrays as in Gokmen, Onen & Haensch 2017).")
-    leakage_W: Watts = Field(0.0, description="Other static power of the chip (control, clocking).")
+    leakage_W: Watts = Field(0.0, description="Other static power of the chip (control, clocking, I/O).")
+    area_m2: SquareMetres = Field(0.0, description="Other area of the chip (control, clocking, NoC, I/O).")
+    power_gating: bool = Field(False, description=(
+        "Tiles (and their digital units and buses) that the workload does not use are switched "
+        "off; false: every tile of the chip leaks while the workload runs."))
+    area_limit_m2: SquareMetres | None = Field(None, description=(
+        "Chip area limit (e.g. the lithographic reticle); a design above it still estimates and "
+        "the report says by how much."))
+    power_limit_W: Watts | None = Field(None, description=(
+        "Chip power limit (e.g. a package's TDP), compared with the average power of a step."))
     bptt_state: Literal["store", "recompute"] = Field("store", description=(
         "What BPTT keeps between the forward and backward sweeps: 'store' keeps every tile's "
         "inputs, gate activations and cell states; 'recompute' keeps only h_t and c_t and re-runs "

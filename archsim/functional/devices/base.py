@@ -111,3 +111,32 @@ class PulsedDevices:
                      idx=None) -> torch.Tensor:
         """Exact mode: new states (clipped) after sampled counts, one move per device."""
         raise NotImplementedError
+
+
+class StateDependentSteps:
+    """Mixin of the device families whose step depends on the weight (soft bounds, exponential
+    and power step): mean and variance of a move come from the family's
+    ``_mean_var(w, n_up, n_dn, v_up, v_dn, idx)``; the move is that mean plus Gaussian noise of
+    that variance, then the bounds. ``clamp_count_variance``: clamp the up/down count variances at
+    0 before use (the flow-step families need it; soft bounds keep their historical numerics)."""
+
+    clamp_count_variance = False
+
+    def apply_moments_(self, w, m_all, m_sgn, v_all, v_sgn, generator):
+        noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+        n_up, n_dn = 0.5 * (m_all - m_sgn), 0.5 * (m_all + m_sgn)
+        v_up = n_up - 0.5 * (v_all - v_sgn)
+        v_dn = n_dn - 0.5 * (v_all + v_sgn)
+        if self.clamp_count_variance:
+            v_up, v_dn = v_up.clamp_(min=0.0), v_dn.clamp_(min=0.0)
+        mean, var = self._mean_var(w, n_up, n_dn, v_up, v_dn)
+        w.add_(mean).addcmul_(var.clamp_(min=0.0).sqrt_(), noise)
+        return self.clip_(w)
+
+    def apply_counts(self, w, n_all, n_sgn, generator, idx=None):
+        noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+        n_up, n_dn = 0.5 * (n_all - n_sgn), 0.5 * (n_all + n_sgn)
+        mean, var = self._mean_var(w, n_up, n_dn, 0.0, 0.0, idx)
+        out = w + mean
+        out.addcmul_(var.clamp_(min=0.0).sqrt_(), noise)
+        return self.clip_(out, idx)

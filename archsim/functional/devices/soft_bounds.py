@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import torch
 
-from archsim.functional.devices.base import SOFT_BOUND_FLOOR, PulsedDevices
+from archsim.functional.devices.base import SOFT_BOUND_FLOOR, PulsedDevices, StateDependentSteps
 
 
-class SoftBoundsDevices(PulsedDevices):
+class SoftBoundsDevices(StateDependentSteps, PulsedDevices):
     """Step proportional to the distance to the bound in the direction of the move."""
 
     kind = "soft_bounds"
@@ -69,20 +69,3 @@ class SoftBoundsDevices(PulsedDevices):
         if self.mult_noise:
             return eu * eu * (v_up + s2 * n_up) + ed * ed * (v_dn + s2 * n_dn)
         return eu * eu * v_up + ed * ed * v_dn + s2 * (su * su * n_up + sd * sd * n_dn)
-
-    def apply_moments_(self, w, m_all, m_sgn, v_all, v_sgn, generator):
-        noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
-        n_up, n_dn = 0.5 * (m_all - m_sgn), 0.5 * (m_all + m_sgn)
-        v_up = n_up - 0.5 * (v_all - v_sgn)
-        v_dn = n_dn - 0.5 * (v_all + v_sgn)
-        mean, var = self._mean_var(w, n_up, n_dn, v_up, v_dn)
-        w.add_(mean).addcmul_(var.clamp_(min=0.0).sqrt_(), noise)
-        return self.clip_(w)
-
-    def apply_counts(self, w, n_all, n_sgn, generator, idx=None):
-        noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
-        n_up, n_dn = 0.5 * (n_all - n_sgn), 0.5 * (n_all + n_sgn)
-        mean, var = self._mean_var(w, n_up, n_dn, 0.0, 0.0, idx)
-        out = w + mean
-        out.addcmul_(var.clamp_(min=0.0).sqrt_(), noise)
-        return self.clip_(out, idx)
