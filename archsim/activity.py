@@ -27,6 +27,8 @@ class ActivityProfile(Spec):
     d_fire_prob: Fraction = Field(
         1.0, description="Mean probability that a line carrying delta (an array row, output side) "
         "fires in a pulse slot (1.0 = upper bound).")
+    transfer_pulse_slots_per_update: float | None = Field(
+        None, gt=0, description="Tiki-Taka: mean BL per transfer update (None: the architecture's desired_bl).")
     coincidence_prob: Fraction | None = Field(
         None, description="Mean probability of a coincidence per device per slot (None: x_fire_prob * d_fire_prob).")
     adc_saturation_rate: Fraction = Field(0.0, description="Share of ADC conversions that saturated (reported).")
@@ -51,6 +53,10 @@ class ActivityProfile(Spec):
     def pulse_slots(self, desired_bl: int) -> float:
         return desired_bl if self.pulse_slots_per_update is None else self.pulse_slots_per_update
 
+    def transfer_pulse_slots(self, desired_bl: int) -> float:
+        s = self.transfer_pulse_slots_per_update
+        return desired_bl if s is None else s
+
     def coincidence(self) -> float:
         if self.coincidence_prob is not None:
             return self.coincidence_prob
@@ -59,7 +65,7 @@ class ActivityProfile(Spec):
 
 #: Fields that may differ per matrix or tile.
 _RATE_FIELDS = ("bm_repeats_per_mvm", "pulse_slots_per_update", "x_fire_prob", "d_fire_prob",
-                "coincidence_prob", "adc_saturation_rate")
+                "coincidence_prob", "adc_saturation_rate", "transfer_pulse_slots_per_update")
 
 NOMINAL = ActivityProfile()
 

@@ -27,6 +27,7 @@ COUNT_ACTIONS = {
     "dac_conversions": ("dac", "convert"),
     "adc_conversions": ("adc", "convert"),
     "pulse_slots": ("update", "pulse_slot"),
+    "transfer_pulse_slots": ("update", "transfer_pulse_slot"),
 }
 
 
@@ -57,6 +58,8 @@ def _rates(c: dict) -> dict[str, float | None]:
     return {
         "bm_repeats_per_mvm": div(c.get("bm_repeats", 0), c.get("forward_mvms", 0)) or 0.0,
         "pulse_slots_per_update": div(c.get("pulse_slots", 0), c.get("updates", 0)),
+        "transfer_pulse_slots_per_update": div(c.get("transfer_pulse_slots", 0),
+                                               c.get("transfer_updates", 0)),
         "x_fire_prob": div(c.get("row_pulses", 0), c.get("x_line_slots", 0)),
         "d_fire_prob": div(c.get("col_pulses", 0), c.get("d_line_slots", 0)),
         "coincidence_prob": div(c.get("coincidences", 0), c.get("device_slots", 0)),

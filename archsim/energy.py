@@ -49,6 +49,18 @@ def dynamic_energy(schedule: Schedule, device=None) -> dict[tuple[str, str], flo
     return out
 
 
+def kind_energy_J(schedule: Schedule, kinds, device=None) -> dict[str, float]:
+    """Dynamic energy per step of the ops of each of ``kinds`` (their analog stages, digital
+    work and memory traffic), J."""
+    components = build_components(schedule.arch, device)
+    out = dict.fromkeys(kinds, 0.0)
+    for op in schedule.ops:
+        if op.kind in out:
+            out[op.kind] += sum(n * action_energy_J(components, comp, act)
+                                for (comp, act), n in op.actions.items()) / schedule.steps
+    return out
+
+
 def price_step(schedule: Schedule, step_time_s: float, phase_times_s: dict[str, float],
                device=None) -> EnergyReport:
     """Energy of one step of ``schedule`` (divides multi-step schedules by their step count).

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsim.activity import NOMINAL, ActivityProfile
-from archsim.energy import memory_traffic, price_step, training_ops_per_step
+from archsim.energy import kind_energy_J, memory_traffic, price_step, training_ops_per_step
 from archsim.feasibility import check_estimate
 from archsim.hw.chip import chip_budget, over_limits
 from archsim.engine.analytic import analytic_step, bound_by
@@ -66,6 +66,9 @@ class EstimateResult:
     static_W: dict = field(default_factory=dict)
     chip: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
+    tiki_taka: dict = field(default_factory=dict)
+    """With ``update.algorithm: tiki_taka``: its settings, tiles, transfers per step and their
+    energy, and the same estimate of the SGD design (one array per block) beside it."""
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -205,8 +208,36 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
                     else [tr.seq_len],
                     "wall_s": wall, "events_per_s": n_events / wall if wall and n_events else 0.0,
                     "contention_wait_s": wait_s},
+        tiki_taka=_tiki_taka(one, workload, arch, device, step_s, energy.total_J, epoch_s,
+                             epoch_energy, dict(exact=exact, activity=activity,
+                                                fidelity=fidelity)),
         notes=notes,
     )
+
+
+def _tiki_taka(one, workload, arch, device, step_s, energy_J, epoch_s, epoch_J, options) -> dict:
+    """Tiki-Taka's costs per step and the SGD design's estimate beside them ({} for SGD)."""
+    u = arch.update
+    if u.algorithm != "tiki_taka":
+        return {}
+    kinds = ("transfer_read", "transfer_update")
+    counts = one.program.vector_counts(one.batch)
+    sgd_arch = arch.model_copy(update={"update": u.model_copy(update={"algorithm": "sgd"})})
+    sgd = estimate(workload, sgd_arch, device, baselines=[], **options)
+    return {
+        "transfer_every": u.transfer_every, "n_reads_per_transfer": u.n_reads_per_transfer,
+        "transfer_lr": u.transfer_lr, "gamma": u.gamma,
+        "tiles": one.mapping.n_tiles, "transfer_reads_per_step": counts["transfer_read"],
+        "transfer_updates_per_step": counts["transfer_update"],
+        "transfer_energy_J": kind_energy_J(one, kinds, device),
+        "sgd": {"tiles": sgd.tiles, "time_per_step_s": sgd.time_per_step_s,
+                "energy_per_step_J": sgd.energy_per_step_J,
+                "time_per_epoch_s": sgd.time_per_epoch_s,
+                "energy_per_epoch_J": sgd.energy_per_epoch_J},
+        "tiki_taka": {"tiles": one.mapping.n_tiles, "time_per_step_s": step_s,
+                      "energy_per_step_J": energy_J, "time_per_epoch_s": epoch_s,
+                      "energy_per_epoch_J": epoch_J},
+    }
 
 
 def _analytic_busy(schedule, step_s: float) -> dict[str, float]:

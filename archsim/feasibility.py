@@ -53,8 +53,9 @@ def matrix_shapes(model) -> list[tuple[str, int, int]]:
 
 
 def tiles_needed(model, arch) -> dict[str, int]:
-    """Tiles per matrix (replicas included), as the mapping will place them."""
-    rep = arch.system.replication
+    """Tiles per matrix (replicas and Tiki-Taka's second arrays included), as the mapping will
+    place them."""
+    rep = arch.system.replication * (2 if arch.update.algorithm == "tiki_taka" else 1)  # A and C
     out = {}
     for name, r, c in matrix_shapes(model):
         k = blocks_per_matrix(r, c, arch.array.rows, arch.array.cols) * rep
@@ -76,11 +77,17 @@ def check_tiles(workload, arch) -> int:
     return total
 
 
-def schedule_ops_per_step(workload) -> int:
+def schedule_ops_per_step(workload, arch=None) -> int:
     """Ops :func:`archsim.schedule.build_schedule` makes per step: forward, backward and update of
-    every matrix at every timestep."""
+    every matrix at every timestep, and with Tiki-Taka (``arch``'s ``update.algorithm``) a
+    transfer read and a transfer update after every update op that holds a transfer."""
     m = workload.model
-    return 3 * workload.training.seq_len * (m.layers + (1 if m.output_layer else 0))
+    T, matrices = workload.training.seq_len, m.layers + (1 if m.output_layer else 0)
+    extra = 0
+    if arch is not None and arch.update.algorithm == "tiki_taka":
+        B, n = workload.training.batch_size, arch.update.transfer_every
+        extra = 2 * sum(1 for t in range(T) if (t + 1) * B // n > t * B // n)
+    return (3 * T + extra) * matrices
 
 
 def check_estimate(workload, arch, *, exact: bool = False, steps_per_epoch: int | None = None,
@@ -91,7 +98,7 @@ def check_estimate(workload, arch, *, exact: bool = False, steps_per_epoch: int 
         raise SpecError(workload.where, "model.hidden_size", workload.model.hidden_size,
                         f"the workload needs {tiles:,} tiles; the event model places at most "
                         f"{MAX_TILES:,}: use a smaller network or larger arrays")
-    per_step = schedule_ops_per_step(workload)
+    per_step = schedule_ops_per_step(workload, arch)
     T = workload.training.seq_len
     if per_step > MAX_SCHEDULE_OPS:
         raise SpecError(workload.where, "training.seq_len", T,

@@ -5,6 +5,10 @@ Each LSTM layer is one matrix ``4h x (n+h+1)`` fed ``[x_t; h_{t-1}; 1]``; the ou
 (row) dimension needs nothing extra, a split of the input (column) dimension needs a digital
 partial-sum reduction. Both engines (time/energy and functional) use :func:`split_matrix`, so
 they split identically.
+
+A matrix trained with Tiki-Taka (the architecture's ``update.algorithm: tiki_taka``) holds two
+arrays per block, the fast array A and the slow array C, each on its own tile: ``arrays = 2``
+doubles its tiles (the schedule places A and C of a block on adjacent tiles).
 """
 from __future__ import annotations
 
@@ -70,6 +74,7 @@ class MatrixMapping:
     cols: int
     blocks: list[TileBlock]
     replication: int = 1
+    arrays: int = 1  # tiles per block copy: 1 (SGD), 2 (Tiki-Taka's fast A and slow C)
 
     @property
     def row_splits(self) -> int:
@@ -81,7 +86,12 @@ class MatrixMapping:
 
     @property
     def n_tiles(self) -> int:
-        return len(self.blocks) * self.replication
+        return len(self.blocks) * self.replication * self.arrays
+
+    @property
+    def tiki_taka(self) -> bool:
+        """Trained with Tiki-Taka: each block has a fast array A and a slow array C."""
+        return self.arrays == 2
 
 
 @dataclass
@@ -103,29 +113,36 @@ class Mapping:
     @property
     def utilization(self) -> float:
         """Share of the allocated array cells that hold a weight (replicas count as used)."""
-        used = sum(m.rows * m.cols * m.replication for m in self.matrices)
+        used = sum(m.rows * m.cols * m.replication * m.arrays for m in self.matrices)
         return used / (self.n_tiles * self.array_rows * self.array_cols)
 
     def table(self) -> list[dict]:
         return [
             {"matrix": m.name, "shape": f"{m.rows}x{m.cols}",
-             "tiles": f"{m.row_splits}x{m.col_splits}" + (f" x{m.replication}" if m.replication > 1 else ""),
+             "tiles": f"{m.row_splits}x{m.col_splits}" + (f" x{m.replication}" if m.replication > 1 else "")
+                      + (" x2 (A, C)" if m.tiki_taka else ""),
              "utilization": m.rows * m.cols / (len(m.blocks) * self.array_rows * self.array_cols)}
             for m in self.matrices
         ]
 
 
-def map_workload(model, array_rows: int, array_cols: int, replication: int = 1) -> Mapping:
-    """Map a :class:`~archsim.specs.workload.ModelSpec` onto arrays of the given size."""
+def map_workload(model, array_rows: int, array_cols: int, replication: int = 1,
+                 algorithm: str = "sgd") -> Mapping:
+    """Map a :class:`~archsim.specs.workload.ModelSpec` onto arrays of the given size
+    (``algorithm``: the architecture's ``update.algorithm``; Tiki-Taka doubles every matrix's
+    arrays)."""
+    if algorithm not in ("sgd", "tiki_taka"):
+        raise ValueError(f"algorithm must be 'sgd' or 'tiki_taka', not {algorithm!r}")
+    arrays = 2 if algorithm == "tiki_taka" else 1
     mapping = Mapping(array_rows, array_cols)
     for layer, (r, c) in enumerate(model.lstm_shapes()):
         name = f"lstm{layer + 1}"
         mapping.matrices.append(MatrixMapping(name, "lstm", layer, r, c,
                                               split_matrix(r, c, array_rows, array_cols, name),
-                                              replication))
+                                              replication, arrays))
     if model.output_layer:
         r, c = model.output_shape()
         mapping.matrices.append(MatrixMapping("output", "output", model.layers, r, c,
                                               split_matrix(r, c, array_rows, array_cols, "output"),
-                                              replication))
+                                              replication, arrays))
     return mapping

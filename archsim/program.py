@@ -46,13 +46,26 @@ Updates read u_t and dz_t back in both modes. :func:`bptt_state_words` sums what
 :mod:`archsim.memory` places it (tile buffer, global buffer or DRAM) and the schedule times and
 prices each access at its level.
 
-The vocabulary (:data:`OP_KINDS`) also declares op kinds that no program generates yet:
-Tiki-Taka's transfer reads and transfer updates (issue 14). Engines refuse a program with a kind
-they cannot run.
+Tiki-Taka (the architecture's ``update.algorithm: tiki_taka``; the mapping gives such a matrix
+two arrays per block, fast A and slow C): the update sweep of the matrix interleaves, after each
+update op, the transfers that fall into its B rank-one updates::
+
+    update          (m, t): B pulsed rank-one updates on A (SGD)
+    transfer_read   (m, t): n forward MVMs of one-hot columns of A (n = transfers x n_reads)
+    transfer_update (m, t): n pulsed rank-one updates of C (x one-hot, d = the read column)
+
+A transfer follows every ``transfer_every``-th rank-one update of the step (the count restarts
+each step, so every step is this program): update op t (the step's vectors tB .. tB+B-1) holds
+``floor((t+1)B/every) - floor(tB/every)`` transfers. The next update op waits for the read (A is
+busy); the transfer updates run on C beside A's next updates; the next step's first forward op
+waits for the matrix's last update and last transfer update. These ops carry ``vectors`` (per
+block) instead of the batch.
+
+Engines refuse a program with a kind they cannot run.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from archsim.mapping import Mapping, MatrixMapping, map_workload
 
@@ -82,10 +95,10 @@ OP_KINDS: dict[str, OpKind] = {k.name: k for k in (
            "B pulsed rank-one updates on every block of a matrix"),
     OpKind("recompute_mvm", "backward", "forward_mvms", ("array", "forward_mvm"), True,
            "forward MVM re-run during BPTT (bptt_state 'recompute') instead of storing its gates"),
-    OpKind("transfer_read", "update", None, None, False,
-           "Tiki-Taka: read a column of the fast array (issue 14)"),
-    OpKind("transfer_update", "update", None, None, False,
-           "Tiki-Taka: pulse the read column into the slow array (issue 14)"),
+    OpKind("transfer_read", "update", "transfer_reads", ("array", "transfer_read"), True,
+           "Tiki-Taka: forward MVMs of one-hot inputs reading columns of the fast array A"),
+    OpKind("transfer_update", "update", "transfer_updates", ("update", "transfer"), True,
+           "Tiki-Taka: pulsed rank-one updates writing the read columns onto the slow array C"),
 )}
 
 
@@ -133,6 +146,9 @@ class ProgramOp:
     carry: tuple[int, ...] = ()
     loads: tuple[Access, ...] = ()
     stores: tuple[Access, ...] = ()
+    vectors: int = 0
+    """Vectors per block copy when not the batch's B (0): a Tiki-Taka transfer op's reads or
+    transfer updates."""
 
     @property
     def data_deps(self) -> tuple[int, ...]:
@@ -164,6 +180,25 @@ class Sweep:
         return tuple(op.t for op in self.ops)
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """Tiki-Taka's transfer settings (the architecture's ``update`` fields of these names) and the
+    batch, which places the transfers among the update ops."""
+
+    every: int
+    n_reads: int
+    batch: int
+
+    def __post_init__(self):
+        if min(self.every, self.n_reads, self.batch) < 1:
+            raise ValueError(f"transfer settings must be >= 1: {self}")
+
+    def per_op(self, t: int) -> int:
+        """Transfers that fall into update op ``t`` (the step's vectors tB .. tB+B-1)."""
+        B, n = self.batch, self.every
+        return (t + 1) * B // n - t * B // n
+
+
 @dataclass
 class StepProgram:
     """One training step: its ops (in an order every dependency respects) and their sweeps."""
@@ -174,6 +209,7 @@ class StepProgram:
     ops: list[ProgramOp]
     sweeps: list[Sweep]
     bptt_state: str = "store"
+    transfer: Transfer | None = None
     matrices: list[MatrixMapping] = field(init=False)
 
     def __post_init__(self):
@@ -195,7 +231,8 @@ class StepProgram:
         if [op.id for op in ops] != list(range(len(ops))):
             raise ValueError("op ids must be their positions")
         return StepProgram(self.mapping, self.hidden, self.seq_len, ops,
-                           _sweeps(ops, _lattice_rows(self.mapping), self.hidden), self.bptt_state)
+                           _sweeps(ops, _lattice_rows(self.mapping), self.hidden), self.bptt_state,
+                           self.transfer)
 
     def kinds(self) -> set[str]:
         """The op kinds this program uses."""
@@ -208,7 +245,7 @@ class StepProgram:
         blocks = {m.name: len(m.blocks) for m in self.matrices}
         for op in self.ops:
             if op.kind is not None:
-                out[op.kind] += blocks[op.matrix] * batch
+                out[op.kind] += blocks[op.matrix] * (op.vectors or batch)
         return out
 
 
@@ -314,29 +351,33 @@ def state_traffic(m: MatrixMapping, h: int, mode: str, first: bool) -> StateTraf
 
 
 def build_program(mapping: Mapping, hidden: int, seq_len: int,
-                  bptt_state: str = "store") -> StepProgram:
+                  bptt_state: str = "store", transfer: Transfer | None = None) -> StepProgram:
     """The step program of an LSTM stack (and output layer, if mapped) on ``mapping``;
-    ``bptt_state``: what the forward sweep keeps for BPTT (see the module docstring)."""
+    ``bptt_state``: what the forward sweep keeps for BPTT; ``transfer``: Tiki-Taka's settings,
+    needed when a matrix of the mapping has two arrays (see the module docstring)."""
     T = seq_len
     rows = _lattice_rows(mapping)
     top = len(rows) - 1
     recompute = bptt_state == "recompute"
     ops: list[ProgramOp] = []
+    tiki_taka = [m.name for m in rows if m.tiki_taka]
+    if tiki_taka and transfer is None:
+        raise ValueError(f"matrices {tiki_taka} train with Tiki-Taka: the program needs its transfer settings")
+    if any(m.tiki_taka and m.replication > 1 for m in rows):
+        raise NotImplementedError("Tiki-Taka with replicated matrices (each copy would transfer "
+                                  "its share of the batch) is not modelled")
 
     def new(phase, m, t, kind, deps, order_only=(), carry=(), pre=None, post=None,
-            loads=(), stores=()) -> int:
+            loads=(), stores=(), vectors=0) -> int:
         deps = tuple(d for d in deps if d is not None)
         ops.append(ProgramOp(len(ops), phase, m.name, t, kind, pre, post, deps,
                              frozenset(d for d in order_only if d is not None), tuple(carry),
-                             tuple(loads), tuple(stores)))
+                             tuple(loads), tuple(stores), vectors))
         return len(ops) - 1
 
-    n_lstm = sum(1 for m in rows if m.kind == "lstm")
-    # The last update op of each matrix, known once the update ops are numbered: forward ops at
-    # t = 0 carry a dependency on it from the previous step.
-    n_fwd = n_bwd = T * len(rows)
-    n_rec = T * n_lstm if recompute else 0
-    last_update = {m.name: n_fwd + n_bwd + n_rec + k * T + T - 1 for k, m in enumerate(rows)}
+    # Forward ops at t = 0 carry a dependency on each matrix's last update op (and last transfer
+    # update) from the previous step: filled in once the update ops are numbered.
+    last_update: dict[str, tuple[int, ...]] = {}
     # Digital work and traffic are the same at every timestep: one (read-only) object per matrix.
     fwd_work = {m.name: _forward_digital(m, hidden) for m in rows}
     rec_work = {m.name: _recompute_digital(m, hidden) for m in rows}
@@ -353,7 +394,7 @@ def build_program(mapping: Mapping, hidden: int, seq_len: int,
             fwd[(k, t)] = new("forward", m, t, "forward_mvm",
                               [prev, fwd.get((k - 1, t)) if k > 0 else None],
                               order_only=[prev] if m.kind != "lstm" else [],
-                              carry=[last_update[m.name]] if t == 0 else [],
+                              carry=[],
                               post=fwd_work[m.name], loads=tr.forward_loads,
                               stores=tr.forward_stores)
     end_fwd = fwd[(top, T - 1)]
@@ -383,13 +424,24 @@ def build_program(mapping: Mapping, hidden: int, seq_len: int,
                               loads=tr.backward_loads, stores=tr.backward_stores)
     for k, m in enumerate(rows):
         prev = bwd[(k, 0)]          # the matrix's backward sweep is done
+        last_c = None               # the last transfer update (on C)
+        # Transfer updates: update management of the read column and its one-hot x line.
+        tr_work = DigitalWork({"add": m.rows + 1, "mul": m.rows + 1})
         for t in range(T):
-            prev = new("update", m, t, "rank_one_update", [prev],
-                       order_only=[prev] if t > 0 else [], pre=upd_work[m.name],
-                       loads=traffic[m.name].update_loads)
-    assert all((ops[i].phase, ops[i].matrix, ops[i].t) == ("update", name, T - 1)
-               for name, i in last_update.items()), "carry ids must name each matrix's last update"
-    return StepProgram(mapping, hidden, T, ops, _sweeps(ops, rows, hidden), bptt_state)
+            upd = prev = new("update", m, t, "rank_one_update", [prev],
+                             order_only=[prev] if t > 0 else [], pre=upd_work[m.name],
+                             loads=traffic[m.name].update_loads)
+            n = transfer.per_op(t) * transfer.n_reads if m.tiki_taka else 0
+            if n:
+                # A is read after its updates; the next update op waits for the read.
+                prev = new("update", m, t, "transfer_read", [upd], order_only=[upd], vectors=n)
+                last_c = new("update", m, t, "transfer_update", [prev, last_c],
+                             order_only=[last_c], pre=tr_work, vectors=n)
+        last_update[m.name] = tuple(i for i in (upd, last_c) if i is not None)
+    for k, m in enumerate(rows):
+        ops[fwd[(k, 0)]] = replace(ops[fwd[(k, 0)]], carry=last_update[m.name])
+    return StepProgram(mapping, hidden, T, ops, _sweeps(ops, rows, hidden), bptt_state,
+                       transfer if tiki_taka else None)
 
 
 def bptt_state_words(program: StepProgram) -> dict[str, dict[str, int]]:

@@ -38,6 +38,24 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
     out.append(("Mapping", tabulate(
         [[m["matrix"], m["shape"], m["tiles"], f"{m['utilization']:.1%}"] for m in r.mapping],
         headers=["matrix", "shape", "tiles (rows x cols)", "array utilization"], tablefmt=fmt)))
+    tt = getattr(r, "tiki_taka", None)
+    if tt:
+        e = tt["transfer_energy_J"]
+        rows = [[label, f"{tt['sgd'][k]:,}" if k == "tiles" else fq(tt["sgd"][k], u),
+                 f"{tt['tiki_taka'][k]:,}" if k == "tiles" else fq(tt["tiki_taka"][k], u),
+                 f"{tt['tiki_taka'][k] / tt['sgd'][k]:.3f}x" if tt["sgd"][k] else "-"]
+                for label, k, u in (("tiles", "tiles", ""), ("time per step", "time_per_step_s", "s"),
+                                    ("energy per step", "energy_per_step_J", "J"),
+                                    ("time per epoch", "time_per_epoch_s", "s"),
+                                    ("energy per epoch", "energy_per_epoch_J", "J"))]
+        rows += [["transfer reads per step", "0", f"{tt['transfer_reads_per_step']:,}", "-"],
+                 ["transfer updates per step", "0", f"{tt['transfer_updates_per_step']:,}", "-"],
+                 ["transfer read energy per step", "0", fq(e["transfer_read"], "J"), "-"],
+                 ["transfer update energy per step", "0", fq(e["transfer_update"], "J"), "-"]]
+        out.append((f"Tiki-Taka (arrays A and C per block; a transfer of {tt['n_reads_per_transfer']} "
+                    f"column(s) every {tt['transfer_every']} rank-one updates, transfer_lr "
+                    f"{tt['transfer_lr']:g}, gamma {tt['gamma']:g}) beside the SGD design",
+                    tabulate(rows, headers=["", "SGD", "Tiki-Taka", "ratio"], tablefmt=fmt)))
     total = r.energy_per_step_J
     out.append(("Energy per step by component", tabulate(
         [[c, fq(e, "J"), f"{e / total:.1%}"] for c, e in r.energy_breakdown_J.items() if e > 0]

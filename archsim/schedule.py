@@ -14,6 +14,16 @@ a per-vector time; the copies run in parallel, each on its own digital unit:
 forward_mvm / recompute_mvm:  branches (array forward, row-side ADCs, bus)
 backward_mvm:                 branches (transposed MVM, column-side ADCs, bus)
 rank_one_update:              branches (bus to the translators, B pulsed rank-one updates)
+transfer_read:                forward_mvm's branches on the fast arrays A (Tiki-Taka), no
+                              bound-management repeats, one vector per column read
+transfer_update:              rank_one_update's branches on the slow arrays C, one driven x line
+                              (the one-hot column) per transfer
+
+A Tiki-Taka matrix (two arrays per block) has its fast array A and its slow array C of each block
+on adjacent tiles (A first), so that with two or more tiles per bus or digital unit the pair
+shares them: its forward and transposed MVMs run on the C tiles (with ``gamma > 0`` the A tile of
+the block is read in the same cycle on shared lines: twice the cells read, one conversion per
+line), its SGD updates and transfer reads on the A tiles, its transfer updates on the C tiles.
 
 Memory traffic goes to the level :mod:`archsim.memory` placed its state in: a digital unit's tile
 buffer, or the chip's global buffer or DRAM, whose single port every tile shares (so contention
@@ -24,7 +34,7 @@ program.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from archsim.activity import NOMINAL, ActivityProfile
 from archsim.errors import SpecError
@@ -33,7 +43,9 @@ from archsim.hw.components import (
 )
 from archsim.mapping import Mapping, MatrixMapping, map_workload
 from archsim.memory import MemoryPlan, plan_memory
-from archsim.program import PHASES, Access, DigitalWork, ProgramOp, StepProgram, build_program
+from archsim.program import (
+    PHASES, Access, DigitalWork, ProgramOp, StepProgram, Transfer, build_program,
+)
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.specs.workload import WorkloadSpec
 
@@ -120,6 +132,12 @@ class TilePlacement:
     count: int  # vectors of the batch this copy processes
     block: int = 0  # index of the block in the matrix's split (archsim.mapping.split_matrix order)
     copy: int = 0   # which copy of the matrix (replication)
+    role: str = ""  # "": the one array of an SGD matrix; "A"/"C": Tiki-Taka's fast/slow array
+
+
+#: Which arrays of a block each analog op kind runs on ("": an SGD matrix's one array).
+KIND_ROLES = {"forward_mvm": ("", "C"), "recompute_mvm": ("", "C"), "backward_mvm": ("", "C"),
+              "rank_one_update": ("", "A"), "transfer_read": ("A",), "transfer_update": ("C",)}
 
 
 @dataclass
@@ -178,11 +196,13 @@ def place(mapping: Mapping, arch: ArchitectureSpec, batch: int) -> dict[str, lis
         for copy in range(m.replication):
             count = batch // m.replication + (1 if copy < batch % m.replication else 0)
             for j, b in enumerate(m.blocks):
-                if count > 0:
-                    rows.append(TilePlacement(g, g // arch.bus.tiles_per_bus,
-                                              g // arch.digital.tiles_per_unit, b.rows, b.cols,
-                                              count, j, copy))
-                g += 1
+                # Tiki-Taka: the block's A and C arrays on adjacent tiles
+                for role in (("A", "C") if m.tiki_taka else ("",)):
+                    if count > 0:
+                        rows.append(TilePlacement(g, g // arch.bus.tiles_per_bus,
+                                                  g // arch.digital.tiles_per_unit, b.rows,
+                                                  b.cols, count, j, copy, role))
+                    g += 1
         placements[m.name] = rows
     return placements
 
@@ -218,7 +238,8 @@ class _Builder:
         self._activity_cache: dict = {}
         self._made: dict = {}
         self.kinds = {"forward_mvm": self.forward_mvm, "recompute_mvm": self.forward_mvm,
-                      "backward_mvm": self.backward_mvm, "rank_one_update": self.rank_one_update}
+                      "backward_mvm": self.backward_mvm, "rank_one_update": self.rank_one_update,
+                      "transfer_read": self.transfer_read, "transfer_update": self.transfer_update}
 
     def act(self, m: MatrixMapping, p: TilePlacement) -> ActivityProfile:
         """Activity of one tile (measured profiles may differ per matrix and per tile)."""
@@ -230,7 +251,7 @@ class _Builder:
     # -- one program op ----------------------------------------------------------------------
     def made(self, op: ProgramOp) -> tuple[tuple[Chain, ...], dict]:
         """(copies, actions) of a program op, shared by every op alike."""
-        key = (op.kind, op.matrix, id(op.pre), id(op.post), op.loads, op.stores)
+        key = (op.kind, op.matrix, id(op.pre), id(op.post), op.loads, op.stores, op.vectors)
         hit = self._made.get(key)
         if hit is None:
             actions: dict = {}
@@ -245,14 +266,20 @@ class _Builder:
             make = self.kinds.get(op.kind)
             if make is None:
                 raise NotImplementedError(f"the schedule has no stages for {op.kind!r} ops yet")
+            if op.kind.startswith("transfer_") and not m.tiki_taka:
+                raise NotImplementedError(f"{op.kind!r} ops need a Tiki-Taka matrix (arrays A and "
+                                          f"C); {m.name} has one array per block")
         chains = []
         for placements in self.copies[m.name]:
-            unit, count = placements[0].digital, placements[0].count
+            unit = placements[0].digital
+            count = op.vectors or placements[0].count
             chain: list = [self._memory_stage(m, a, unit, count, actions) for a in op.loads]
             if op.pre:
                 chain.append(self._digital_stage(op.pre, unit, count, actions))
             if make is not None:
-                chain.append(Par(tuple(make(m, p, actions) for p in placements)))
+                tiles = [p if not op.vectors else replace(p, count=op.vectors)
+                         for p in placements if p.role in KIND_ROLES[op.kind]]
+                chain.append(Par(tuple(make(m, p, actions) for p in tiles)))
             if op.post:
                 chain.append(self._digital_stage(op.post, unit, count, actions))
             chain += [self._memory_stage(m, a, unit, count, actions) for a in op.stores]
@@ -278,17 +305,25 @@ class _Builder:
         actions[key] = actions.get(key, 0.0) + n
 
     # -- analog op kinds: one branch per tile ------------------------------------------------
-    def forward_mvm(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
-        rep = 1.0 + self.act(m, p).bm_repeats_per_mvm
+    def _arrays_read(self, m: MatrixMapping, p: TilePlacement) -> int:
+        """Arrays an MVM of the network's weight reads: Tiki-Taka with gamma > 0 reads A and C."""
+        return 2 if p.role == "C" and self.arch.update.gamma > 0 else 1
+
+    def forward_mvm(self, m: MatrixMapping, p: TilePlacement, actions: dict,
+                    name: str = "forward_mvm", repeats: bool = True) -> tuple[Stage, ...]:
+        """``name``: the action counting its vectors; ``repeats``: bound management may repeat
+        it (a transfer read has none)."""
+        rep = 1.0 + self.act(m, p).bm_repeats_per_mvm if repeats else 1.0
         bits = p.cols * self.arch.dac.bits + p.rows * self.arch.adc.bits
         self._add(actions, ("bus", "bit"), bits * p.count)
-        self._add(actions, ("array", "read_cell"),
-                  self.array.lines_read(p.cols, p.rows, transposed=False) * rep * p.count)
+        self._add(actions, ("array", "read_cell"), self._arrays_read(m, p)
+                  * self.array.lines_read(p.cols, p.rows, transposed=False) * rep * p.count)
         self._add(actions, ("dac", "convert"), p.cols * rep * p.count)
         self._add(actions, ("integrator", "integrate"), p.rows * rep * p.count)
         self._add(actions, ("adc", "convert"), p.rows * rep * p.count)
-        self._add(actions, ("array", "forward_mvm"), p.count)
-        self._add(actions, ("array", "bm_repeat"), (rep - 1.0) * p.count)
+        self._add(actions, ("array", name), p.count)
+        if repeats:
+            self._add(actions, ("array", "bm_repeat"), (rep - 1.0) * p.count)
         return (Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
                 Stage(f"tile{p.tile}.array", self.arch.array.t_forward_s * rep, p.count),
                 Stage(f"tile{p.tile}.adc_rows", self.adc.convert_lines_time_s(p.rows) * rep, p.count))
@@ -296,8 +331,8 @@ class _Builder:
     def backward_mvm(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
         bits = p.rows * self.arch.dac.bits + p.cols * self.arch.adc.bits
         self._add(actions, ("bus", "bit"), bits * p.count)
-        self._add(actions, ("array", "read_cell"),
-                  self.array.lines_read(p.rows, p.cols, transposed=True) * p.count)
+        self._add(actions, ("array", "read_cell"), self._arrays_read(m, p)
+                  * self.array.lines_read(p.rows, p.cols, transposed=True) * p.count)
         self._add(actions, ("dac", "convert"), p.rows * p.count)
         self._add(actions, ("integrator", "integrate"), p.cols * p.count)
         self._add(actions, ("adc", "convert"), p.cols * p.count)
@@ -306,19 +341,35 @@ class _Builder:
                 Stage(f"tile{p.tile}.array", self.arch.array.t_backward_s, p.count),
                 Stage(f"tile{p.tile}.adc_cols", self.adc_cols.convert_lines_time_s(p.cols), p.count))
 
-    def rank_one_update(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
+    def rank_one_update(self, m: MatrixMapping, p: TilePlacement, actions: dict,
+                        name: str = "rank_one", slots: str = "pulse_slot",
+                        bl: float | None = None) -> tuple[Stage, ...]:
+        """``name``/``slots``: the actions counting its vectors and its pulse slots; ``bl``: its
+        pulse slots per update (default: the activity's)."""
         act = self.act(m, p)
-        bl = act.pulse_slots(self.arch.update.desired_bl)
+        if bl is None:
+            bl = act.pulse_slots(self.arch.update.desired_bl)
         bits = (p.rows + p.cols) * self.word
         self._add(actions, ("bus", "bit"), bits * p.count)
         self._add(actions, ("update", "translate"), (p.rows + p.cols) * p.count)
-        self._add(actions, ("update", "rank_one"), p.count)
-        self._add(actions, ("update", "pulse_slot"), bl * p.count)
+        self._add(actions, ("update", name), p.count)
+        self._add(actions, ("update", slots), bl * p.count)
         self._add(actions, ("update", "pulse_line"),
                   bl * (p.cols * act.x_fire_prob + p.rows * act.d_fire_prob) * p.count)
         self._add(actions, ("array", "coincidence"), bl * p.rows * p.cols * act.coincidence() * p.count)
         return (Stage(f"bus{p.bus}", self.bus.transfer_time_s(bits), p.count),
                 Stage(f"tile{p.tile}.array", self.updater.update_time_s(bl), p.count))
+
+    def transfer_read(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
+        """Tiki-Taka: one forward MVM of a one-hot input per column read, on an A tile."""
+        return self.forward_mvm(m, p, actions, "transfer_read", repeats=False)
+
+    def transfer_update(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
+        """Tiki-Taka: one rank-one update per column read, on a C tile: the read column on the
+        rows' lines and one driven column line (its fire probabilities are the activity's)."""
+        bl = self.act(m, p).transfer_pulse_slots(self.arch.update.desired_bl)
+        return self.rank_one_update(m, replace(p, cols=1), actions, "transfer",
+                                    "transfer_pulse_slot", bl)
 
 
 def _by_copy(rows: list[TilePlacement]) -> list[list[TilePlacement]]:
@@ -326,6 +377,14 @@ def _by_copy(rows: list[TilePlacement]) -> list[list[TilePlacement]]:
     for p in rows:
         out.setdefault(p.copy, []).append(p)
     return [out[c] for c in sorted(out)]
+
+
+def transfer_settings(arch: ArchitectureSpec, batch: int) -> Transfer | None:
+    """Tiki-Taka's transfer settings of the architecture at this batch (None: SGD)."""
+    u = arch.update
+    if u.algorithm != "tiki_taka":
+        return None
+    return Transfer(u.transfer_every, u.n_reads_per_transfer, batch)
 
 
 def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int = 1,
@@ -340,10 +399,13 @@ def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int
     if program is not None:
         mapping = program.mapping
     mapping = mapping or map_workload(workload.model, arch.array.rows, arch.array.cols,
-                                      arch.system.replication)
+                                      arch.system.replication, arch.update.algorithm)
     if program is None:
         program = build_program(mapping, workload.model.hidden_size, workload.training.seq_len,
-                                arch.system.bptt_state)
+                                arch.system.bptt_state, transfer_settings(arch, batch))
+    if program.transfer is not None and program.transfer.batch != batch:
+        raise ValueError(f"the program places its transfers for batch {program.transfer.batch}, "
+                         f"not {batch}")
     b = _Builder(workload, arch, mapping, activity, batch, program, memory)
     # Every step times the same ops; ops alike share their timed body and actions.
     made = [(pop, *b.made(pop)) for pop in program.ops]

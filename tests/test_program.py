@@ -112,15 +112,17 @@ def test_vector_counts_by_hand():
     assert all(counts[k] == 0 for k, kind in OP_KINDS.items() if not kind.generated)
 
 
-def test_vocabulary_declares_kinds_no_program_generates_yet():
-    """Tiki-Taka transfers (issue 14) are in the vocabulary but no variant emits them; the
-    recompute MVM is emitted only with ``bptt_state: recompute``; every kind that is emitted has a
-    tile counter and a schedule action, which is what the engines' count-equality check compares."""
+def test_vocabulary_kinds_and_which_variants_emit_them():
+    """Tiki-Taka's transfers are emitted only with ``update.algorithm: tiki_taka`` (tests/
+    test_tiki_taka.py), the recompute MVM only with ``bptt_state: recompute``; every kind that is
+    emitted has a tile counter and a schedule action, which is what the engines' count-equality
+    check compares."""
     generated = {k for k, kind in OP_KINDS.items() if kind.generated}
-    assert generated == {"forward_mvm", "backward_mvm", "rank_one_update", "recompute_mvm"}
-    assert {"transfer_read", "transfer_update"} <= set(OP_KINDS) - generated
+    assert generated == {"forward_mvm", "backward_mvm", "rank_one_update", "recompute_mvm",
+                         "transfer_read", "transfer_update"}
     for variant in VARIANTS:
-        assert _program(variant)[2].kinds() == generated - {"recompute_mvm"}
+        assert _program(variant)[2].kinds() == generated - {"recompute_mvm", "transfer_read",
+                                                             "transfer_update"}
     for k in generated:
         assert OP_KINDS[k].counter and OP_KINDS[k].action
 

@@ -17,6 +17,10 @@ def register(sub) -> None:
     p.add_argument("--exact", action="store_true",
                    help="simulate every step of the epoch instead of extrapolating a periodic window")
     p.add_argument("--activity", help="activity profile JSON saved by `archsim run` (default: nominal)")
+    p.add_argument("--algorithm", choices=("sgd", "tiki_taka"),
+                   help="training algorithm of the tiles (override update.algorithm): plain pulsed "
+                        "SGD, or Tiki-Taka (arrays A and C per block, transfers every "
+                        "update.transfer_every rank-one updates), printed beside the SGD design")
     p.add_argument("--bptt", choices=("store", "recompute"),
                    help="what BPTT keeps between the sweeps (override system.bptt_state): store "
                         "every tile's inputs and gates, or keep h and c and recompute the gates "
@@ -46,6 +50,9 @@ def run(args) -> int:
     if args.bptt:
         arch = arch.model_copy(update={"system": arch.system.model_copy(
             update={"bptt_state": args.bptt})})
+    if args.algorithm:
+        arch = arch.model_copy(update={"update": arch.update.model_copy(
+            update={"algorithm": args.algorithm})})
     device = load_device(args.device or workload.device,
                          referrer="command line" if args.device else args.workload)
     activity = load_activity(args.activity) if args.activity else None

@@ -46,6 +46,15 @@ class TileActivity:
     """Sum over updates of BL * number of d lines."""
     device_slots: float = 0
     """Sum over updates of BL * number of devices (denominator of the coincidence probability)."""
+    transfer_reads: int = 0
+    """Tiki-Taka: columns of the fast array A read (one forward MVM of a one-hot input each,
+    without bound management; their conversions are in dac_/adc_conversions)."""
+    transfer_updates: int = 0
+    """Tiki-Taka: rank-one updates of the slow array C (one per column read; not in updates)."""
+    transfer_pulse_slots: float = 0
+    """Tiki-Taka: sum over transfer updates of the BL used (not in pulse_slots)."""
+    transfer_coincidences: float = 0
+    """Tiki-Taka: device coincidences of the transfer updates on C (not in coincidences)."""
 
     def __add__(self, other: "TileActivity") -> "TileActivity":
         if not isinstance(other, TileActivity):
@@ -70,6 +79,7 @@ class TileActivity:
         return {
             "bm_repeats_per_mvm": div(self.bm_repeats, self.forward_mvms) or 0.0,
             "pulse_slots_per_update": div(self.pulse_slots, self.updates),
+            "transfer_pulse_slots_per_update": div(self.transfer_pulse_slots, self.transfer_updates),
             "x_fire_prob": div(self.row_pulses, self.x_line_slots),
             "d_fire_prob": div(self.col_pulses, self.d_line_slots),
             "coincidence_prob": div(self.coincidences, self.device_slots),

@@ -15,6 +15,8 @@ if TYPE_CHECKING:  # only for annotations: keeps ``archsim.functional.config`` i
 UPDATE_MODES = ("fast", "exact")
 #: Update-management rules when k > BL (see RPUConfig.um_rule).
 UM_RULES = ("aihwkit", "balanced")
+#: Training algorithms of a tile (see RPUConfig.algorithm).
+ALGORITHMS = ("sgd", "tiki_taka")
 
 
 @dataclass
@@ -119,7 +121,30 @@ class RPUConfig:
     that could reach a bound are followed chunk by chunk, see AnalogTile); 0 = automatic
     (256 on CPU, 1024 on an accelerator, where fewer and larger operations are faster)."""
 
+    algorithm: str = "sgd"
+    """"sgd", or "tiki_taka": each tile is a fast array A (SGD updates) and a slow array C,
+    weight gamma*A + C (see :class:`archsim.functional.tiki_taka.TikiTakaTile`; the fields below
+    are the architecture's ``update`` fields of the same names)."""
+
+    transfer_every: int = 1
+    """Tiki-Taka: rank-one updates between transfers (restarting at every update call)."""
+
+    n_reads_per_transfer: int = 1
+    """Tiki-Taka: columns of A read and pulsed onto C per transfer."""
+
+    transfer_lr: float = 1.0
+    """Tiki-Taka: learning rate of the transfer update onto C (absolute)."""
+
+    gamma: float = 0.0
+    """Tiki-Taka: weight of A in the network's weight gamma*A + C."""
+
     def __post_init__(self) -> None:
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.transfer_every < 1 or self.n_reads_per_transfer < 1 or not self.transfer_lr > 0 \
+                or self.gamma < 0:
+            raise ValueError("transfer_every and n_reads_per_transfer must be >= 1, transfer_lr > 0, "
+                             "gamma >= 0")
         if self.update_mode not in UPDATE_MODES:
             raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {self.update_mode!r}")
         if self.noise_management not in ("abs_max", "none"):
@@ -150,7 +175,15 @@ class RPUConfig:
             desired_bl=arch.update.desired_bl, update_management=arch.update.update_management,
             um_rule=arch.update.um_rule,
             update_bl_management=arch.update.update_bl_management, update_mode=update_mode,
+            algorithm=arch.update.algorithm, transfer_every=arch.update.transfer_every,
+            n_reads_per_transfer=arch.update.n_reads_per_transfer,
+            transfer_lr=arch.update.transfer_lr, gamma=arch.update.gamma,
         )
+
+    @property
+    def tiki_taka(self) -> bool:
+        """Tiles of this configuration train with Tiki-Taka (never a floating-point tile)."""
+        return self.algorithm == "tiki_taka" and not self.is_ideal
 
     @property
     def is_ideal(self) -> bool:

@@ -49,10 +49,12 @@ import torch
 import torch.nn.functional as F
 
 from archsim.mapping import MatrixMapping, TileBlock
-from archsim.program import NetworkShape, StepProgram, Sweep, build_program, map_network
+from archsim.program import NetworkShape, StepProgram, Sweep, Transfer, build_program, map_network
 
-#: Op kinds of the step program this simulator has kernels for.
+#: Op kinds of the step program this simulator has kernels for (the transfer kinds only on
+#: Tiki-Taka matrices, whose tiles run them inside their updates).
 KERNEL_KINDS = frozenset({"forward_mvm", "backward_mvm", "rank_one_update", "recompute_mvm"})
+TRANSFER_KINDS = frozenset({"transfer_read", "transfer_update"})
 
 
 class TiledMatrix:
@@ -61,7 +63,9 @@ class TiledMatrix:
     def __init__(self, mapped: MatrixMapping, config, *, generator: torch.Generator,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  tile_cls=None):
-        if tile_cls is None:
+        if tile_cls is None and getattr(config, "tiki_taka", False):
+            from archsim.functional.tiki_taka import TikiTakaTile as tile_cls
+        elif tile_cls is None:
             from archsim.functional.tile import AnalogTile as tile_cls
         self.name, self.rows, self.cols = mapped.name, mapped.rows, mapped.cols
         self.device, self.dtype = torch.device(device), dtype
@@ -175,6 +179,18 @@ class AnalogLSTM:
         # The functional network always has its output layer (in floating point when the
         # workload does not map it: an ideal ``output_config``).
         self.mapping = map_network(self.shape, array_rows, array_cols)
+        # Tiki-Taka (the tiles' configuration says): two arrays per block, transfers in the program.
+        configs = {m.name: (output_config or config) if m.kind == "output" else config
+                   for m in self.mapping.matrices}
+        self._transfer = None
+        for m in self.mapping.matrices:
+            if configs[m.name].tiki_taka:
+                m.arrays = 2
+                c = configs[m.name]
+                settings = (c.transfer_every, c.n_reads_per_transfer)
+                if self._transfer not in (None, settings):
+                    raise ValueError("the Tiki-Taka matrices of one network share their transfer settings")
+                self._transfer = settings
         self.device, self.dtype = torch.device(device), dtype
         self.dropout, self.grad_clip = float(dropout), grad_clip
         # Three independent streams, so that e.g. dropout does not shift the devices' noise.
@@ -187,6 +203,7 @@ class AnalogLSTM:
         self.output = TiledMatrix(mapped["output"], output_config or config, **kw)
         self._by_name = {m.name: m for m in self.matrices}
         self._kinds = {m.name: m.kind for m in self.mapping.matrices}
+        self._tiki_taka = {m.name: m.tiki_taka for m in self.mapping.matrices}
         self._programs: dict[int, StepProgram] = {}
         self._sweep_cache: dict[tuple, tuple] = {}
         # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream.
@@ -213,11 +230,19 @@ class AnalogLSTM:
         return sum(len(m.tiles) for m in self.matrices)
 
     # -- the step program ------------------------------------------------------------------------
-    def program(self, seq_len: int) -> StepProgram:
-        """The step program of a sequence of ``seq_len`` characters (built once per length)."""
-        prog = self._programs.get(seq_len)
+    def program(self, seq_len: int, batch: int | None = None) -> StepProgram:
+        """The step program of a sequence of ``seq_len`` characters (built once per length; with
+        Tiki-Taka once per length and ``batch``, which places the transfers)."""
+        key = (seq_len, batch if self._transfer else None)
+        prog = self._programs.get(key)
         if prog is None:
-            prog = build_program(self.mapping, self.shape.hidden_size, seq_len, self.bptt_state)
+            transfer = None
+            if self._transfer:
+                if batch is None:
+                    raise ValueError("a Tiki-Taka network's program needs the batch size")
+                transfer = Transfer(*self._transfer, batch)
+            prog = build_program(self.mapping, self.shape.hidden_size, seq_len, self.bptt_state,
+                                 transfer)
             self.use_program(prog)
         return prog
 
@@ -225,7 +250,8 @@ class AnalogLSTM:
         """Run ``program`` for sequences of its length (e.g. a variant built elsewhere), after
         checking that this simulator has a kernel for each of its sweeps."""
         T, H = program.seq_len, self.shape.hidden_size
-        unknown = program.kinds() - KERNEL_KINDS
+        kernels = KERNEL_KINDS | (TRANSFER_KINDS if self._transfer else frozenset())
+        unknown = program.kinds() - kernels
         if unknown:
             raise NotImplementedError(f"the functional simulator has no kernel for {sorted(unknown)}")
         names = [m.name for m in self.matrices]
@@ -249,18 +275,50 @@ class AnalogLSTM:
                                  f"buffers run {order}")
             for s in sweeps:
                 self._check_sweep(s, T, H)
-        self._programs[T] = program
+        self._check_transfers(program)
+        batch = program.transfer.batch if program.transfer and self._transfer else None
+        self._programs[(T, batch)] = program
+
+    def _check_transfers(self, program: StepProgram) -> None:
+        """Transfer ops only in the update sweeps of Tiki-Taka matrices, exactly where their tiles
+        transfer: after every ``transfer_every``-th rank-one update of the step (per update op,
+        ``Transfer.per_op`` transfers of ``n_reads_per_transfer`` columns each)."""
+        for sweep in program.sweeps:
+            ops = [op for op in sweep.ops if op.kind in TRANSFER_KINDS]
+            tt = self._tiki_taka[sweep.matrix]
+            if ops and (sweep.phase != "update" or not tt):
+                raise NotImplementedError(f"no kernel for {ops[0].kind!r} ops in the {sweep.phase} "
+                                          f"sweep of {sweep.matrix}")
+            if not tt or sweep.phase != "update":
+                continue
+            tr = program.transfer
+            if tr is None or (tr.every, tr.n_reads) != self._transfer:
+                raise ValueError(f"the program's transfer settings {tr} are not the tiles' {self._transfer}")
+            for kind in TRANSFER_KINDS:
+                got = {}
+                for op in ops:
+                    if op.kind == kind:
+                        got[op.t] = got.get(op.t, 0) + op.vectors
+                want = {t: tr.per_op(t) * tr.n_reads for t in range(program.seq_len) if tr.per_op(t)}
+                if got != want:
+                    raise NotImplementedError(f"{sweep.matrix}: {kind} ops {got} are not where its "
+                                              f"tiles transfer {want}")
 
     def _check_sweep(self, sweep: Sweep, T: int, H: int) -> None:
         """The kernels' layout: an LSTM layer runs its timesteps one after another (forward in time
         order, reading h_{t-1} from inside the sweep); everything else runs batched over all T."""
         is_lstm = self._kinds[sweep.matrix] == "lstm"
-        if sweep.sequential:
+        # An update sweep's transfer ops run inside its tiles' updates (:meth:`_check_transfers`);
+        # they make the sweep sequential (a transfer update needs its read).
+        steps = tuple(op.t for op in sweep.ops if op.kind not in TRANSFER_KINDS)
+        transfers = len(steps) < len(sweep.ops)
+        if sweep.sequential and not (transfers and sweep.phase == "update"):
             order = range(T) if sweep.phase == "forward" else reversed(range(T))
-            ok = sweep.timesteps == tuple(order)
+            ok = steps == tuple(order)
         else:            # batched over the sequence: every timestep once, in any order
-            ok = sorted(sweep.timesteps) == list(range(T))
-        ok = ok and sweep.sequential == (is_lstm and sweep.phase != "update")
+            ok = sorted(steps) == list(range(T))
+        ok = ok and (sweep.sequential == (is_lstm and sweep.phase != "update")
+                     or transfers and sweep.phase == "update")
         if is_lstm and sweep.phase == "forward":
             n = self._by_name[sweep.matrix].cols - H - 1
             ok = ok and sweep.streamed_cols == slice(n, n + H)
@@ -318,7 +376,7 @@ class AnalogLSTM:
         self._masks = []
         n, u_below = V, None
         new_state = []
-        sweeps = self.program(T).phase_sweeps("forward")
+        sweeps = self.program(T, B).phase_sweeps("forward")
         for li, sweep in enumerate(sweeps[:-1]):       # the LSTM layers, bottom to top
             matrix = self._by_name[sweep.matrix]
             # u[t] = [x_t; h_{t-1}; 1] for t < T; u[T] holds h_{T-1} (the layer's last output).
@@ -413,7 +471,7 @@ class AnalogLSTM:
         d_out = dlogits.reshape(T * B, V)
         if clip is not None:
             d_out = d_out.clamp(-clip, clip)
-        program = self.program(T)
+        program = self.program(T, B)
         recompute = {s.matrix for s in program.sweeps if s.recompute}
         sweeps = [s for s in program.phase_sweeps("backward") if not s.recompute]
         output = self._by_name[sweeps[0].matrix]
@@ -546,9 +604,11 @@ class AnalogLSTM:
         d = logp.exp_()
         d.scatter_(1, tgt, picked.exp_().sub_(1.0))
         self.backward(d.mul_(1.0 / B).view(T, B, V))
-        for sweep in self.program(T).phase_sweeps("update"):
-            # The sweep's T ops of B rank-one updates each, applied in recording order.
-            if self._by_name[sweep.matrix].apply_update(lr) != len(sweep.ops) * B:
+        for sweep in self.program(T, B).phase_sweeps("update"):
+            # The sweep's T ops of B rank-one updates each, applied in recording order (with
+            # Tiki-Taka the tiles transfer where the sweep's transfer ops say, checked in use_program).
+            n = sum(1 for op in sweep.ops if op.kind == "rank_one_update")
+            if self._by_name[sweep.matrix].apply_update(lr) != n * B:
                 raise RuntimeError(f"{sweep.matrix}: recorded updates differ from the program's")
         return loss, new_state
 

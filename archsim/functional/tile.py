@@ -265,6 +265,19 @@ class AnalogTile:
             return torch.mm(d, w, out=out)
         return self._analog_mvm(d, True, False, out, w)
 
+    def read(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [N, in] -> y [N, out]``: forward MVMs through the periphery (noise management,
+        DAC, output noise, ADC) without bound-management repeats, not counted as forward MVMs
+        (Tiki-Taka's transfer reads: the caller counts them); their conversions and
+        saturations are counted."""
+        if torch.is_grad_enabled():
+            with torch.no_grad():
+                return self.read(x)
+        x = self._as_batch(x, self.in_size)
+        if self._ideal:
+            return torch.mm(x, self._weight_t)
+        return self._analog_mvm(x, False, False)
+
     def _columns(self, cols: slice) -> torch.Tensor:
         """``weight[:, cols]`` (a view, made once: the weights change in place)."""
         key = (cols.start, cols.stop)

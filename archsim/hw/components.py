@@ -309,7 +309,8 @@ def build_components(arch: ArchitectureSpec, device=None) -> dict[str, Block]:
 #: Actions that are counted (for activity and consistency checks) but cost no energy of their
 #: own: their energy is in the per-line and per-cell actions they consist of.
 COUNT_ONLY = {("array", "forward_mvm"), ("array", "backward_mvm"), ("array", "bm_repeat"),
-              ("update", "rank_one"), ("update", "pulse_slot")}
+              ("update", "rank_one"), ("update", "pulse_slot"), ("array", "transfer_read"),
+              ("update", "transfer"), ("update", "transfer_pulse_slot")}
 
 
 def action_energy_J(components: dict[str, Block], component: str, action: str) -> float:

@@ -92,6 +92,39 @@ class UpdateSpec(Spec):
         "probabilities |x|/max|x| unclipped and puts the excess on d (aihwkit's "
         "PulsedUpdateMetaParameter.performUpdateManagement); 'balanced' scales both sides by "
         "sqrt(k/BL) and clips both (archsim's earlier rule)."))
+    # Tiki-Taka (Gokmen & Haensch 2020, Front. Neurosci. 14:103), named as aihwkit's
+    # TransferCompound (IBM/aihwkit src/aihwkit/simulator/configs/compounds.py at commit
+    # 1384c5646e0cd9b1aebdcb4604fa28fed07e3c80).
+    algorithm: Literal["sgd", "tiki_taka"] = Field("sgd", description=(
+        "Training algorithm of every tile. 'sgd': the pulsed rank-one updates go to the one array "
+        "that holds the weight. 'tiki_taka' (Tiki-Taka v1, aihwkit's TransferCompound with two "
+        "devices): each tile block has a fast array A that takes the pulsed SGD updates and a "
+        "slow array C (a second tile, same device model); every transfer_every rank-one updates "
+        "n_reads_per_transfer columns of A (in turn, wrapping around) are read by forward MVMs "
+        "with one-hot inputs and pulsed onto C's columns with learning rate transfer_lr; the "
+        "network's weight is gamma*A + C."))
+    transfer_every: PositiveInt = Field(1, le=1_000_000_000, description=(
+        "Tiki-Taka: rank-one updates (vectors) of a tile between transfers. aihwkit's "
+        "transfer_every counts mat-vecs when units_in_mbatch is False and mini-batches when True "
+        "(TransferCompound's default); archsim counts vectors because its step program is per "
+        "(op, vector) and an LSTM mini-batch of one matrix is T x B vectors. The count restarts at "
+        "every training step (the T x B updates of a tile), so each step makes "
+        "floor(T*B/transfer_every) transfers and every step runs the same program; a value above "
+        "T*B makes none."))
+    n_reads_per_transfer: PositiveInt = Field(1, le=1_000_000, description=(
+        "Tiki-Taka: columns of A read (and rank-one updates of C) per transfer, consecutive and "
+        "wrapping around at the last column (aihwkit's n_reads_per_transfer, default 1)."))
+    transfer_lr: float = Field(1.0, gt=0, le=1e6, description=(
+        "Tiki-Taka: learning rate of the transfer update, C[:, j] += transfer_lr * (read of "
+        "A[:, j]), as a pulsed rank-one update with x = one-hot(j), d = -read. Absolute, i.e. "
+        "aihwkit's transfer_lr with scale_transfer_lr False (aihwkit's default True multiplies it "
+        "by the SGD learning rate)."))
+    gamma: float = Field(0.0, ge=0, le=1e6, description=(
+        "Tiki-Taka: the network's weight is gamma*A + C (aihwkit's TransferCompound gamma, "
+        "g*W_0 + W_1 for two devices; 0 is Tiki-Taka v1 as in aihwkit's TikiTaka presets). "
+        "Forward and transposed MVMs read it in one array cycle (both arrays' currents summed "
+        "on shared lines, one conversion per line, as aihwkit reads the gamma-weighted weight "
+        "in one MVM); with gamma = 0 only C is read."))
 
 
 class PeripherySpec(Spec):

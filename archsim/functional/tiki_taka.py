@@ -1,0 +1,172 @@
+"""Tiki-Taka v1 (Gokmen & Haensch 2020, "Algorithm for Training Neural Networks on Resistive
+Device Arrays", Front. Neurosci. 14:103) on one tile block: aihwkit's TransferCompound with two
+devices (IBM/aihwkit src/aihwkit/simulator/configs/compounds.py and
+src/rpucuda/rpu_transfer_device.cpp, read at commit 1384c5646e0cd9b1aebdcb4604fa28fed07e3c80).
+
+The block holds two arrays of the same device model: the fast array A takes the pulsed SGD
+updates; after every ``transfer_every``-th rank-one update of an update call (one call per
+training step: the T x B updates of the block, so the count restarts each step and the step
+program of :mod:`archsim.program` places every transfer), ``n_reads_per_transfer`` columns of A,
+taken in turn and wrapping around, are read by forward MVMs of one-hot inputs through the
+periphery (noise management, DAC, output noise, ADC; no bound-management repeats), and each read
+column ``y`` is written onto the same column of the slow array C by one pulsed rank-one update
+with ``x = one-hot(j)``, ``d = -y`` and learning rate ``transfer_lr`` (so ``C[:, j] +=
+transfer_lr * y`` in expectation), with the same pulse machinery as the SGD updates. A is not
+reset after a transfer (TTv1).
+
+The network's weight is ``gamma*A + C``. Forward and transposed MVMs read it in one array cycle
+through one periphery (aihwkit reads the gamma-weighted weight in one MVM): with ``gamma = 0``
+they are C's own MVMs; otherwise a third tile object, the reader, holds ``gamma*A + C`` (refreshed
+after every update call) and does the MVMs. Either way one MVM per vector, with one conversion
+per line (the schedule prices the cells of both arrays read when ``gamma > 0``).
+
+Random draws: A is made first from the tile's generator, as an SGD tile would be; C's (and the
+reader's) device-to-device variations come from a generator seeded from the state of the tile's
+generator after A was made (reading it consumes nothing), so that without transfers a Tiki-Taka
+network draws exactly what the SGD network does. Every draw after construction (MVM noise, update
+noise) comes from the tile's generator.
+
+Counters (:class:`~archsim.functional.activity.TileActivity`): MVMs and their conversions as an
+SGD tile counts them; A's SGD updates under ``updates``/``pulse_slots``/...; the transfer reads
+under ``transfer_reads`` (their conversions and saturations in ``dac_conversions``,
+``adc_conversions``, ``adc_saturations``); C's updates under ``transfer_updates``,
+``transfer_pulse_slots`` and ``transfer_coincidences``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import torch
+
+from archsim.functional.activity import TileActivity
+from archsim.functional.tile import AnalogTile
+
+#: Counters of C's (transfer) updates, moved out of the SGD update counters.
+_UPDATE_FIELDS = ("updates", "pulse_slots", "row_pulses", "col_pulses", "coincidences",
+                  "x_line_slots", "d_line_slots", "device_slots")
+
+
+def _derived_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """A generator seeded from ``generator``'s current state, without drawing from it."""
+    digest = hashlib.sha256(generator.get_state().cpu().numpy().tobytes()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+class TikiTakaTile:
+    """A tile block trained with Tiki-Taka: fast array ``fast`` (A), slow array ``slow`` (C),
+    weight ``gamma*A + C``; the constructor and methods of :class:`AnalogTile`."""
+
+    def __init__(self, out_size: int, in_size: int, config, *, generator: torch.Generator,
+                 device="cpu", dtype=torch.float32):
+        self.out_size, self.in_size = int(out_size), int(in_size)
+        self.config, self.generator = config, generator
+        self.gamma = float(config.gamma)
+        self.every, self.n_reads = int(config.transfer_every), int(config.n_reads_per_transfer)
+        self.transfer_lr = float(config.transfer_lr)
+        kw = dict(device=device, dtype=dtype)
+        self.fast = AnalogTile(out_size, in_size, config, generator=generator, **kw)
+        own = _derived_generator(generator, self.fast.device)
+        self.slow = AnalogTile(out_size, in_size, config, generator=own, **kw)
+        self.slow.generator = generator
+        self.reader = self.slow
+        if self.gamma != 0.0:
+            self.reader = AnalogTile(out_size, in_size, config, generator=own, **kw)
+            self.reader.generator = generator
+        self.device, self.dtype = self.fast.device, dtype
+        self._next_col = 0
+        self._reads = 0
+        self._base = TileActivity()
+        self._read_rows = torch.arange(self.n_reads, device=self.device)
+
+    # ---- state ------------------------------------------------------------------------------
+    def _refresh(self) -> None:
+        """The reader's weights ``gamma*A + C`` (in place: its views stay valid)."""
+        if self.reader is not self.slow:
+            torch.add(self.slow.weight, self.fast.weight, alpha=self.gamma, out=self.reader.weight)
+
+    @torch.no_grad()
+    def set_weights(self, w: torch.Tensor) -> None:
+        """Program C to ``w`` and A to 0 (so ``gamma*A + C = w``, clipped to C's bounds)."""
+        self.slow.set_weights(w)
+        self.fast.set_weights(torch.zeros_like(w))
+        self._refresh()
+
+    def get_weights(self) -> torch.Tensor:
+        """The network's weights ``gamma*A + C``."""
+        w = self.slow.get_weights()
+        return w.add_(self.fast.get_weights(), alpha=self.gamma) if self.gamma else w
+
+    @property
+    def activity(self) -> TileActivity:
+        c = self.slow.activity
+        moved = dataclasses.replace(c, **dict.fromkeys(_UPDATE_FIELDS, 0))
+        total = self._base + self.fast.activity + moved
+        if self.reader is not self.slow:
+            total += self.reader.activity
+        total.transfer_reads += self._reads
+        total.transfer_updates += c.updates
+        total.transfer_pulse_slots += c.pulse_slots
+        total.transfer_coincidences += c.coincidences
+        return total
+
+    @activity.setter
+    def activity(self, value: TileActivity) -> None:
+        for t in {id(t): t for t in (self.fast, self.slow, self.reader)}.values():
+            t.reset_activity()
+        self._reads = 0
+        self._base = value
+
+    reset_activity = AnalogTile.reset_activity   # through the property and setter above
+
+    def state_dict(self) -> dict:
+        return {"fast": self.fast.state_dict(), "slow": self.slow.state_dict(),
+                "next_col": self._next_col, "activity": self.activity.to_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.fast.load_state_dict(state["fast"])
+        self.slow.load_state_dict(state["slow"])
+        self._next_col = int(state["next_col"])
+        self.activity = TileActivity(**state.get("activity", {}))
+        self._refresh()
+
+    # ---- MVMs of the network's weight ---------------------------------------------------------
+    def forward(self, x, out=None):
+        return self.reader.forward(x, out)
+
+    def backward(self, d, out=None, cols=None):
+        return self.reader.backward(d, out, cols)
+
+    def prepare_forward(self, *args, **kwargs):
+        return self.reader.prepare_forward(*args, **kwargs)
+
+    def forward_prepared(self, prepared, step, u):
+        return self.reader.forward_prepared(prepared, step, u)
+
+    # ---- update and transfers -----------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, x: torch.Tensor, d: torch.Tensor, lr: float, onehot=None) -> None:
+        """The rank-one updates ``x [K, in]``, ``d [K, out]`` on A in order, with a transfer after
+        every ``transfer_every``-th of them (counted from the start of this call)."""
+        K, n = x.shape[0], self.every
+        if K < n:
+            self.fast.update(x, d, lr, onehot=onehot)
+        else:
+            for k0 in range(0, K, n):
+                k1 = min(K, k0 + n)
+                hot = None if onehot is None else (onehot[0], onehot[1].reshape(-1)[k0:k1])
+                self.fast.update(x[k0:k1], d[k0:k1], lr, onehot=hot)
+                if k1 - k0 == n:
+                    self.transfer()
+        self._refresh()
+
+    @torch.no_grad()
+    def transfer(self) -> None:
+        """Read the next ``n_reads_per_transfer`` columns of A and pulse them onto C."""
+        cols = (self._next_col + self._read_rows) % self.in_size
+        self._next_col = (self._next_col + self.n_reads) % self.in_size
+        e = torch.zeros(self.n_reads, self.in_size, device=self.device, dtype=self.dtype)
+        e[self._read_rows, cols] = 1.0
+        y = self.fast.read(e)
+        self._reads += self.n_reads
+        self.slow.update(e, y.neg_(), self.transfer_lr)
