@@ -21,12 +21,26 @@ def valid_at(curve, chars):
     return pts[-1] if pts else None
 
 
+DIVERGED = """The rpu_baseline run diverged: at the workload's learning rate 0.05 (no gradient clipping) its
+training loss fell slowly (3.63 at step 173 against floating point's 3.61; 3.31 at step 290) and
+then jumped to 27.8 nats/char at step 295, which archsim stops as divergence (exit 3; the last lines
+of its log are in `run/rpu_baseline/stderr_tail.txt`). Floating point at the same learning rate
+also spiked once (valid 2.66 at step 519, 3.62 at step 692) and recovered. So 0.05 is at the edge
+of stability for this network even in floating point, and past it on rpu_baseline devices. Next:
+the same comparison at a lower learning rate (0.02) or with `training.grad_clip`, both sides alike.
+
+"""
+
 rows, curves = [], {}
 for run, label in (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline (fast update)")):
     end, curve = last(run)
     curves[run] = curve
     if end is None:
         rows.append(f"| {label} | not started | | | | |")
+        continue
+    if end.get("diverged"):
+        rows.append(f"| {label} | {end['chars'] / 5538004:.2f} | {end['train_loss']:.1f} | - | - | "
+                    f"diverged at step {end['step']} ({end['chars']:,} chars) |")
         continue
     done = "finished" if end.get("final") else "stopped here when the session ended"
     test = f"{end['test_loss']:.3f}" if end.get("test_loss") is not None else "-"
@@ -67,10 +81,10 @@ Validation loss at the same points (the gap is rpu_baseline - floating point):
 |---|---|---|---|---|
 {chr(10).join(marks) or "| - | - | - | - | - |"}
 
-Floating point overfits this split by the second epoch (train 1.09, valid 1.54 nats/char). A run
+{DIVERGED if any(p.get("diverged") for p in curves["rpu_baseline"]) else ""}Floating point overfits this split by the second epoch (train 1.09, valid 1.54 nats/char). A run
 that did not finish cannot be resumed on a fresh machine (its checkpoint is not committed): rerun
 the command (here the floating-point side took 77 minutes and rpu_baseline ran at about 1.2 s a
-step, 70 minutes for the 3,460 steps, both beside other work). Curves: `run/*/curve.png`. Regenerate this page with
+step, which would be 70 minutes for the 3,460 steps, both beside other work). Curves: `run/*/curve.png`. Regenerate this page with
 `python reports/lstm2x512_linux_fp_vs_rpu/summarize.py`.
 """
 (HERE / "README.md").write_text(text)
