@@ -14,6 +14,11 @@ from archsim.errors import SpecError
 from archsim.specs.base import Fraction, Spec
 
 
+def _writes(what: str):
+    """An endurance field of a measured profile (None: not measured; archsim.endurance)."""
+    return Field(None, ge=0, description=f"Endurance (measured): {what}.")
+
+
 class ActivityProfile(Spec):
     """Mean activity per operation (per MVM cycle, per rank-one update)."""
 
@@ -32,6 +37,18 @@ class ActivityProfile(Spec):
     coincidence_prob: Fraction | None = Field(
         None, description="Mean probability of a coincidence per device per slot (None: x_fire_prob * d_fire_prob).")
     adc_saturation_rate: Fraction = Field(0.0, description="Share of ADC conversions that saturated (reported).")
+    writes_mean_per_update: float | None = _writes(
+        "coincidences per device of the updated array (Tiki-Taka: A) per rank-one update, mean over "
+        "its devices (None: from the schedule)")
+    writes_max_per_update: float | None = _writes(
+        "the most-written device's coincidences over the run per rank-one update of its tile")
+    writes_p99_per_update: float | None = _writes("the 99th percentile over devices of the same")
+    transfer_writes_mean_per_update: float | None = _writes(
+        "Tiki-Taka: coincidences per device of C per transfer update, mean over its devices")
+    transfer_writes_max_per_update: float | None = _writes(
+        "Tiki-Taka: the most-written device of C per transfer update")
+    transfer_writes_p99_per_update: float | None = _writes(
+        "Tiki-Taka: the 99th percentile over C's devices per transfer update")
     source: str = Field("nominal: upper bounds (every line fires in every slot, no bound-management repeats)",
                         description="Where these numbers come from.")
     spec_hash: str | None = Field(None, description="Hash of the specs of the run that measured this profile.")
@@ -65,7 +82,10 @@ class ActivityProfile(Spec):
 
 #: Fields that may differ per matrix or tile.
 _RATE_FIELDS = ("bm_repeats_per_mvm", "pulse_slots_per_update", "x_fire_prob", "d_fire_prob",
-                "coincidence_prob", "adc_saturation_rate", "transfer_pulse_slots_per_update")
+                "coincidence_prob", "adc_saturation_rate", "transfer_pulse_slots_per_update",
+                "writes_mean_per_update", "writes_max_per_update", "writes_p99_per_update",
+                "transfer_writes_mean_per_update", "transfer_writes_max_per_update",
+                "transfer_writes_p99_per_update")
 
 NOMINAL = ActivityProfile()
 

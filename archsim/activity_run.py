@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsim.activity import ActivityProfile
+from archsim.endurance import write_rates
 from archsim.program import OP_KINDS
 from archsim.schedule import Schedule
 
@@ -64,6 +65,7 @@ def _rates(c: dict) -> dict[str, float | None]:
         "d_fire_prob": div(c.get("col_pulses", 0), c.get("d_line_slots", 0)),
         "coincidence_prob": div(c.get("coincidences", 0), c.get("device_slots", 0)),
         "adc_saturation_rate": div(c.get("adc_saturations", 0), c.get("adc_conversions", 0)) or 0.0,
+        **write_rates(c),
     }
 
 
@@ -75,8 +77,15 @@ def profile_from_activity(per_tile: dict[str, dict], *, source: str, spec_hash: 
         for k, v in counters.items():
             if isinstance(v, (int, float)):
                 total[k] = total.get(k, 0.0) + v
-    glob = {k: v for k, v in _rates(total).items() if v is not None}
     per = {key: _rates(c) for key, c in per_tile.items()}
+    glob = {k: v for k, v in _rates(total).items() if v is not None}
+    # Write rates are per tile (a max over devices does not add up): the global value, the
+    # default of a tile without its own, is the largest tile's.
+    for k in write_rates({}):
+        found = [r[k] for r in per.values() if r.get(k) is not None]
+        glob.pop(k, None)
+        if found:
+            glob[k] = max(found)
     return ActivityProfile(**glob, source=source, spec_hash=spec_hash, seed=seed, per_matrix=per)
 
 

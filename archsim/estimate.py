@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from archsim.activity import NOMINAL, ActivityProfile
+from archsim.endurance import endurance_block
 from archsim.energy import kind_energy_J, memory_traffic, price_step, training_ops_per_step
 from archsim.feasibility import check_estimate
 from archsim.hw.chip import chip_budget, over_limits
@@ -69,6 +70,9 @@ class EstimateResult:
     tiki_taka: dict = field(default_factory=dict)
     """With ``update.algorithm: tiki_taka``: its settings, tiles, transfers per step and their
     energy, and the same estimate of the SGD design (one array per block) beside it."""
+    endurance: dict = field(default_factory=dict)
+    """Writes (coincidences) per device per step and per epoch per matrix and array, and the
+    lifetime in epochs where the device has ``endurance_cycles`` (:mod:`archsim.endurance`)."""
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -211,6 +215,7 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         tiki_taka=_tiki_taka(one, workload, arch, device, step_s, energy.total_J, epoch_s,
                              epoch_energy, dict(exact=exact, activity=activity,
                                                 fidelity=fidelity)),
+        endurance=endurance_block(one, device, n_steps),
         notes=notes,
     )
 

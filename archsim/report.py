@@ -56,6 +56,8 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
                     f"column(s) every {tt['transfer_every']} rank-one updates, transfer_lr "
                     f"{tt['transfer_lr']:g}, gamma {tt['gamma']:g}) beside the SGD design",
                     tabulate(rows, headers=["", "SGD", "Tiki-Taka", "ratio"], tablefmt=fmt)))
+    if getattr(r, "endurance", None):
+        out.append(endurance_table(r.endurance, fmt))
     total = r.energy_per_step_J
     out.append(("Energy per step by component", tabulate(
         [[c, fq(e, "J"), f"{e / total:.1%}"] for c, e in r.energy_breakdown_J.items() if e > 0]
@@ -100,6 +102,28 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
                      "energy ratio", "energy ratio (bound)", "utilization", "CPU threads"],
             tablefmt=fmt)))
     return out
+
+
+def endurance_table(e: dict, fmt: str = "simple") -> tuple[str, str]:
+    """(title, table) of an estimate's ``endurance`` block: writes per device per step and per
+    epoch (mean; max and p99 where measured) and the lifetime in epochs."""
+    def num(v):
+        return "-" if v is None else f"{v:.3g}"
+
+    rows = [[a["matrix"], a["array"], f"{a['devices']:,}", num(a["mean_per_step"]),
+             num(a["max_per_step"]), num(a["p99_per_step"]), num(a["mean_per_epoch"]),
+             num(a["max_per_epoch"]), num(a["p99_per_epoch"]),
+             "-" if a["lifetime_epochs"] is None else f"{a['lifetime_epochs']:.3g} ({a['lifetime_basis']})"]
+            for a in e["arrays"]]
+    cycles = e.get("endurance_cycles")
+    life = ("device endurance not given" if cycles is None else
+            f"endurance {cycles:.3g} writes; the array lasts {num(e['lifetime_epochs'])} epochs")
+    title = (f"Endurance: writes (coincidences) per device, per step and per epoch of "
+             f"{e['steps_per_epoch']:,} steps ({'max and p' + str(e['percentile']) + ' measured' if e['measured'] else 'nominal: mean only'}; {life})")
+    return title, tabulate(rows, headers=["matrix", "array", "devices", "mean/step", "max/step",
+                                          f"p{e['percentile']}/step", "mean/epoch", "max/epoch",
+                                          f"p{e['percentile']}/epoch", "lifetime (epochs)"],
+                           tablefmt=fmt)
 
 
 def _over_budget(r) -> list[str]:

@@ -27,6 +27,7 @@ def run(args) -> int:
 
     from archsim.activity_run import activity_run
     from archsim.fsutil import check_out_dir, write_files_together
+    from archsim.report import endurance_table
     from archsim.specs import load_architecture, load_device, load_workload
     from archsim.units import format_quantity as fq
 
@@ -52,12 +53,13 @@ def run(args) -> int:
                     headers=["activity (mean over tiles)", "measured"], tablefmt="github", floatfmt=".4g")
     counts = tabulate([[k, r.counts["functional"][k], r.counts["schedule"][k]] for k in r.counts["functional"]],
                       headers=["count", "functional run", "schedule"], tablefmt="github", floatfmt=".6g")
+    end_title, end_table = endurance_table(r.measured.endurance, "github")
     command = "archsim run " + " ".join(shlex.quote(x) for x in args.argv)
     data["command"] = command
     text = (f"# archsim run: {w.name} on {a.name} / {d.name}, {t.steps} steps, seed {act.seed}\n\n"
             f"Produced by `{command}` (spec hash {act.spec_hash}).\n\n## Loss (nats/char)\n\n{loss}\n\n"
             f"## Time and energy: nominal vs measured activity\n\n{cmp}\n\n## Measured activity\n\n{prof}\n\n"
-            f"## Op counts: functional run vs schedule\n\n{counts}\n")
+            f"## Op counts: functional run vs schedule\n\n{counts}\n\n## {end_title}\n\n{end_table}\n")
     if args.out:
         write_files_together(args.out, {
             "activity.json": json.dumps(act.model_dump(mode="json"), indent=2) + "\n",

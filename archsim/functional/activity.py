@@ -8,6 +8,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 
+#: Per-device summaries (not sums): two sets of counters combine them by ``max``.
+MAX_FIELDS = frozenset({"writes_max", "writes_p99", "transfer_writes_max", "transfer_writes_p99"})
+
+
+def _combine(name: str, a, b):
+    return max(a, b) if name in MAX_FIELDS else a + b
+
+
 @dataclass
 class TileActivity:
     """Activity counters of one tile (addable: ``a + b``, ``a += b``).
@@ -55,18 +63,29 @@ class TileActivity:
     """Tiki-Taka: sum over transfer updates of the BL used (not in pulse_slots)."""
     transfer_coincidences: float = 0
     """Tiki-Taka: device coincidences of the transfer updates on C (not in coincidences)."""
+    writes_max: float = 0
+    """Endurance: the largest number of coincidences (writes) one device of the array that takes
+    the rank-one updates (Tiki-Taka: A) received, since the tile's per-device counts started
+    (``AnalogTile.device_writes``). Combined by ``max`` when counters are added."""
+    writes_p99: float = 0
+    """Endurance: the 99th percentile over those devices of the same counts (nearest rank);
+    combined by ``max`` (over several tiles: an upper bound of the union's percentile)."""
+    transfer_writes_max: float = 0
+    """Tiki-Taka: ``writes_max`` of the slow array C (its writes are the transfer coincidences)."""
+    transfer_writes_p99: float = 0
+    """Tiki-Taka: ``writes_p99`` of the slow array C."""
 
     def __add__(self, other: "TileActivity") -> "TileActivity":
         if not isinstance(other, TileActivity):
             return NotImplemented
-        return TileActivity(**{f.name: getattr(self, f.name) + getattr(other, f.name)
+        return TileActivity(**{f.name: _combine(f.name, getattr(self, f.name), getattr(other, f.name))
                                for f in fields(self)})
 
     def __iadd__(self, other: "TileActivity") -> "TileActivity":
         if not isinstance(other, TileActivity):
             return NotImplemented
         for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+            setattr(self, f.name, _combine(f.name, getattr(self, f.name), getattr(other, f.name)))
         return self
 
     def to_dict(self) -> dict:

@@ -103,6 +103,23 @@ class RPUConfig:
     ``+-out_scale*w_max``, with ``out_scale`` times coarser steps and output noise in weight
     units; updates reach the devices with ``lr/out_scale``. 1: none."""
 
+    weight_scaling_omega: float = 0.0
+    """Weight mapping (aihwkit ``MappingParameter.weight_scaling_omega``; 0: off). When > 0 and
+    the device is not ideal, :class:`archsim.functional.lstm.TiledMatrix` gives each tile block
+    its own copy of this configuration with ``out_scale = max|W_block| / (omega * w_range)``
+    chosen from the block's initial weights (``w_range = min(w_max, -w_min)``, the nominal device
+    bounds), so the largest initial weight is programmed at ``omega`` of the device range and the
+    network function at initialisation is unchanged (the copy's ``out_scale`` plays the role of
+    aihwkit's ``mapping_scales``; this configuration's own ``out_scale`` must be 1). Unlike
+    aihwkit, whose omega is an absolute device weight (``alpha = max|W| / omega``, IBM/aihwkit
+    src/aihwkit/simulator/tiles/periphery.py ``apply_weight_scaling``, commit 1f51fa2c), omega
+    here is a fraction of the device range, so one value means the same on devices of any
+    ``w_max``; above 1 the largest weights are clipped. Learning rates stay in network units: the
+    tile updates its devices with ``lr/out_scale``, where aihwkit's ``pre_update`` divides the
+    errors by the mapping scales instead (the same pulse probabilities under update management,
+    where they depend only on ``k = lr*max|x|*max|d|/dw_min``, ``|x|/max|x|`` and
+    ``|d|/max|d|``)."""
+
     desired_bl: int = 10
     """Pulse slots (BL) per rank-one update; with BL management the upper limit."""
 
@@ -159,6 +176,9 @@ class RPUConfig:
             raise ValueError("desired_bl and max_bm_factor must be >= 1, exact_chunk >= 0")
         if self.inp_bound <= 0 or self.out_bound <= 0 or self.out_noise < 0 or self.out_scale <= 0:
             raise ValueError("inp_bound, out_bound and out_scale must be > 0 and out_noise >= 0")
+        if not 0 <= self.weight_scaling_omega <= 1e3:
+            raise ValueError(f"weight_scaling_omega must be 0 (off) or in (0, 1000], got "
+                             f"{self.weight_scaling_omega!r}")
 
     @classmethod
     def from_specs(cls, device: "DeviceSpec", arch: "ArchitectureSpec",
@@ -172,6 +192,7 @@ class RPUConfig:
             inp_sto_round=per.inp_sto_round, out_sto_round=per.out_sto_round,
             noise_management=per.noise_management, bound_management=per.bound_management,
             max_bm_factor=per.max_bm_factor, max_bm_res=per.max_bm_res, out_scale=per.out_scale,
+            weight_scaling_omega=per.weight_scaling_omega or 0.0,
             desired_bl=arch.update.desired_bl, update_management=arch.update.update_management,
             um_rule=arch.update.um_rule,
             update_bl_management=arch.update.update_bl_management, update_mode=update_mode,

@@ -35,7 +35,9 @@ Options: dropout (rate ``dropout``) on the non-recurrent connections, i.e. the i
 element of the error at a tile's outputs to +-grad_clip, for the update and for the transposed
 MVM alike (the errors BPTT carries are clipped too). Initial weights are drawn as torch.nn.LSTM
 draws them, U(-1/sqrt(h), 1/sqrt(h)), from a seeded stream, and programmed into the tiles, which
-clip them to every device's own bounds.
+clip them to every device's own bounds. With weight mapping (``RPUConfig.weight_scaling_omega``,
+the architecture's ``periphery.weight_scaling_omega``) each tile block is programmed with its
+initial weights divided by a digital output gain chosen from them (:func:`weight_mapping_scales`).
 
 Loss convention: the reported loss is the mean cross-entropy per character (nats/char); the SGD
 gradient is that of the loss *summed over the T timesteps and averaged over the B sequences*
@@ -43,6 +45,7 @@ gradient is that of the loss *summed over the T timesteps and averaged over the 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -57,12 +60,45 @@ KERNEL_KINDS = frozenset({"forward_mvm", "backward_mvm", "rank_one_update", "rec
 TRANSFER_KINDS = frozenset({"transfer_read", "transfer_update"})
 
 
+def weight_mapping_scales(w: torch.Tensor, blocks, omega: float, device_spec) -> list[float]:
+    """The digital output gain of each tile block under weight mapping with ``omega``:
+    ``alpha_b = max|w_b| / (omega * w_range)``, ``w_range = min(w_max, -w_min)`` of the device's
+    nominal bounds (1 for an all-zero block), so that ``w_b / alpha_b`` puts the block's largest
+    weight at ``omega`` of the device range.
+
+    aihwkit's layer-wise weight scaling, per physical tile as its ``TileModuleArray.set_weights``
+    scales each tile of a split layer on its own (IBM/aihwkit
+    src/aihwkit/simulator/tiles/periphery.py ``apply_weight_scaling``, commit 1f51fa2c;
+    src/aihwkit/simulator/tiles/array.py, commit 067a8a0b), with omega as a fraction of the range
+    where aihwkit's is an absolute device weight (``alpha = max|W| / omega``).
+    """
+    if not 0 < omega <= 1e3:
+        raise ValueError(f"weight_scaling_omega must be in (0, 1000], got {omega!r}")
+    w_range = min(float(device_spec.w_max), -float(device_spec.w_min))
+    scales = []
+    for b in blocks:
+        m = float(w[b.r0:b.r1, b.c0:b.c1].abs().max()) if b.rows and b.cols else 0.0
+        scales.append(m / (omega * w_range) if m > 0 else 1.0)
+    return scales
+
+
 class TiledMatrix:
-    """One weight matrix on the tile blocks the mapping gives it (one tile per block)."""
+    """One weight matrix on the tile blocks the mapping gives it (one tile per block).
+
+    ``init_weight`` (optional): the initial weights, programmed into the tiles. With weight
+    mapping (``config.weight_scaling_omega > 0`` on a non-ideal device) it also chooses each
+    block's digital output gain (:func:`weight_mapping_scales`, kept in ``mapping_scales``): the
+    block's tile gets its own copy of ``config`` with ``out_scale`` set to that gain, so the tile
+    programs ``w / out_scale``, multiplies every forward and transposed MVM output by it and
+    pulses its devices with ``lr / out_scale`` (:class:`AnalogTile`). Per tile block rather than
+    per matrix, as aihwkit does for a layer split over tiles: the gain sits behind each tile's own
+    ADCs and a split input dimension's partial sums are added after it, so the blocks need not
+    share one.
+    """
 
     def __init__(self, mapped: MatrixMapping, config, *, generator: torch.Generator,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 tile_cls=None):
+                 tile_cls=None, init_weight: torch.Tensor | None = None):
         if tile_cls is None and getattr(config, "tiki_taka", False):
             from archsim.functional.tiki_taka import TikiTakaTile as tile_cls
         elif tile_cls is None:
@@ -70,11 +106,29 @@ class TiledMatrix:
         self.name, self.rows, self.cols = mapped.name, mapped.rows, mapped.cols
         self.device, self.dtype = torch.device(device), dtype
         self.blocks: list[TileBlock] = list(mapped.blocks)
-        self.tiles = [tile_cls(b.rows, b.cols, config, generator=generator, device=device, dtype=dtype)
-                      for b in self.blocks]
+        if init_weight is not None and tuple(init_weight.shape) != (self.rows, self.cols):
+            raise ValueError(f"{self.name}: initial weights {tuple(init_weight.shape)}, matrix "
+                             f"{(self.rows, self.cols)}")
+        configs = [config] * len(self.blocks)
+        #: Per block, the digital output gain chosen by weight mapping (None: no mapping).
+        self.mapping_scales: list[float] | None = None
+        omega = float(getattr(config, "weight_scaling_omega", 0.0) or 0.0)
+        if omega > 0 and not config.is_ideal:
+            if init_weight is None:
+                raise ValueError(f"{self.name}: weight mapping needs the initial weights")
+            if config.out_scale != 1.0:
+                raise ValueError("weight_scaling_omega chooses each tile's output gain itself: "
+                                 f"out_scale must be 1 with it (got {config.out_scale})")
+            self.mapping_scales = weight_mapping_scales(init_weight, self.blocks, omega,
+                                                        config.device)
+            configs = [dataclasses.replace(config, out_scale=a) for a in self.mapping_scales]
+        self.tiles = [tile_cls(b.rows, b.cols, c, generator=generator, device=device, dtype=dtype)
+                      for b, c in zip(self.blocks, configs)]
         self.single = len(self.blocks) == 1
         self.recorded: tuple[torch.Tensor, torch.Tensor] | None = None
         self._onehot = None
+        if init_weight is not None:
+            self.set_weights(init_weight)
 
     # -- weights -------------------------------------------------------------------------------
     @property
@@ -199,18 +253,23 @@ class AnalogLSTM:
         self.dropout_generator = torch.Generator(device=self.device).manual_seed(seed + 2)
         kw = dict(generator=self.tile_generator, device=self.device, dtype=dtype, tile_cls=tile_cls)
         mapped = {m.name: m for m in self.mapping.matrices}
-        self.layers = [TiledMatrix(mapped[f"lstm{i + 1}"], config, **kw) for i in range(layers)]
-        self.output = TiledMatrix(mapped["output"], output_config or config, **kw)
+        # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream
+        # (drawn before the tiles are made: weight mapping chooses their output gains from it).
+        scale = init_scale if init_scale is not None else 1.0 / math.sqrt(hidden_size)
+        init = {}
+        for name in [*(f"lstm{i + 1}" for i in range(layers)), "output"]:
+            m = mapped[name]
+            u = torch.rand(m.rows, m.cols, generator=self.init_generator, dtype=torch.float64)
+            init[name] = ((u * 2 - 1) * scale).to(dtype)
+        self.layers = [TiledMatrix(mapped[f"lstm{i + 1}"], config, init_weight=init[f"lstm{i + 1}"],
+                                   **kw) for i in range(layers)]
+        self.output = TiledMatrix(mapped["output"], output_config or config,
+                                  init_weight=init["output"], **kw)
         self._by_name = {m.name: m for m in self.matrices}
         self._kinds = {m.name: m.kind for m in self.mapping.matrices}
         self._tiki_taka = {m.name: m.tiki_taka for m in self.mapping.matrices}
         self._programs: dict[int, StepProgram] = {}
         self._sweep_cache: dict[tuple, tuple] = {}
-        # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream.
-        scale = init_scale if init_scale is not None else 1.0 / math.sqrt(hidden_size)
-        for m in self.matrices:
-            w = (torch.rand(m.rows, m.cols, generator=self.init_generator, dtype=torch.float64) * 2 - 1) * scale
-            m.set_weights(w.to(dtype))
         self._buffers: dict[str, torch.Tensor] = {}
         self._views: dict[tuple, list] = {}
         self._c = {v: torch.tensor(v, device=self.device, dtype=dtype) for v in (-1.0, 2.0)}

@@ -30,7 +30,9 @@ Counters (:class:`~archsim.functional.activity.TileActivity`): MVMs and their co
 SGD tile counts them; A's SGD updates under ``updates``/``pulse_slots``/...; the transfer reads
 under ``transfer_reads`` (their conversions and saturations in ``dac_conversions``,
 ``adc_conversions``, ``adc_saturations``); C's updates under ``transfer_updates``,
-``transfer_pulse_slots`` and ``transfer_coincidences``.
+``transfer_pulse_slots`` and ``transfer_coincidences``. Endurance: A's per-device write counts
+under ``writes_max``/``writes_p99``, C's under ``transfer_writes_max``/``transfer_writes_p99``
+(each array keeps its own :attr:`AnalogTile.device_writes`).
 """
 from __future__ import annotations
 
@@ -44,7 +46,7 @@ from archsim.functional.tile import AnalogTile
 
 #: Counters of C's (transfer) updates, moved out of the SGD update counters.
 _UPDATE_FIELDS = ("updates", "pulse_slots", "row_pulses", "col_pulses", "coincidences",
-                  "x_line_slots", "d_line_slots", "device_slots")
+                  "x_line_slots", "d_line_slots", "device_slots", "writes_max", "writes_p99")
 
 
 def _derived_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
@@ -108,14 +110,26 @@ class TikiTakaTile:
         total.transfer_updates += c.updates
         total.transfer_pulse_slots += c.pulse_slots
         total.transfer_coincidences += c.coincidences
+        total.transfer_writes_max = max(total.transfer_writes_max, c.writes_max)
+        total.transfer_writes_p99 = max(total.transfer_writes_p99, c.writes_p99)
         return total
 
     @activity.setter
     def activity(self, value: TileActivity) -> None:
-        for t in {id(t): t for t in (self.fast, self.slow, self.reader)}.values():
-            t.reset_activity()
+        # Counters only: the arrays' per-device write counts stay (restoring counters after an
+        # evaluation, or with load_state_dict, must not forget the devices' wear).
+        for t in self._arrays():
+            t.activity = TileActivity()
         self._reads = 0
         self._base = value
+
+    def _arrays(self):
+        return {id(t): t for t in (self.fast, self.slow, self.reader)}.values()
+
+    def reset_writes(self) -> None:
+        """Forget the per-device write counts of A and C (as :meth:`AnalogTile.reset_writes`)."""
+        for t in self._arrays():
+            t.reset_writes()
 
     reset_activity = AnalogTile.reset_activity   # through the property and setter above
 

@@ -70,6 +70,13 @@ _SAT, _SLOTS, _ROW, _COL, _COINC = range(5)
 _INT_MM_OK: dict[str, bool] = {}
 
 
+def write_summary(writes: torch.Tensor) -> tuple[float, float]:
+    """The largest per-device write count and the 99th percentile (nearest rank) of ``writes``."""
+    flat = writes.reshape(-1)
+    k = max(1, math.ceil(0.99 * flat.numel()))
+    return float(flat.max()), float(torch.kthvalue(flat, k).values)
+
+
 def _count_mm(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``a @ b`` for int8 matrices holding 0/+-1 (exact integer counts), returned as ``dtype``.
 
@@ -140,6 +147,10 @@ class AnalogTile:
                 self.devices.clip_(self.weight)
         self._activity = TileActivity()
         self._pending = torch.zeros(5, device=self.device, dtype=torch.float64)
+        # Endurance: coincidences (writes) per device, sampled in exact mode and expected values
+        # in fast mode, as the scalar coincidence counter (one add per update chunk or call).
+        self._writes = None if config.is_ideal else torch.zeros(
+            self.out_size, self.in_size, device=self.device, dtype=torch.float64)
         self._pending_sat = self._pending[_SAT]   # a view (saves an indexing op per MVM)
         # Converters in level units (see _one_pass): DAC/ADC full scale in levels, ADC unit.
         self._in_step = level_step(config.inp_res, config.inp_bound)
@@ -204,7 +215,23 @@ class AnalogTile:
             a.d_line_slots += int(round(slots)) * self.out_size
             a.device_slots += int(round(slots)) * self.in_size * self.out_size
             self._pending.zero_()
+            if coinc and self._writes is not None:
+                top, p99 = write_summary(self._writes)
+                a.writes_max = max(a.writes_max, top)
+                a.writes_p99 = max(a.writes_p99, p99)
         return self._activity
+
+    @property
+    def device_writes(self) -> torch.Tensor | None:
+        """``[out, in]`` coincidences (writes) each device received since it was made or since
+        :meth:`reset_activity` (float64; exact mode: sampled counts, fast mode: expected values;
+        None for an ideal tile). Unlike the counters, setting ``activity`` leaves it alone: it is
+        the devices' wear, saved with their weights in :meth:`state_dict`."""
+        return self._writes
+
+    def reset_writes(self) -> None:
+        if self._writes is not None:
+            self._writes.zero_()
 
     @activity.setter
     def activity(self, value: TileActivity) -> None:
@@ -212,9 +239,10 @@ class AnalogTile:
         self._activity = value
 
     def reset_activity(self) -> TileActivity:
-        """Return the counters so far and start new ones."""
+        """Return the counters so far and start new ones (the per-device write counts too)."""
         old = self.activity
         self.activity = TileActivity()
+        self.reset_writes()
         return old
 
     def state_dict(self) -> dict:
@@ -222,6 +250,8 @@ class AnalogTile:
         state = {"weight": self.weight.clone(), "activity": self.activity.to_dict()}
         if self.devices is not None:
             state["devices"] = {k: v.clone() for k, v in self.devices.tensors().items()}
+        if self._writes is not None:
+            state["device_writes"] = self._writes.clone()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -229,6 +259,8 @@ class AnalogTile:
         if self.devices is not None and "devices" in state:
             self.devices.load_tensors(state["devices"])
         self.activity = TileActivity(**state.get("activity", {}))
+        if self._writes is not None and "device_writes" in state:
+            self._writes.copy_(state["device_writes"])
 
     # ---- MVMs -------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -678,6 +710,7 @@ class AnalogTile:
         c = lr / dev.dw_min
         c2 = c * c / (1.0 if per_k else bl)
         m_all.mul_(c)
+        self._writes.add_(m_all)   # expected coincidences per device (endurance)
         m_sgn.mul_(c)
         v_all.mul_(c2)
         if v_sgn is not None:
@@ -765,6 +798,7 @@ class AnalogTile:
             pend[_ROW] += torch.count_nonzero(rows)
             pend[_COL] += torch.count_nonzero(cols)
             pend[_COINC] += n_all.sum()
+            self._writes.add_(n_all)   # sampled coincidences per device (endurance)
             if not constant:   # soft bounds, linear step: one move per chunk (see devices/)
                 w.copy_(dev.apply_counts(w, n_all, n_sgn, g))
                 continue

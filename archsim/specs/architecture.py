@@ -149,6 +149,23 @@ class PeripherySpec(Spec):
         "Digital gain on every MVM output: the network's weight is out_scale x the device weight "
         "(device range +-w_max covers +-out_scale*w_max, at out_scale x coarser steps and noise); "
         "folded into the noise-management multiply, so it costs no time or energy."))
+    weight_scaling_omega: float | None = Field(None, gt=0, le=1e3, description=(
+        "Weight mapping (aihwkit MappingParameter.weight_scaling_omega; null: off). Each tile "
+        "block of a weight matrix gets its own digital output gain alpha = max|W_init| / (omega * "
+        "w_range), chosen from its initial weights (w_range = min(w_max, -w_min), the device's "
+        "nominal bounds): the block is programmed with W_init/alpha, so its largest initial weight "
+        "sits at omega of the device range, and every MVM output is multiplied by alpha, so the "
+        "network is unchanged at initialisation. Learning rates stay in network units (the devices "
+        "see lr/alpha). A fraction of the device range, where aihwkit's omega is an absolute "
+        "device weight; above 1 the largest weights are clipped. Ignored on ideal (floating-point) "
+        "devices; needs out_scale 1 (alpha replaces it). Like out_scale, free in time and energy."))
+
+    @model_validator(mode="after")
+    def _check_mapping(self):
+        if self.weight_scaling_omega is not None and self.out_scale != 1.0:
+            raise ValueError("weight_scaling_omega chooses each tile's output gain itself: "
+                             f"out_scale must be 1 with it (got {self.out_scale})")
+        return self
 
 
 class DigitalSpec(Spec):

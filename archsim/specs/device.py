@@ -62,6 +62,10 @@ class DeviceSpec(Spec):
     e_pulse_cell_J: Joules | None = Field(None, description=(
         "Energy dissipated in one device per update coincidence, for this device technology "
         "(~V_w^2 * G * t_w); None: the architecture's update.e_pulse_cell_J."))
+    endurance_cycles: float | None = Field(None, gt=0, le=1e20, description=(
+        "Endurance: write pulses (update coincidences) one device survives, as published for "
+        "this technology (a lower bound where the source says '>'); None: no figure given. "
+        "archsim estimate divides it by the writes per device per epoch for the array's lifetime."))
     dw_min_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of the step (relative, 0 to 10).")
     dw_min_std: float = Field(0.3, ge=0, le=10, description="Cycle-to-cycle spread of each step (relative, 0 to 10).")
     w_max: float = Field(0.6, gt=0, le=1e3, description="Mean upper weight bound (at most 1000).")
