@@ -296,9 +296,23 @@ def validate(model: type[T], loaded: Loaded, prefix: str = "") -> T:
         raise SpecError(loaded.file, full, value, _allowed(err, model, loc), line=line) from None
 
 
+#: Part of every :func:`spec_hash`. Bump it when an existing spec field's default value or meaning
+#: changes, so that results stored under the old hashes (sweep points, training checkpoints) are
+#: recomputed; ``tests/test_spec_hash.py`` fails until it is bumped and its snapshot renewed. Adding
+#: a field whose default keeps the old behaviour needs no bump.
+SPEC_HASH_VERSION = 1
+
+
 def spec_hash(*specs: BaseModel, extra: dict | None = None) -> str:
-    """Stable short hash of one or more specs (and extra JSON-able values)."""
-    payload = [s.model_dump(mode="json") for s in specs] + [extra or {}]
+    """Stable short hash of one or more specs (and extra JSON-able values).
+
+    Fields at their default value are left out, so a new field whose default keeps the old
+    behaviour leaves the hashes of existing specs alone: sweep results and checkpoints stored
+    before it was added stay valid (hours of training are not recomputed for an option nobody
+    set). A changed default is caught by :data:`SPEC_HASH_VERSION`.
+    """
+    payload = ([s.model_dump(mode="json", exclude_defaults=True) for s in specs]
+               + [extra or {}, {"spec_hash_version": SPEC_HASH_VERSION}])
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
