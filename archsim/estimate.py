@@ -68,8 +68,9 @@ class EstimateResult:
     chip: dict = field(default_factory=dict)
     simulation: dict = field(default_factory=dict)
     tiki_taka: dict = field(default_factory=dict)
-    """With ``update.algorithm: tiki_taka``: its settings, tiles, transfers per step and their
-    energy, and the same estimate of the SGD design (one array per block) beside it."""
+    """With a Tiki-Taka ``update.algorithm`` (v1, TTv2, chopped TTv2): its settings, tiles,
+    transfers per step and their energy (TTv2: the buffer H's size, place and energy), and the
+    same estimate of the SGD design (one array per block) beside it."""
     endurance: dict = field(default_factory=dict)
     """Writes (coincidences) per device per step and per epoch per matrix and array, and the
     lifetime in epochs where the device has ``endurance_cycles`` (:mod:`archsim.endurance`)."""
@@ -223,13 +224,14 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
 def _tiki_taka(one, workload, arch, device, step_s, energy_J, epoch_s, epoch_J, options) -> dict:
     """Tiki-Taka's costs per step and the SGD design's estimate beside them ({} for SGD)."""
     u = arch.update
-    if u.algorithm != "tiki_taka":
+    if not u.tiki_taka:
         return {}
     kinds = ("transfer_read", "transfer_update")
     counts = one.program.vector_counts(one.batch)
     sgd_arch = arch.model_copy(update={"update": u.model_copy(update={"algorithm": "sgd"})})
     sgd = estimate(workload, sgd_arch, device, baselines=[], **options)
-    return {
+    out = {
+        "algorithm": u.algorithm,
         "transfer_every": u.transfer_every, "n_reads_per_transfer": u.n_reads_per_transfer,
         "transfer_lr": u.transfer_lr, "gamma": u.gamma,
         "tiles": one.mapping.n_tiles, "transfer_reads_per_step": counts["transfer_read"],
@@ -243,6 +245,40 @@ def _tiki_taka(one, workload, arch, device, step_s, energy_J, epoch_s, epoch_J, 
                       "energy_per_step_J": energy_J, "time_per_epoch_s": epoch_s,
                       "energy_per_epoch_J": epoch_J},
     }
+    if u.buffered:
+        out["buffer"] = _transfer_buffer(one, u)
+    return out
+
+
+def _transfer_buffer(one, u) -> dict:
+    """TTv2's digital buffer H: its settings, bytes and levels, and per step its digital ops, the
+    bits it moves and their energy (the transfer updates' digital work and traffic)."""
+    from archsim.hw.components import action_energy_J, build_components
+    from archsim.memory import LEVELS
+    from archsim.program import transfer_buffer_words
+
+    components = build_components(one.arch)
+    ops = dict.fromkeys(("add", "mul"), 0.0)
+    bits, energy = 0.0, 0.0
+    for op in one.ops:
+        if op.kind != "transfer_update":
+            continue
+        for (comp, act), n in op.actions.items():
+            if comp == "digital" or comp in LEVELS:
+                energy += n * action_energy_J(components, comp, act) / one.steps
+            if comp == "digital":
+                ops[act] = ops.get(act, 0.0) + n / one.steps
+            elif comp in LEVELS:
+                bits += n / one.steps
+    words = transfer_buffer_words(one.program)
+    level = {m: one.memory.level_of(m, "transfer_buffer") for m, n in words.items() if n}
+    return {"thres_scale": u.thres_scale, "momentum": u.buffer_momentum,
+            "forget_buffer": u.forget_buffer, "transfer_desired_bl": u.transfer_desired_bl,
+            **({"in_chop_prob": u.in_chop_prob} if u.algorithm == "chopped_tiki_taka_v2" else {}),
+            "word_bits": one.arch.digital.word_bits,
+            "bytes": sum(words.values()) * one.arch.digital.word_bits / 8, "level": level,
+            "digital_ops_per_step": ops, "bits_moved_per_step": bits,
+            "energy_per_step_J": energy}
 
 
 def _analytic_busy(schedule, step_s: float) -> dict[str, float]:

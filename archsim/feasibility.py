@@ -55,7 +55,7 @@ def matrix_shapes(model) -> list[tuple[str, int, int]]:
 def tiles_needed(model, arch) -> dict[str, int]:
     """Tiles per matrix (replicas and Tiki-Taka's second arrays included), as the mapping will
     place them."""
-    rep = arch.system.replication * (2 if arch.update.algorithm == "tiki_taka" else 1)  # A and C
+    rep = arch.system.replication * (2 if arch.update.tiki_taka else 1)  # A and C
     out = {}
     for name, r, c in matrix_shapes(model):
         k = blocks_per_matrix(r, c, arch.array.rows, arch.array.cols) * rep
@@ -84,7 +84,7 @@ def schedule_ops_per_step(workload, arch=None) -> int:
     m = workload.model
     T, matrices = workload.training.seq_len, m.layers + (1 if m.output_layer else 0)
     extra = 0
-    if arch is not None and arch.update.algorithm == "tiki_taka":
+    if arch is not None and arch.update.tiki_taka:
         B, n = workload.training.batch_size, arch.update.transfer_every
         extra = 2 * sum(1 for t in range(T) if (t + 1) * B // n > t * B // n)
     return (3 * T + extra) * matrices

@@ -6,14 +6,17 @@ Each LSTM layer is one matrix ``4h x (n+h+1)`` fed ``[x_t; h_{t-1}; 1]``; the ou
 partial-sum reduction. Both engines (time/energy and functional) use :func:`split_matrix`, so
 they split identically.
 
-A matrix trained with Tiki-Taka (the architecture's ``update.algorithm: tiki_taka``) holds two
-arrays per block, the fast array A and the slow array C, each on its own tile: ``arrays = 2``
-doubles its tiles (the schedule places A and C of a block on adjacent tiles).
+A matrix trained with Tiki-Taka (the architecture's ``update.algorithm: tiki_taka``, or TTv2 and
+chopped TTv2: ``tiki_taka_v2``, ``chopped_tiki_taka_v2``) holds two arrays per block, the fast
+array A and the slow array C, each on its own tile: ``arrays = 2`` doubles its tiles (the schedule
+places A and C of a block on adjacent tiles).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+from archsim.specs.architecture import ALGORITHMS, TIKI_TAKA
 
 
 @dataclass(frozen=True)
@@ -131,9 +134,9 @@ def map_workload(model, array_rows: int, array_cols: int, replication: int = 1,
     """Map a :class:`~archsim.specs.workload.ModelSpec` onto arrays of the given size
     (``algorithm``: the architecture's ``update.algorithm``; Tiki-Taka doubles every matrix's
     arrays)."""
-    if algorithm not in ("sgd", "tiki_taka"):
-        raise ValueError(f"algorithm must be 'sgd' or 'tiki_taka', not {algorithm!r}")
-    arrays = 2 if algorithm == "tiki_taka" else 1
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, not {algorithm!r}")
+    arrays = 2 if algorithm in TIKI_TAKA else 1
     mapping = Mapping(array_rows, array_cols)
     for layer, (r, c) in enumerate(model.lstm_shapes()):
         name = f"lstm{layer + 1}"

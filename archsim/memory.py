@@ -13,16 +13,18 @@ errors)::
 
 Working vectors (an MVM's input, gates handed from a recompute op to its backward op) live from
 one op to the next: each matrix reserves room for its largest working set (words x the vectors of
-one copy) first, in the same order of levels. The peak is counted as everything a step keeps, because
-the first updates start only after the last backward op of their matrix: the activations of all
-T timesteps and the errors of all T timesteps are live together.
+one copy) first, in the same order of levels; before it, a TTv2 matrix places its buffer H (one
+word per device of the matrix, :func:`archsim.program.transfer_buffer_words`), which every
+transfer update reads and writes and which lives from step to step. The peak is counted as
+everything a step keeps, because the first updates start only after the last backward op of their
+matrix: the activations of all T timesteps and the errors of all T timesteps are live together.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from archsim.errors import SpecError
-from archsim.program import StepProgram, bptt_state_words
+from archsim.program import StepProgram, bptt_state_words, transfer_buffer_words
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.units import format_quantity
 
@@ -61,6 +63,9 @@ def plan_memory(program: StepProgram, arch: ArchitectureSpec, batch: int,
     kept: dict[tuple[str, str], float] = {}
     need_of = {(m.name, s): words[m.name][s] * batch * word_bytes
                for m in program.matrices for s in ("activations", "errors")}
+    for name, n in transfer_buffer_words(program).items():   # TTv2's H: kept for good
+        if n:
+            need_of[(name, "transfer_buffer")] = n * word_bytes
     working: dict[str, int] = {}
     for op in program.ops:
         for a in (*op.loads, *op.stores):
@@ -71,7 +76,9 @@ def plan_memory(program: StepProgram, arch: ArchitectureSpec, batch: int,
         # the vectors one copy streams at once (copies hold their own share of the batch)
         per_copy = -(-batch // m.replication)
         need_of[(m.name, "working")] = working.get(m.name, 0) * per_copy * word_bytes * m.replication
-        for state in ("working", "activations", "errors"):
+        for state in ("transfer_buffer", "working", "activations", "errors"):
+            if (m.name, state) not in need_of:
+                continue
             need = kept[(m.name, state)] = need_of[(m.name, state)]
             if need == 0:
                 level[(m.name, state)] = "buffer"

@@ -46,13 +46,15 @@ Updates read u_t and dz_t back in both modes. :func:`bptt_state_words` sums what
 :mod:`archsim.memory` places it (tile buffer, global buffer or DRAM) and the schedule times and
 prices each access at its level.
 
-Tiki-Taka (the architecture's ``update.algorithm: tiki_taka``; the mapping gives such a matrix
-two arrays per block, fast A and slow C): the update sweep of the matrix interleaves, after each
-update op, the transfers that fall into its B rank-one updates::
+Tiki-Taka (the architecture's ``update.algorithm`` one of ``tiki_taka``, ``tiki_taka_v2``,
+``chopped_tiki_taka_v2``; the mapping gives such a matrix two arrays per block, fast A and slow
+C): the update sweep of the matrix interleaves, after each update op, the transfers that fall into
+its B rank-one updates::
 
     update          (m, t): B pulsed rank-one updates on A (SGD)
     transfer_read   (m, t): n forward MVMs of one-hot columns of A (n = transfers x n_reads)
-    transfer_update (m, t): n pulsed rank-one updates of C (x one-hot, d = the read column)
+    transfer_update (m, t): n pulsed rank-one updates of C (x one-hot, d = the read column; TTv2:
+                            the pulse counts where |H| crossed its threshold)
 
 A transfer follows every ``transfer_every``-th rank-one update of the step (the count restarts
 each step, so every step is this program): update op t (the step's vectors tB .. tB+B-1) holds
@@ -60,6 +62,18 @@ each step, so every step is this program): update op t (the step's vectors tB ..
 busy); the transfer updates run on C beside A's next updates; the next step's first forward op
 waits for the matrix's last update and last transfer update. These ops carry ``vectors`` (per
 block) instead of the batch.
+
+A transfer update's digital work (``pre``, per vector = one column read of every block, ``n`` =
+rows x column splits values): Tiki-Taka v1 manages the update of each read column (``n`` + blocks
+adds and multiplies: max|y|, the scales, the one-hot line). TTv2 passes the read through the
+digital buffer H (one value per device of the matrix, ``transfer_buffer`` state, kept from step
+to step in the digital unit's memory): it loads the ``n`` values of H it touches, computes per
+value ``omega = H + lr*y`` (a multiply and an add), the pulse count ``trunc(omega/threshold)``
+clamped to the transfer BL (a multiply and a compare) and H's new value (a multiply and an add:
+``momentum*omega`` or ``omega - (1-momentum)*count*threshold``), so 3 multiplies and 3 adds per
+value, and stores them back; the pulse counts are C's update, with update management off.
+Chopped TTv2 adds a sign multiply per value and, per block, a compare that draws the column's
+chopper flip.
 
 Engines refuse a program with a kind they cannot run.
 """
@@ -112,8 +126,9 @@ class DigitalWork:
 
 #: Pieces of state an op reads or writes: ``working`` vectors live only from one op to the next
 #: (always in the tile buffer); ``activations`` (kept by the forward sweep for BPTT and the
-#: update) and ``errors`` (kept by the backward sweep for the update) live until the update.
-STATES = ("working", "activations", "errors")
+#: update) and ``errors`` (kept by the backward sweep for the update) live until the update;
+#: ``transfer_buffer`` is TTv2's buffer H, one value per device of the matrix, kept for good.
+STATES = ("working", "activations", "errors", "transfer_buffer")
 
 
 @dataclass(frozen=True)
@@ -182,16 +197,25 @@ class Sweep:
 
 @dataclass(frozen=True)
 class Transfer:
-    """Tiki-Taka's transfer settings (the architecture's ``update`` fields of these names) and the
-    batch, which places the transfers among the update ops."""
+    """Tiki-Taka's transfer settings (the architecture's ``update`` fields of these names), the
+    batch, which places the transfers among the update ops, and the algorithm, which sets the
+    transfer updates' digital work (and TTv2's buffer H)."""
 
     every: int
     n_reads: int
     batch: int
+    algorithm: str = "tiki_taka"
 
     def __post_init__(self):
         if min(self.every, self.n_reads, self.batch) < 1:
             raise ValueError(f"transfer settings must be >= 1: {self}")
+        if self.algorithm not in ("tiki_taka", "tiki_taka_v2", "chopped_tiki_taka_v2"):
+            raise ValueError(f"not a Tiki-Taka algorithm: {self.algorithm!r}")
+
+    @property
+    def buffered(self) -> bool:
+        """TTv2 or chopped TTv2: the transfers go through the digital buffer H."""
+        return self.algorithm != "tiki_taka"
 
     def per_op(self, t: int) -> int:
         """Transfers that fall into update op ``t`` (the step's vectors tB .. tB+B-1)."""
@@ -310,6 +334,21 @@ def _update_digital(m: MatrixMapping) -> DigitalWork:
     return DigitalWork({"add": n, "mul": n})
 
 
+def transfer_column_words(m: MatrixMapping) -> int:
+    """Values of one transfer vector of matrix ``m``: a column read of each of its blocks."""
+    return m.rows * m.col_splits
+
+
+def _transfer_digital(m: MatrixMapping, algorithm: str) -> DigitalWork:
+    """A transfer update's digital work per vector (see the module docstring)."""
+    n, blocks = transfer_column_words(m), len(m.blocks)
+    if algorithm == "tiki_taka":
+        return DigitalWork({"add": n + blocks, "mul": n + blocks})
+    chopped = algorithm == "chopped_tiki_taka_v2"
+    return DigitalWork({"add": 3 * n + (blocks if chopped else 0),
+                        "mul": 3 * n + (n if chopped else 0)})
+
+
 # -- what BPTT keeps, per vector and timestep (see the module docstring) -----------------------
 BPTT_MODES = ("store", "recompute")
 
@@ -425,8 +464,11 @@ def build_program(mapping: Mapping, hidden: int, seq_len: int,
     for k, m in enumerate(rows):
         prev = bwd[(k, 0)]          # the matrix's backward sweep is done
         last_c = None               # the last transfer update (on C)
-        # Transfer updates: update management of the read column and its one-hot x line.
-        tr_work = DigitalWork({"add": m.rows + 1, "mul": m.rows + 1})
+        tr_work, h_access = None, ()
+        if m.tiki_taka:
+            tr_work = _transfer_digital(m, transfer.algorithm)
+            if transfer.buffered:   # TTv2: H's values of the read columns, read and written back
+                h_access = (Access("transfer_buffer", transfer_column_words(m)),)
         for t in range(T):
             upd = prev = new("update", m, t, "rank_one_update", [prev],
                              order_only=[prev] if t > 0 else [], pre=upd_work[m.name],
@@ -436,7 +478,8 @@ def build_program(mapping: Mapping, hidden: int, seq_len: int,
                 # A is read after its updates; the next update op waits for the read.
                 prev = new("update", m, t, "transfer_read", [upd], order_only=[upd], vectors=n)
                 last_c = new("update", m, t, "transfer_update", [prev, last_c],
-                             order_only=[last_c], pre=tr_work, vectors=n)
+                             order_only=[last_c], pre=tr_work, loads=h_access, stores=h_access,
+                             vectors=n)
         last_update[m.name] = tuple(i for i in (upd, last_c) if i is not None)
     for k, m in enumerate(rows):
         ops[fwd[(k, 0)]] = replace(ops[fwd[(k, 0)]], carry=last_update[m.name])
@@ -446,14 +489,22 @@ def build_program(mapping: Mapping, hidden: int, seq_len: int,
 
 def bptt_state_words(program: StepProgram) -> dict[str, dict[str, int]]:
     """Words one step keeps per vector of the batch, by matrix and state (``activations``,
-    ``errors``): what its ops store, summed over the T timesteps. Working vectors are not kept and not counted."""
+    ``errors``): what its ops store, summed over the T timesteps. Working vectors are not kept and
+    not counted, nor is TTv2's buffer H (:func:`transfer_buffer_words`)."""
     out: dict[str, dict[str, int]] = {m.name: {"activations": 0, "errors": 0}
                                       for m in program.matrices}
     for op in program.ops:
         for a in op.stores:
-            if a.state != "working":
+            if a.state in ("activations", "errors"):
                 out[op.matrix][a.state] += a.words
     return out
+
+
+def transfer_buffer_words(program: StepProgram) -> dict[str, int]:
+    """Words of TTv2's buffer H per matrix (one per device of the matrix, kept from step to step;
+    0 without it)."""
+    buffered = program.transfer is not None and program.transfer.buffered
+    return {m.name: m.rows * m.cols if buffered and m.tiki_taka else 0 for m in program.matrices}
 
 
 def _lattice_rows(mapping: Mapping) -> list[MatrixMapping]:

@@ -6,6 +6,11 @@ from tabulate import tabulate
 from archsim.units import format_quantity as fq
 
 
+#: Report titles of the Tiki-Taka algorithms (``update.algorithm``).
+TT_NAMES = {"tiki_taka": "Tiki-Taka v1", "tiki_taka_v2": "Tiki-Taka v2 (TTv2, buffered transfer)",
+            "chopped_tiki_taka_v2": "Chopped Tiki-Taka v2 (chopped TTv2)"}
+
+
 def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
     """(title, table) pairs of an estimate result, in display order."""
     out = []
@@ -52,9 +57,25 @@ def estimate_tables(r, fmt: str = "simple") -> list[tuple[str, str]]:
                  ["transfer updates per step", "0", f"{tt['transfer_updates_per_step']:,}", "-"],
                  ["transfer read energy per step", "0", fq(e["transfer_read"], "J"), "-"],
                  ["transfer update energy per step", "0", fq(e["transfer_update"], "J"), "-"]]
-        out.append((f"Tiki-Taka (arrays A and C per block; a transfer of {tt['n_reads_per_transfer']} "
+        h = tt.get("buffer")
+        name, how = TT_NAMES.get(tt.get("algorithm", "tiki_taka"), TT_NAMES["tiki_taka"]), ""
+        if h:
+            places = sorted(set(h["level"].values()))
+            ops = h["digital_ops_per_step"]
+            rows += [[f"buffer H ({h['word_bits']}-bit words, in {', '.join(places)})", "0",
+                      fq(h["bytes"], "B"), "-"],
+                     ["buffer H digital ops per step (add, mul)", "0",
+                      f"{ops.get('add', 0):,.0f}, {ops.get('mul', 0):,.0f}", "-"],
+                     ["buffer H traffic per step", "0", fq(h["bits_moved_per_step"] / 8, "B"), "-"],
+                     ["of the transfer update energy: buffer H", "0",
+                      fq(h["energy_per_step_J"], "J"), "-"]]
+            how = (f"; buffer H: threshold {h['thres_scale']:g} dw_min, momentum "
+                   f"{h['momentum']:g}, forget_buffer {str(h['forget_buffer']).lower()}, at most "
+                   f"{h['transfer_desired_bl']} pulse(s) per transfer"
+                   + (f", in_chop_prob {h['in_chop_prob']:g}" if "in_chop_prob" in h else ""))
+        out.append((f"{name} (arrays A and C per block; a transfer of {tt['n_reads_per_transfer']} "
                     f"column(s) every {tt['transfer_every']} rank-one updates, transfer_lr "
-                    f"{tt['transfer_lr']:g}, gamma {tt['gamma']:g}) beside the SGD design",
+                    f"{tt['transfer_lr']:g}, gamma {tt['gamma']:g}{how}) beside the SGD design",
                     tabulate(rows, headers=["", "SGD", "Tiki-Taka", "ratio"], tablefmt=fmt)))
     if getattr(r, "endurance", None):
         out.append(endurance_table(r.endurance, fmt))

@@ -17,7 +17,9 @@ rank_one_update:              branches (bus to the translators, B pulsed rank-on
 transfer_read:                forward_mvm's branches on the fast arrays A (Tiki-Taka), no
                               bound-management repeats, one vector per column read
 transfer_update:              rank_one_update's branches on the slow arrays C, one driven x line
-                              (the one-hot column) per transfer
+                              (the one-hot column) per transfer; TTv2: transfer_desired_bl pulse
+                              slots, after the digital buffer H's work and traffic (the op's
+                              pre-work, loads and stores: :mod:`archsim.program`)
 
 A Tiki-Taka matrix (two arrays per block) has its fast array A and its slow array C of each block
 on adjacent tiles (A first), so that with two or more tiles per bus or digital unit the pair
@@ -365,9 +367,12 @@ class _Builder:
         return self.forward_mvm(m, p, actions, "transfer_read", repeats=False)
 
     def transfer_update(self, m: MatrixMapping, p: TilePlacement, actions: dict) -> tuple[Stage, ...]:
-        """Tiki-Taka: one rank-one update per column read, on a C tile: the read column on the
-        rows' lines and one driven column line (its fire probabilities are the activity's)."""
-        bl = self.act(m, p).transfer_pulse_slots(self.arch.update.desired_bl)
+        """Tiki-Taka: one rank-one update per column read, on a C tile: the read column (TTv2:
+        its pulse counts) on the rows' lines and one driven column line (its fire probabilities
+        are the activity's), ``desired_bl`` pulse slots (TTv2: ``transfer_desired_bl``)."""
+        u = self.arch.update
+        bl = self.act(m, p).transfer_pulse_slots(
+            u.transfer_desired_bl if u.buffered else u.desired_bl)
         return self.rank_one_update(m, replace(p, cols=1), actions, "transfer",
                                     "transfer_pulse_slot", bl)
 
@@ -382,9 +387,9 @@ def _by_copy(rows: list[TilePlacement]) -> list[list[TilePlacement]]:
 def transfer_settings(arch: ArchitectureSpec, batch: int) -> Transfer | None:
     """Tiki-Taka's transfer settings of the architecture at this batch (None: SGD)."""
     u = arch.update
-    if u.algorithm != "tiki_taka":
+    if not u.tiki_taka:
         return None
-    return Transfer(u.transfer_every, u.n_reads_per_transfer, batch)
+    return Transfer(u.transfer_every, u.n_reads_per_transfer, batch, u.algorithm)
 
 
 def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int = 1,

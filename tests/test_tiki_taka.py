@@ -69,16 +69,19 @@ def _train(w, model, steps):
     return losses
 
 
-def test_without_transfers_tiki_taka_is_sgd_on_a():
+@pytest.mark.parametrize("algorithm", ["tiki_taka", "tiki_taka_v2"])
+def test_without_transfers_tiki_taka_is_sgd_on_a(algorithm):
     """rpu_symmetric with no device-to-device spread and bounds at +-10 (UNIFORM), the rpu2016
     periphery, fast updates, gamma = 1, transfer_every above T x B (no transfer): the network's
     weight A + C starts at C = the initial weights, A = 0, and A takes the very updates the SGD
     tiles take (A draws what the SGD tile draws; C's variations come from a derived stream).
     Losses are equal bit for bit over four steps, weights to float rounding (the device adds its
-    step's terms to w one by one, so w + (d1 + d2) is not (w + d1) + d2 bit for bit)."""
+    step's terms to w one by one, so w + (d1 + d2) is not (w + d1) + d2 bit for bit). Tiki-Taka
+    v1 and TTv2 alike (TTv2's buffer H stays 0); chopped TTv2 needs gamma 0, so it has no such
+    case (tests/test_tiki_taka_v2.py: with in_chop_prob 0 it is TTv2)."""
     device = load_device("rpu_symmetric", overrides=UNIFORM)
     w, sgd = _network(_arch(), device)
-    _, tt = _network(_arch(algorithm="tiki_taka", gamma=1.0, transfer_every=10**9), device)
+    _, tt = _network(_arch(algorithm=algorithm, gamma=1.0, transfer_every=10**9), device)
     c0 = {m.name: [t.slow.weight.clone() for t in m.tiles] for m in tt.matrices}
     assert all(isinstance(t, TikiTakaTile) for m in tt.matrices for t in m.tiles)
     assert _train(w, sgd, 4) == _train(w, tt, 4)
@@ -86,6 +89,7 @@ def test_without_transfers_tiki_taka_is_sgd_on_a():
         assert torch.allclose(a.weight, b.weight, rtol=0, atol=1e-6), a.name
         assert all(tile.fast.weight.abs().sum() > 0 for tile in b.tiles)   # A trained
         assert all(torch.equal(t.slow.weight, c) for t, c in zip(b.tiles, c0[b.name]))  # C untouched
+        assert all(t.buffer is None or not t.buffer.any() for t in b.tiles)
     act = tt.activity()
     assert act.transfer_reads == act.transfer_updates == 0 and act.updates == sgd.activity().updates
 
@@ -118,15 +122,19 @@ def test_transfers_move_weight_from_a_to_c(gamma):
     assert tile.reset_activity().transfer_reads == 20 and tile.activity.transfer_reads == 0
 
 
-def test_run_counts_transfers_alike_in_both_engines(text_file):
+@pytest.mark.parametrize("algorithm", ["tiki_taka", "tiki_taka_v2", "chopped_tiki_taka_v2"])
+def test_run_counts_transfers_alike_in_both_engines(text_file, algorithm):
     """``archsim run``'s path: train two steps, count every tile, time the schedule: the transfer
-    reads and updates (and every conversion and pulse slot) are equal, and happened."""
+    reads and updates (and every conversion and pulse slot) are equal, and happened; TTv2's
+    transfer updates have one pulse slot each (transfer_desired_bl 1), v1's desired_bl."""
     w = load_workload(WORKLOADS / "tiny.yaml", overrides={"model.hidden_size": 6})
-    arch = _arch(algorithm="tiki_taka", transfer_every=3, n_reads_per_transfer=2)
+    arch = _arch(algorithm=algorithm, transfer_every=3, n_reads_per_transfer=2)
     r = activity_run(w, arch, load_device("rpu_baseline"), steps=2, data_path=text_file)
     fun, sch = r.counts["functional"], r.counts["schedule"]
     T, B = w.training.seq_len, w.training.batch_size
     assert fun["transfer_reads"] == fun["transfer_updates"] == 2 * 2 * (T * B // 3) * 2  # 2 matrices
+    bl = 1 if arch.update.buffered else arch.update.desired_bl
+    assert fun["transfer_pulse_slots"] == bl * fun["transfer_updates"]
     for key in fun:
         assert fun[key] == pytest.approx(sch[key], rel=1e-9, abs=1e-9), key
 

@@ -5,6 +5,7 @@ import json
 import shlex
 
 from archsim.commands import positive_int
+from archsim.specs.architecture import ALGORITHMS
 
 
 def register(sub) -> None:
@@ -17,10 +18,11 @@ def register(sub) -> None:
     p.add_argument("--exact", action="store_true",
                    help="simulate every step of the epoch instead of extrapolating a periodic window")
     p.add_argument("--activity", help="activity profile JSON saved by `archsim run` (default: nominal)")
-    p.add_argument("--algorithm", choices=("sgd", "tiki_taka"),
+    p.add_argument("--algorithm", choices=ALGORITHMS,
                    help="training algorithm of the tiles (override update.algorithm): plain pulsed "
-                        "SGD, or Tiki-Taka (arrays A and C per block, transfers every "
-                        "update.transfer_every rank-one updates), printed beside the SGD design")
+                        "SGD, or Tiki-Taka v1, TTv2 or chopped TTv2 (arrays A and C per block, "
+                        "transfers every update.transfer_every rank-one updates; TTv2 through a "
+                        "digital buffer H), printed beside the SGD design")
     p.add_argument("--bptt", choices=("store", "recompute"),
                    help="what BPTT keeps between the sweeps (override system.bptt_state): store "
                         "every tile's inputs and gates, or keep h and c and recompute the gates "
@@ -45,14 +47,11 @@ def run(args) -> int:
     if args.out:
         check_out_dir(args.out)   # before any work: nothing is computed for an unwritable folder
     workload = load_workload(args.workload)
-    arch = load_architecture(args.arch or workload.architecture,
+    # Overrides are validated with the preset (e.g. chopped TTv2 needs gamma 0).
+    overrides = {k: v for k, v in (("system.bptt_state", args.bptt),
+                                   ("update.algorithm", args.algorithm)) if v}
+    arch = load_architecture(args.arch or workload.architecture, overrides=overrides,
                              referrer="command line" if args.arch else args.workload)
-    if args.bptt:
-        arch = arch.model_copy(update={"system": arch.system.model_copy(
-            update={"bptt_state": args.bptt})})
-    if args.algorithm:
-        arch = arch.model_copy(update={"update": arch.update.model_copy(
-            update={"algorithm": args.algorithm})})
     device = load_device(args.device or workload.device,
                          referrer="command line" if args.device else args.workload)
     activity = load_activity(args.activity) if args.activity else None

@@ -15,8 +15,9 @@ if TYPE_CHECKING:  # only for annotations: keeps ``archsim.functional.config`` i
 UPDATE_MODES = ("fast", "exact")
 #: Update-management rules when k > BL (see RPUConfig.um_rule).
 UM_RULES = ("aihwkit", "balanced")
-#: Training algorithms of a tile (see RPUConfig.algorithm).
-ALGORITHMS = ("sgd", "tiki_taka")
+#: Training algorithms of a tile (see RPUConfig.algorithm; the architecture spec's
+#: ``update.algorithm`` values): SGD, then the Tiki-Taka family (two arrays per block).
+ALGORITHMS = ("sgd", "tiki_taka", "tiki_taka_v2", "chopped_tiki_taka_v2")
 
 
 @dataclass
@@ -139,7 +140,8 @@ class RPUConfig:
     (256 on CPU, 1024 on an accelerator, where fewer and larger operations are faster)."""
 
     algorithm: str = "sgd"
-    """"sgd", or "tiki_taka": each tile is a fast array A (SGD updates) and a slow array C,
+    """"sgd", or one of the Tiki-Taka family ("tiki_taka", "tiki_taka_v2",
+    "chopped_tiki_taka_v2"): each tile is a fast array A (SGD updates) and a slow array C,
     weight gamma*A + C (see :class:`archsim.functional.tiki_taka.TikiTakaTile`; the fields below
     are the architecture's ``update`` fields of the same names)."""
 
@@ -155,13 +157,33 @@ class RPUConfig:
     gamma: float = 0.0
     """Tiki-Taka: weight of A in the network's weight gamma*A + C."""
 
+    thres_scale: float = 1.0
+    """TTv2: threshold of the digital buffer H in units of dw_min."""
+
+    momentum: float = 0.1
+    """TTv2: share of H kept after its device was pulsed (the spec's ``buffer_momentum``)."""
+
+    forget_buffer: bool = True
+    """TTv2: after a pulse H becomes momentum*H (else H -= (1 - momentum)*pulses*threshold)."""
+
+    transfer_desired_bl: int = 1
+    """TTv2: pulse slots of a transfer update of C (update management off), the most pulses a
+    device gets per transfer."""
+
+    in_chop_prob: float = 0.1
+    """Chopped TTv2: flip probability of a column's chopper after each read of that column."""
+
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         if self.transfer_every < 1 or self.n_reads_per_transfer < 1 or not self.transfer_lr > 0 \
-                or self.gamma < 0:
-            raise ValueError("transfer_every and n_reads_per_transfer must be >= 1, transfer_lr > 0, "
-                             "gamma >= 0")
+                or self.gamma < 0 or not self.thres_scale > 0 or not 0 <= self.momentum <= 1 \
+                or self.transfer_desired_bl < 1 or not 0 <= self.in_chop_prob <= 1:
+            raise ValueError("transfer_every, n_reads_per_transfer and transfer_desired_bl must be "
+                             ">= 1, transfer_lr and thres_scale > 0, gamma >= 0, momentum and "
+                             "in_chop_prob in [0, 1]")
+        if self.algorithm == "chopped_tiki_taka_v2" and self.gamma != 0:
+            raise ValueError("gamma must be 0 with chopped_tiki_taka_v2 (A is hidden)")
         if self.update_mode not in UPDATE_MODES:
             raise ValueError(f"update_mode must be one of {UPDATE_MODES}, got {self.update_mode!r}")
         if self.noise_management not in ("abs_max", "none"):
@@ -199,12 +221,16 @@ class RPUConfig:
             algorithm=arch.update.algorithm, transfer_every=arch.update.transfer_every,
             n_reads_per_transfer=arch.update.n_reads_per_transfer,
             transfer_lr=arch.update.transfer_lr, gamma=arch.update.gamma,
+            thres_scale=arch.update.thres_scale, momentum=arch.update.buffer_momentum,
+            forget_buffer=arch.update.forget_buffer,
+            transfer_desired_bl=arch.update.transfer_desired_bl,
+            in_chop_prob=arch.update.in_chop_prob,
         )
 
     @property
     def tiki_taka(self) -> bool:
         """Tiles of this configuration train with Tiki-Taka (never a floating-point tile)."""
-        return self.algorithm == "tiki_taka" and not self.is_ideal
+        return self.algorithm != "sgd" and not self.is_ideal
 
     @property
     def is_ideal(self) -> bool:

@@ -236,7 +236,7 @@ class AnalogLSTM:
         # Tiki-Taka (the tiles' configuration says): two arrays per block, transfers in the program.
         configs = {m.name: (output_config or config) if m.kind == "output" else config
                    for m in self.mapping.matrices}
-        self._transfer = None
+        self._transfer, self._transfer_algorithm = None, "tiki_taka"
         for m in self.mapping.matrices:
             if configs[m.name].tiki_taka:
                 m.arrays = 2
@@ -244,7 +244,7 @@ class AnalogLSTM:
                 settings = (c.transfer_every, c.n_reads_per_transfer)
                 if self._transfer not in (None, settings):
                     raise ValueError("the Tiki-Taka matrices of one network share their transfer settings")
-                self._transfer = settings
+                self._transfer, self._transfer_algorithm = settings, c.algorithm
         self.device, self.dtype = torch.device(device), dtype
         self.dropout, self.grad_clip = float(dropout), grad_clip
         # Three independent streams, so that e.g. dropout does not shift the devices' noise.
@@ -299,7 +299,7 @@ class AnalogLSTM:
             if self._transfer:
                 if batch is None:
                     raise ValueError("a Tiki-Taka network's program needs the batch size")
-                transfer = Transfer(*self._transfer, batch)
+                transfer = Transfer(*self._transfer, batch, self._transfer_algorithm)
             prog = build_program(self.mapping, self.shape.hidden_size, seq_len, self.bptt_state,
                                  transfer)
             self.use_program(prog)

@@ -69,6 +69,13 @@ class ADCSpec(Spec):
     leakage_W: Watts = Field(0.0, description="Static power of one ADC.")
 
 
+#: Training algorithms of a tile (``update.algorithm``), those with two arrays per block (the
+#: Tiki-Taka family) and those with the digital buffer H (TTv2 and chopped TTv2).
+ALGORITHMS = ("sgd", "tiki_taka", "tiki_taka_v2", "chopped_tiki_taka_v2")
+TIKI_TAKA = ALGORITHMS[1:]
+BUFFERED = ALGORITHMS[2:]
+
+
 class UpdateSpec(Spec):
     """Stochastic pulsed outer-product update (Gokmen & Vlasov 2016).
 
@@ -92,17 +99,27 @@ class UpdateSpec(Spec):
         "probabilities |x|/max|x| unclipped and puts the excess on d (aihwkit's "
         "PulsedUpdateMetaParameter.performUpdateManagement); 'balanced' scales both sides by "
         "sqrt(k/BL) and clips both (archsim's earlier rule)."))
-    # Tiki-Taka (Gokmen & Haensch 2020, Front. Neurosci. 14:103), named as aihwkit's
-    # TransferCompound (IBM/aihwkit src/aihwkit/simulator/configs/compounds.py at commit
-    # 1384c5646e0cd9b1aebdcb4604fa28fed07e3c80).
-    algorithm: Literal["sgd", "tiki_taka"] = Field("sgd", description=(
+    # The Tiki-Taka family, named as aihwkit's compounds (IBM/aihwkit
+    # src/aihwkit/simulator/configs/compounds.py at commit 1384c5646e0cd9b1aebdcb4604fa28fed07e3c80):
+    # TransferCompound (Tiki-Taka v1, Gokmen & Haensch 2020, Front. Neurosci. 14:103),
+    # BufferedTransferCompound (TTv2, Gokmen 2021, Front. Artif. Intell. 4:699148) and
+    # ChoppedTransferCompound (chopped TTv2, Rasch et al. 2024, Nat. Commun.).
+    algorithm: Literal[ALGORITHMS] = Field("sgd", description=(
         "Training algorithm of every tile. 'sgd': the pulsed rank-one updates go to the one array "
         "that holds the weight. 'tiki_taka' (Tiki-Taka v1, aihwkit's TransferCompound with two "
         "devices): each tile block has a fast array A that takes the pulsed SGD updates and a "
         "slow array C (a second tile, same device model); every transfer_every rank-one updates "
         "n_reads_per_transfer columns of A (in turn, wrapping around) are read by forward MVMs "
         "with one-hot inputs and pulsed onto C's columns with learning rate transfer_lr; the "
-        "network's weight is gamma*A + C."))
+        "network's weight is gamma*A + C. 'tiki_taka_v2' (TTv2, aihwkit's "
+        "BufferedTransferCompound): the same reads are added, times transfer_lr, to a digital "
+        "buffer H (one value per device, in the digital unit's memory); where |H| reaches "
+        "thres_scale*dw_min, C's device gets trunc(H/(thres_scale*dw_min)) pulses (at most "
+        "transfer_desired_bl) in that direction and H forgets or subtracts what was written "
+        "(forget_buffer, momentum). 'chopped_tiki_taka_v2' (aihwkit's ChoppedTransferCompound): "
+        "TTv2 with a random sign per column of A (the input chopper): A's updates of column j "
+        "are multiplied by it, its read by it again, and it flips with probability in_chop_prob "
+        "after each read of column j; needs gamma 0 (A is hidden, as in aihwkit)."))
     transfer_every: PositiveInt = Field(1, le=1_000_000_000, description=(
         "Tiki-Taka: rank-one updates (vectors) of a tile between transfers. aihwkit's "
         "transfer_every counts mat-vecs when units_in_mbatch is False and mini-batches when True "
@@ -113,18 +130,67 @@ class UpdateSpec(Spec):
         "T*B makes none."))
     n_reads_per_transfer: PositiveInt = Field(1, le=1_000_000, description=(
         "Tiki-Taka: columns of A read (and rank-one updates of C) per transfer, consecutive and "
-        "wrapping around at the last column (aihwkit's n_reads_per_transfer, default 1)."))
+        "wrapping around at the last column (aihwkit's n_reads_per_transfer, default 1; aihwkit's "
+        "ChoppedTransferCompound allows only 1, archsim any)."))
     transfer_lr: float = Field(1.0, gt=0, le=1e6, description=(
-        "Tiki-Taka: learning rate of the transfer update, C[:, j] += transfer_lr * (read of "
-        "A[:, j]), as a pulsed rank-one update with x = one-hot(j), d = -read. Absolute, i.e. "
-        "aihwkit's transfer_lr with scale_transfer_lr False (aihwkit's default True multiplies it "
-        "by the SGD learning rate)."))
+        "Tiki-Taka: learning rate of the transfer. v1: C[:, j] += transfer_lr * (read of A[:, j]), "
+        "as a pulsed rank-one update with x = one-hot(j), d = -read; TTv2: H[:, j] += "
+        "transfer_lr * read (times gamma when gamma > 0, as aihwkit's buffered getTransferLR). "
+        "Absolute, i.e. aihwkit's transfer_lr with scale_transfer_lr False (aihwkit's default "
+        "True multiplies it by the SGD learning rate)."))
     gamma: float = Field(0.0, ge=0, le=1e6, description=(
         "Tiki-Taka: the network's weight is gamma*A + C (aihwkit's TransferCompound gamma, "
         "g*W_0 + W_1 for two devices; 0 is Tiki-Taka v1 as in aihwkit's TikiTaka presets). "
         "Forward and transposed MVMs read it in one array cycle (both arrays' currents summed "
         "on shared lines, one conversion per line, as aihwkit reads the gamma-weighted weight "
         "in one MVM); with gamma = 0 only C is read."))
+    thres_scale: float = Field(1.0, gt=0, le=1e6, description=(
+        "TTv2 and chopped TTv2: the buffer's threshold (and the weight of one of its steps) in "
+        "units of C's dw_min (aihwkit BufferedTransferCompound.thres_scale; "
+        "ChoppedTransferCompound calls it buffer_granularity and takes A's dw_min, the same "
+        "number here since A and C share one device model)."))
+    momentum: float | None = Field(None, ge=0, le=1, description=(
+        "TTv2 and chopped TTv2: share of the buffer kept after its device was pulsed (aihwkit's "
+        "momentum). null: aihwkit's default, 0.1 for tiki_taka_v2 (BufferedTransferCompound) and "
+        "0 for chopped_tiki_taka_v2 (ChoppedTransferCompound)."))
+    forget_buffer: bool = Field(True, description=(
+        "TTv2 and chopped TTv2 (aihwkit's forget_buffer, default true): after a device was "
+        "pulsed, H becomes momentum*H (what the clipped pulse count did not write is "
+        "forgotten); false: H -= (1 - momentum)*n*threshold (n the pulses written)."))
+    transfer_desired_bl: PositiveInt = Field(1, le=1_000_000, description=(
+        "TTv2 and chopped TTv2: pulse slots of a transfer update of C and the most pulses one "
+        "device gets per transfer (aihwkit's transfer_update.desired_bl, 1 in "
+        "BufferedTransferCompound and ChoppedTransferCompound, with update management and BL "
+        "management off). Tiki-Taka v1's transfer updates use desired_bl and update_management "
+        "as the SGD updates do."))
+    in_chop_prob: float = Field(0.1, ge=0, le=1, description=(
+        "Chopped TTv2: probability that a column's input chopper (the sign of A's updates and "
+        "reads of that column) flips after each read of the column (aihwkit's in_chop_prob, "
+        "random switching; 0: chopped TTv2 is TTv2)."))
+
+    @model_validator(mode="after")
+    def _check_chopper(self):
+        if self.algorithm == "chopped_tiki_taka_v2" and self.gamma != 0:
+            raise ValueError(f"gamma must be 0 with chopped_tiki_taka_v2 (got {self.gamma}): the "
+                             "fast array A is hidden, as in aihwkit's ChoppedTransferCompound")
+        return self
+
+    @property
+    def tiki_taka(self) -> bool:
+        """Any Tiki-Taka algorithm: two arrays (A, C) per tile block."""
+        return self.algorithm in TIKI_TAKA
+
+    @property
+    def buffered(self) -> bool:
+        """TTv2 or chopped TTv2: the transfer goes through the digital buffer H."""
+        return self.algorithm in BUFFERED
+
+    @property
+    def buffer_momentum(self) -> float:
+        """``momentum``, or aihwkit's default for the algorithm when it is null."""
+        if self.momentum is not None:
+            return self.momentum
+        return 0.0 if self.algorithm == "chopped_tiki_taka_v2" else 0.1
 
 
 class PeripherySpec(Spec):
