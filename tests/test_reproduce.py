@@ -13,10 +13,11 @@ import pytest
 
 from archsim.cli import main
 from archsim.reproduce import (
-    CLAIMS, MNIST_TRAIN_IMAGES, RESOLUTION_TOLERANCE, analyse_asymmetry, analyse_macs,
-    analyse_overfitting, analyse_resolution, check_claims, corpus_chars, macs_workloads, mlp_weights,
-    resolution_threshold, row_loss, sweep_paths,
+    CLAIMS, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry, analyse_macs,
+    analyse_overfitting, analyse_resolution, check_claims, compare, corpus_chars, fmt_change, fmt_stats,
+    macs_workloads, mlp_weights, render_report, resolution_threshold, row_loss, sweep_paths,
 )
+from archsim.reproduce.analysis import level
 from archsim.errors import SpecError
 from archsim.specs import load_workload
 from archsim.sweep import expand, load_sweep
@@ -117,7 +118,9 @@ def test_asymmetry_names_a_non_monotone_scan():
     a = analyse_asymmetry(asym_rows(2.00, {0.0: 2.05, 0.01: 2.00, 0.02: 2.30, 0.05: 2.10, 0.1: 2.70}))
     assert a.verdict == "holds"
     assert a.metrics["drops"] == [(0.01, 0.0, pytest.approx(0.05)), (0.05, 0.02, pytest.approx(0.2))]
-    assert "not monotone (one seed per point): 1 % is 0.050 below 0 %, 5 % is 0.200 below 2 %" in a.sentence
+    assert "not monotone: 1 % is 0.050 below 0 %, 5 % is 0.200 below 2 %" in a.sentence
+    assert a.sentence.endswith("Single-seed verdict: one seed per point, so changes are judged against "
+                               "the fixed thresholds alone.")
 
 
 def test_asymmetry_partly_and_does_not_hold_and_divergence():
@@ -128,7 +131,7 @@ def test_asymmetry_partly_and_does_not_hold_and_divergence():
     flat = analyse_asymmetry(asym_rows(2.00, {0.0: 2.02, 0.05: 2.03, 0.1: 2.01}))
     assert flat.verdict == "does not hold" and "+0.010" in flat.sentence
     diverged = analyse_asymmetry(asym_rows(2.00, {0.0: 2.02, 0.05: 2.03, 0.1: None}))
-    assert diverged.verdict == "partly" and "diverged" in diverged.sentence
+    assert diverged.verdict == "partly" and "10 % asymmetry diverges (least-squares" in diverged.sentence
     missing = analyse_asymmetry(asym_rows(2.00, {0.05: 2.2}))
     assert missing.verdict == "not tested"
 
@@ -200,6 +203,240 @@ def test_row_loss_reads_divergence_and_missing_values():
     assert row_loss(row({}, done=False)) is None
 
 
+# -- seeds -------------------------------------------------------------------------------------------
+def seed_rows(tests, **axes):
+    """One point's rows, one per seed: a test loss, None (diverged) or "missing" (not run yet)."""
+    rows = []
+    for seed, test in enumerate(tests):
+        if test == "missing":
+            r = row({}, done=False, **axes)
+        else:
+            r = row({"diverged": True} if test is None else losses(test), **axes)
+        r["seed"] = seed
+        rows.append(r)
+    return rows
+
+
+def spread(mean, sd):
+    """Three seeds with this mean and sample standard deviation."""
+    return [mean - sd, mean, mean + sd]
+
+
+def test_stats_over_seeds_mean_sd_range_divergence_and_missing_seeds():
+    s = Stats.of([2.0, 2.1, 2.2])
+    assert (s.n, s.expected, s.diverged) == (3, 3, 0)
+    assert s.mean == pytest.approx(2.1) and s.sd == pytest.approx(0.1)
+    assert (s.min, s.max) == (2.0, 2.2) and s.value == pytest.approx(2.1)
+    assert fmt_stats(s) == "2.100 ± 0.100 (3)" and fmt_stats(s, table=False) == "2.100 ± 0.100"
+    one = Stats.of([2.5])
+    assert one.sd is None and fmt_stats(one) == "2.500 (1)"
+    # (b) a diverged seed: counted, not averaged; the point counts as diverged
+    d = Stats.of_rows(seed_rows([2.0, None, 2.1]))
+    assert (d.n, d.diverged, d.values) == (3, 1, (2.0, 2.1)) and d.value == math.inf
+    assert d.mean == pytest.approx(2.05)
+    assert fmt_stats(d) == "diverged in 1 of 3 seeds (the other 2: 2.050 ± 0.071)"
+    assert fmt_stats(Stats.of([math.inf] * 3)) == "diverged in 3 of 3 seeds"
+    # (c) missing seeds (a run still going): the n it has
+    m = Stats.of_rows(seed_rows([2.0, 2.2, "missing"]))
+    assert (m.n, m.expected) == (2, 3) and fmt_stats(m) == "2.100 ± 0.141 (2 of 3)"
+    assert fmt_stats(Stats.of_rows(seed_rows(["missing"] * 3))) == "- (0 of 3)"
+
+
+def test_a_difference_counts_as_a_change_only_beyond_the_seed_spread():
+    tight, noisy = Stats.of(spread(2.00, 0.01)), Stats.of(spread(2.05, 0.10))
+    c = compare(noisy, tight)
+    two_se = 2 * math.sqrt(0.10 ** 2 / 3 + 0.01 ** 2 / 3)
+    assert c.diff == pytest.approx(0.05) and c.se2 == pytest.approx(two_se) and c.seeds == 3
+    assert c.threshold(0.02) == pytest.approx(two_se) and not c.rises(0.02) and not c.exceeds(0.02)
+    assert fmt_change(c) == f"+0.050 ± {two_se:.3f}"
+    far = compare(Stats.of(spread(2.15, 0.10)), tight)   # larger than the spread: a change
+    assert far.rises(0.02) and not far.falls(0.02) and compare(tight, Stats.of(spread(2.15, 0.10))).falls()
+    # a tight pair: the floor decides (0.015 apart is below 0.02 even though it is far beyond 2 SE)
+    close = compare(Stats.of(spread(2.015, 0.001)), tight)
+    assert close.se2 < 0.015 and close.threshold(0.02) == 0.02 and not close.rises(0.02)
+    assert compare(Stats.of(spread(2.03, 0.001)), tight).rises(0.02)
+    # one seed on a side: no spread, the floor alone, a single-seed judgement
+    single = compare(Stats.of([2.03]), tight)
+    assert single.se2 is None and single.single_seed and single.rises(0.02) and fmt_change(single) == "+0.030"
+    assert compare(2.01, 2.0).single_seed and not compare(2.01, 2.0).exceeds(0.02)
+    # a diverged side is a change of infinite size; two diverged sides are not comparable
+    assert compare(Stats.of([2.0, math.inf, 2.1]), tight).rises(10.0)
+    assert compare(Stats.of([math.inf]), Stats.of([math.inf])) is None
+    assert compare(Stats.of([None, None]), tight) is None
+    # one point's per-seed difference against zero: 2 sd / sqrt(n)
+    gap = level(Stats.of(spread(0.10, 0.10)))
+    assert gap.se2 == pytest.approx(2 * 0.10 / math.sqrt(3)) and not gap.rises(0.05)
+    assert level(Stats.of(spread(0.30, 0.10))).rises(0.05)
+
+
+def asym_seed_rows(fp, by_u):
+    rows = seed_rows(fp, device="ideal", **{"device.up_down": 0.0})
+    for u, tests in by_u.items():
+        rows += seed_rows(tests, device="rpu_baseline", **{"device.up_down": u})
+    return rows
+
+
+def test_asymmetry_verdict_follows_the_seed_spread():
+    fp, sym = spread(2.00, 0.01), spread(2.02, 0.01)
+    tight = analyse_asymmetry(asym_seed_rows(fp, {0.0: sym, 0.02: spread(2.10, 0.01),
+                                                  0.05: spread(2.20, 0.01), 0.1: spread(2.60, 0.1)}))
+    assert tight.verdict == "holds" and tight.metrics["onset"] == 0.02
+    two_se = 2 * math.sqrt(2 * 0.01 ** 2 / 3)
+    assert f"2 % asymmetry raises the test loss by +0.080 ± {two_se:.3f} nats/char" in tight.sentence
+    assert "the symmetric device ends at 2.020 ± 0.010 nats/char" in tight.sentence
+    assert "Seeds per point: 3;" in tight.sentence and "Single-seed" not in tight.sentence
+    assert tight.table[2]["test loss"] == "2.100 ± 0.010 (3)"
+    assert tight.table[2]["vs symmetric"] == f"+0.080 ± {two_se:.3f}"
+    assert "max(0.02 nats/char, 2 SE)" in tight.notes[0]
+    # the same means with a wide spread at 2 % and 5 %: no change there, the first is at 10 %
+    noisy = analyse_asymmetry(asym_seed_rows(fp, {0.0: sym, 0.02: spread(2.10, 0.15),
+                                                  0.05: spread(2.20, 0.25), 0.1: spread(2.60, 0.1)}))
+    assert [r["test loss"] for r in noisy.table][2:4] == ["2.100 ± 0.150 (3)", "2.200 ± 0.250 (3)"]
+    assert noisy.verdict == "partly" and noisy.metrics["onset"] == 0.1 and "only at 10 %" in noisy.sentence
+    # ... and without the seeds (one value per point: the means) the fixed threshold calls it a change
+    assert analyse_asymmetry(asym_rows(2.00, {0.0: 2.02, 0.02: 2.10, 0.05: 2.20, 0.1: 2.60})).verdict == "holds"
+    # with a wide spread everywhere: no change at all
+    flat = analyse_asymmetry(asym_seed_rows(fp, {0.0: sym, 0.05: spread(2.10, 0.15)}))
+    assert flat.verdict == "does not hold" and "largest difference +0.080 ±" in flat.sentence
+    # the symmetric device "close to floating point": a gap of 0.12 is not above 0.1 by a change
+    # when the spread is wide, and is when it is tight
+    wide_sym = analyse_asymmetry(asym_seed_rows(spread(2.00, 0.1), {0.0: spread(2.12, 0.1),
+                                                                    0.02: spread(2.30, 0.01)}))
+    assert wide_sym.verdict == "holds" and "+0.120 ± 0.163 from floating point" in wide_sym.sentence
+    tight_sym = analyse_asymmetry(asym_seed_rows(fp, {0.0: spread(2.12, 0.01), 0.02: spread(2.30, 0.01)}))
+    assert tight_sym.verdict == "partly" and "more than 0.1 nats/char" in tight_sym.sentence
+
+
+def test_asymmetry_monotone_judgement_uses_the_spread():
+    fp, sym = spread(2.00, 0.01), spread(2.02, 0.01)
+    rest = {0.02: spread(2.10, 0.01), 0.05: spread(2.20, 0.01)}
+    noisy_dip = analyse_asymmetry(asym_seed_rows(fp, {0.0: sym, 0.01: spread(1.97, 0.07), **rest}))
+    assert noisy_dip.metrics["drops"] == [] and "not monotone" not in noisy_dip.sentence
+    real_dip = analyse_asymmetry(asym_seed_rows(fp, {0.0: sym, 0.01: spread(1.97, 0.01), **rest}))
+    assert real_dip.metrics["drops"] == [(0.01, 0.0, pytest.approx(0.05))]
+    assert "not monotone: 1 % is 0.050 ± 0.016 below 0 %" in real_dip.sentence
+
+
+def test_asymmetry_with_a_diverged_seed_and_missing_seeds():
+    fp, sym = spread(2.00, 0.01), spread(2.02, 0.01)
+    a = analyse_asymmetry(asym_seed_rows(fp, {0.0: sym, 0.02: [2.09, 2.11, "missing"],
+                                              0.1: [2.5, None, 2.6]}))
+    assert a.verdict == "holds" and a.metrics["onset"] == 0.02
+    assert a.table[2]["test loss"] == "2.100 ± 0.014 (2 of 3)"
+    assert a.table[3]["test loss"] == "diverged in 1 of 3 seeds (the other 2: 2.550 ± 0.071)"
+    assert a.table[3]["vs symmetric"] == "diverged" and a.metrics["loss"][0.1] == math.inf
+    assert "10 % diverges in 1 of 3 seeds" in a.sentence and "Seeds per point: 2 to 3;" in a.sentence
+    assert "strongly" in a.sentence
+
+
+def res_seed_rows(det, sto):
+    rows = []
+    for rounding, curve in ((False, det), (True, sto)):
+        for bits, tests in curve.items():
+            rows += seed_rows(tests, **{"architecture.dac.bits": bits,
+                                        "architecture.periphery.inp_sto_round": rounding})
+    return rows
+
+
+def test_resolution_verdict_follows_the_seed_spread():
+    det = {4: 2.9, 5: 2.6, 6: 2.08, 7: 2.02, 8: 2.00}
+    sto = {4: 2.3, 5: 2.02, 6: 2.01, 7: 2.0, 8: 1.99}
+    tight = {b: spread(v, 0.01) for b, v in det.items()}
+    a = analyse_resolution(res_seed_rows(tight, {b: spread(v, 0.01) for b, v in sto.items()}))
+    assert a.verdict == "holds" and (a.metrics["threshold_det"], a.metrics["threshold_sto"]) == (7, 5)
+    two_se = 2 * math.sqrt(2 * 0.01 ** 2 / 3)
+    assert f"from 7 bits up (6 bits: +0.080 ± {two_se:.3f})" in a.sentence
+    assert "within max(0.03, 2 SE) nats/char" in a.sentence
+    assert "reference: 8-bit deterministic, 2.000 ± 0.010" in a.sentence
+    assert a.table[2]["test loss, deterministic"] == "2.080 ± 0.010 (3)"
+    assert a.table[2]["vs ref, deterministic"] == f"+0.080 ± {two_se:.3f}"
+    # 6 bits deterministic as far above the reference on average, but within its spread
+    sto_tight = {b: spread(v, 0.01) for b, v in sto.items()}
+    b = analyse_resolution(res_seed_rows({**tight, 6: spread(2.08, 0.15)}, sto_tight))
+    assert b.verdict == "partly" and b.metrics["threshold_det"] == 6 and b.metrics["threshold_sto"] == 5
+    # the threshold function itself, on Stats
+    assert resolution_threshold({6: Stats.of(spread(2.08, 0.15)), 8: Stats.of(spread(2.0, 0.01))},
+                                Stats.of(spread(2.0, 0.01)), 0.03) == 6
+    assert resolution_threshold({6: Stats.of(spread(2.08, 0.01)), 8: Stats.of(spread(2.0, 0.01))},
+                                Stats.of(spread(2.0, 0.01)), 0.03) == 8
+    # a diverged seed at 4 bits: that resolution counts as diverged (it cannot be within)
+    c = analyse_resolution(res_seed_rows(tight, {**sto_tight, 4: [2.0, None, 2.0]}))
+    assert c.table[0]["test loss, stochastic"] == "diverged in 1 of 3 seeds (the other 2: 2.000 ± 0.000)"
+    assert c.metrics["threshold_sto"] == 5 and c.verdict == "holds"
+
+
+def of_seed_rows(fp0, fpd, rpu):
+    """Three seeds per run: (train, test) per seed."""
+    rows = []
+    for device, dropout, seeds in (("ideal", 0.0, fp0), ("ideal", 0.5, fpd), ("rpu_baseline", 0.0, rpu)):
+        for seed, (train, test) in enumerate(seeds):
+            r = row({"train_loss": train, "valid_loss": test, "test_loss": test, "valid_best": test - 0.1,
+                     "epochs": 10.0, "curve": [{"epoch": e, "train_loss": train + 0.1 / e,
+                                               "valid_loss": test + 0.01 * seed} for e in (1.0, 2.0)]},
+                    device=device, **{"workload.training.dropout": dropout})
+            r["seed"] = seed
+            rows.append(r)
+    return rows
+
+
+def test_overfitting_verdict_follows_the_seed_spread():
+    def runs(train, gaps):
+        return [(train, train + g) for g in gaps]
+    fpd, rpu = runs(1.6, [0.09, 0.10, 0.11]), runs(1.2, [0.49, 0.50, 0.51])
+    tight = analyse_overfitting(of_seed_rows(runs(1.1, [0.59, 0.60, 0.61]), fpd, rpu))
+    assert tight.verdict == "holds" and tight.metrics["gap_reduction"] == pytest.approx(0.1)
+    assert "test - train is +0.500 ± 0.010 nats/char for the RPU device" in tight.sentence
+    assert "a reduction of +0.100 ± 0.016" in tight.sentence and "Seeds per point: 3;" in tight.sentence
+    assert tight.table[0]["test - train"] == "+0.600 ± 0.010 (3)"
+    # the same mean gap of floating point, spread wide: the reduction is within the spread
+    noisy = analyse_overfitting(of_seed_rows(runs(1.1, [0.4, 0.6, 0.8]), fpd, rpu))
+    assert noisy.verdict == "does not hold" and "no reduction larger than 0.02 and the seed spread" in noisy.sentence
+    # floating point "overfits" only where its gap is above 0.05 and its own spread
+    unclear = analyse_overfitting(of_seed_rows(runs(1.1, [-0.2, 0.1, 0.4]), fpd, rpu))
+    assert unclear.verdict == "not tested" and "not above 0.05 and its spread" in unclear.sentence
+    single = analyse_overfitting(of_rows((1.1, 1.2), (1.6, 1.7), (1.2, 1.21)))
+    assert single.verdict == "holds" and "Single-seed verdict" in single.sentence
+    # (b) a diverged seed of the RPU run: the run counts as diverged
+    div = analyse_overfitting(of_seed_rows(runs(1.1, [0.59, 0.60, 0.61]), fpd, rpu[:2] + [(1.2, math.inf)]))
+    assert div.verdict == "does not hold" and div.sentence.endswith("diverged in 1 of 3 seeds.")
+    assert div.table[2]["test - train"] == "diverged in 1 of 3 seeds (the other 2: +0.495 ± 0.007)"
+    # the curves of all seeds are kept for the plot
+    assert [len(c) for c in tight.metrics["curves"].values()] == [3, 3, 3]
+
+
+def test_plots_draw_error_bars_over_seeds(tmp_path):
+    fp, sym = spread(2.00, 0.01), spread(2.02, 0.01)
+    rows = asym_seed_rows(fp, {0.0: sym, 0.02: [2.09, 2.11, "missing"], 0.1: [2.5, None, 2.6]})
+    res = res_seed_rows({b: spread(2.0 + 0.1 * (8 - b), 0.02) for b in (5, 6, 7, 8)},
+                        {5: [2.1, None, 2.2], 8: spread(2.0, 0.02)})
+    of = of_seed_rows([(1.1, 1.7)] * 3, [(1.6, 1.7)] * 3, [(1.2, 1.7)] * 3)
+    for name, a in (("asymmetry", analyse_asymmetry(rows)), ("resolution", analyse_resolution(res)),
+                    ("overfitting", analyse_overfitting(of))):
+        path = PLOTS[name](a, tmp_path / f"{name}.png")
+        assert path.read_bytes()[:4] == b"\x89PNG"
+        fig_bytes = path.read_bytes()
+        assert PLOTS[name](a, tmp_path / f"{name}2.png").read_bytes() == fig_bytes   # deterministic
+
+
+def test_report_states_seeds_per_point_and_the_rule(tmp_path):
+    sweep = load_sweep(sweep_paths(CLAIMS["asymmetry"])[0])
+    assert len(sweep.spec.seeds) == 3
+    rows = asym_seed_rows(spread(2.0, 0.01), {0.0: spread(2.02, 0.01), 0.02: [2.09, 2.11, "missing"]})
+    outcome = types.SimpleNamespace(rows=rows, points=9, name=sweep.name)
+    a = analyse_asymmetry(rows)
+    text = render_report(CLAIMS["asymmetry"], a, [sweep], [outcome], "asymmetry.png", "archsim reproduce", tmp_path)
+    assert "Seeds: 3 per point." in text and "one seed per point" not in text.lower()
+    assert "|mean_a - mean_b| > max(threshold, 2 SE), 2 SE = 2*sqrt(sd_a^2/n_a + sd_b^2/n_b)" in text
+    assert "1 point has fewer finished seeds than that" in text
+    assert "9 runs (3 points x 3 seeds)" in text and "| 2.100 ± 0.014 (2 of 3) " in text
+    one = types.SimpleNamespace(spec=types.SimpleNamespace(**{**vars(sweep.spec), "seeds": [0]}),
+                                file=sweep.file, name=sweep.name)
+    single = render_report(CLAIMS["asymmetry"], analyse_asymmetry(asym_rows(2.0, {0.0: 2.02, 0.02: 2.1})),
+                           [one], [types.SimpleNamespace(rows=[], points=3, name=sweep.name)],
+                           "asymmetry.png", "archsim reproduce", tmp_path)
+    assert "One seed per point: the verdicts are single-seed" in single and "Seeds: " not in single
+
+
 # -- CLI ---------------------------------------------------------------------------------------------
 def test_unknown_claim_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys):
     assert main(["reproduce", "asymetry", "--out", str(tmp_path / "r")]) == 2
@@ -239,7 +476,7 @@ baselines: []
 """
 
 
-def tiny_sweeps(tmp_path: Path) -> Path:
+def tiny_sweeps(tmp_path: Path, seeds: str = "[0]") -> Path:
     """The three training claims' sweeps on a 1x8 LSTM and a 1,500-character text (seconds)."""
     text = tmp_path / "text.txt"
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"]
@@ -248,7 +485,7 @@ def tiny_sweeps(tmp_path: Path) -> Path:
     (tmp_path / "small.yaml").write_text(TEXT_WORKLOAD.format(train_chars=400, data=text))
     sweeps = tmp_path / "sweeps"
     sweeps.mkdir()
-    common = "kind: train\nseeds: [0]\ntrain: {max_chars: 200}\n"
+    common = f"kind: train\nseeds: {seeds}\ntrain: {{max_chars: 200}}\n"
     (sweeps / "asymmetry.yaml").write_text(textwrap.dedent("""\
         base: ../tiny.yaml
         mode: zip
@@ -269,9 +506,9 @@ def tiny_sweeps(tmp_path: Path) -> Path:
           device: [ideal, ideal, rpu_baseline]
           workload.training.dropout: [0.0, 0.5, 0.0]
         kind: train
-        seeds: [0]
+        seeds: SEEDS
         train: {epochs: 2}
-        """))
+        """).replace("SEEDS", seeds))
     return sweeps
 
 
@@ -301,6 +538,7 @@ def _install_fake_train(monkeypatch) -> list[dict]:
             dropout = workload.training.dropout
             test, train_loss = {(True, 0.0): (2.0, 1.5), (True, 0.5): (1.95, 1.9)}.get(
                 (fp, dropout), (1.96, 1.8))
+        test += 0.002 * kwargs.get("seed", 0)   # a small seed spread
         curve = [{"epoch": 1.0, "train_loss": train_loss + 0.2, "valid_loss": test - 0.01},
                  {"epoch": 2.0, "train_loss": train_loss, "valid_loss": test, "final": True}]
         return _FakeTrainResult(train_loss, test, test, 200, 0.01, 2.0, curve)
@@ -338,6 +576,23 @@ def test_cli_runs_the_claims_writes_reports_and_resumes(tmp_path, monkeypatch, c
     assert main(argv) == 0   # resume: nothing computed, the same reports
     assert len(calls) == 10 and "(0 points computed" in capsys.readouterr().out
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_cli_with_three_seeds_reports_the_spread(tmp_path, monkeypatch, capsys):
+    calls = _install_fake_train(monkeypatch)
+    sweeps, out = tiny_sweeps(tmp_path, seeds="[0, 1, 2]"), tmp_path / "r"
+    assert main(["reproduce", "asymmetry", "resolution", "overfitting", "--sweeps", str(sweeps),
+                 "--out", str(out), "--jobs", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert len(calls) == 3 * (3 + 4 + 3) and sorted({c["seed"] for c in calls}) == [0, 1, 2]
+    for name in ("asymmetry", "resolution", "overfitting"):
+        assert f"{name}: holds." in printed
+        text = (out / f"{name}.md").read_text()
+        assert "Seeds per point: 3;" in text and "Seeds: 3 per point." in text
+        assert "single-seed verdict)" in text and "Single-seed verdict" not in text
+        assert " ± 0.002 (3) " in text   # mean ± sd (n) of the test losses
+    asym = (out / "asymmetry.md").read_text()
+    assert "| rpu_baseline           | 5 %       |" in asym and "9 runs (3 points x 3 seeds)" in asym
 
 
 @pytest.mark.slow

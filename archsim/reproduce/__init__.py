@@ -12,8 +12,12 @@ command and budget that produced it; :mod:`~archsim.reproduce.render`) and ``<ou
 sweeps' own results and summaries go to ``<out>/runs/<sweep name>/``.
 
 Verdicts are ``holds``, ``partly``, ``does not hold`` or ``not tested`` (the budget did not create the
-condition the claim is about). Every threshold the verdicts use is a module constant and is printed
-in the report. The library never prints.
+condition the claim is about). Every point runs with several seeds; the analyses take each point's
+mean, standard deviation and range over its seeds (:class:`Stats`), and a difference of two points
+counts as a change only where it exceeds both the claim's fixed threshold and the seed spread
+(:class:`Change`: ``|mean_a - mean_b| > max(threshold, 2*sqrt(sd_a^2/n_a + sd_b^2/n_b))``; with one
+seed, the threshold alone). Every threshold the verdicts use is a module constant and is printed in
+the report. The library never prints.
 
 The ``overfitting`` claim trains on the first ``training.train_chars / training.train_fraction``
 characters of the workload's text (a prefix, split by ``train_fraction`` as usual), so that a model
@@ -24,7 +28,9 @@ trainer itself always uses the whole text.
 """
 from __future__ import annotations
 
-from archsim.reproduce.analysis import DELTA, VERDICTS, Analysis, row_loss
+from archsim.reproduce.analysis import (
+    DELTA, SPREAD_SE, VERDICTS, Analysis, Change, Stats, compare, fmt_change, fmt_stats, row_loss,
+)
 from archsim.reproduce.asymmetry import (
     CLOSE_TO_FP, FEW_PERCENT, analyse_asymmetry, non_monotone, plot_asymmetry,
 )
@@ -48,9 +54,10 @@ from archsim.reproduce.runner import ANALYSES, PLOTS, ClaimReport, run_claim, ru
 __all__ = [
     "ANALYSES", "BITS_AXIS", "CLAIMS", "CLOSE_TO_FP", "DELTA", "FEW_PERCENT", "MAC_WORKLOADS",
     "MLP_LAYERS", "MNIST_TRAIN_IMAGES", "OVERFIT_GAP", "PAPER", "PAPER_MAC_RATIO", "PLOTS",
-    "RESOLUTION_TOLERANCE", "ROUND_AXIS", "VERDICTS", "Analysis", "Claim", "ClaimReport",
-    "analyse_asymmetry", "analyse_macs", "analyse_overfitting", "analyse_resolution", "check_claims",
-    "claim_names", "corpus_chars", "default_out_dir", "default_sweeps_dir", "macs_workloads",
+    "RESOLUTION_TOLERANCE", "ROUND_AXIS", "SPREAD_SE", "VERDICTS", "Analysis", "Change", "Claim",
+    "ClaimReport", "Stats", "analyse_asymmetry", "analyse_macs", "analyse_overfitting",
+    "analyse_resolution", "check_claims", "claim_names", "compare", "corpus_chars", "default_out_dir",
+    "default_sweeps_dir", "fmt_change", "fmt_stats", "macs_workloads",
     "mlp_weights", "non_monotone", "plot_asymmetry", "plot_macs", "plot_overfitting",
     "plot_resolution", "prefix_corpus", "prefix_train_task", "render_report", "repo_root",
     "resolution_threshold", "row_loss", "run_claim", "run_claims", "run_prefix_sweep", "sweep_paths",

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from archsim.reproduce.analysis import (
-    DELTA, Analysis, _axis, _fmt, _is_fp, _mean, _strength, row_loss,
+    DELTA, SPREAD_SE, Analysis, Stats, _axis, _fmt, _is_fp, _strength, change_rule, compare, diverged_in,
+    fmt_change, fmt_stats, level, paired, row_loss, spread_clause,
 )
-from archsim.reproduce.figures import _figure, _save
+from archsim.reproduce.figures import _figure, _save, seed_errorbars
 
 #: Test minus training loss of the unregularised floating-point model that counts as overfitting.
 OVERFIT_GAP = 0.05
@@ -24,96 +25,121 @@ def _overfit_label(row: dict) -> str:
 
 def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
                         overfit_gap: float = OVERFIT_GAP) -> Analysis:
-    """Generalisation gaps (test minus train loss) of fp without dropout, fp with dropout, and an RPU
-    device without dropout.
+    """Generalisation gaps (test minus train loss, per seed) of fp without dropout, fp with dropout,
+    and an RPU device without dropout, each over its seeds; changes by the rule of
+    :mod:`~archsim.reproduce.analysis`.
 
-    not tested: fp without dropout does not overfit (gap below ``overfit_gap``). holds: the RPU gap is
-    smaller than the fp-without-dropout gap by more than ``delta`` and the RPU test loss is within
-    ``delta`` of the better floating-point test loss (it needs no dropout). partly: the gap is
-    smaller but the RPU test loss is worse (part of the smaller gap is slower learning). does not
-    hold: the gap is not smaller.
+    not tested: fp without dropout does not overfit (its gap is not above ``overfit_gap`` and its
+    spread). holds: the RPU gap is smaller than the fp-without-dropout gap by a change (floor
+    ``delta``) and the RPU test loss is not above the fp-with-dropout test loss by a change (it needs
+    no dropout). partly: the gap is smaller but the RPU test loss is worse (part of the smaller gap is
+    slower learning). does not hold: the gap is not smaller by a change.
     """
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(_overfit_label(r), []).append(r)
-    stats: dict[str, dict[str, float | None]] = {}
+    stats: dict[str, dict[str, Stats]] = {}
     for label, rs in groups.items():
-        s = {k: _mean([row_loss(r, k) for r in rs])
-             for k in ("train_loss", "valid_loss", "test_loss", "valid_best", "epochs")}
-        s["gap"] = None if s["test_loss"] is None or s["train_loss"] is None else s["test_loss"] - s["train_loss"]
-        s["valid_rise"] = None if s["valid_loss"] is None or s["valid_best"] is None else s["valid_loss"] - s["valid_best"]
+        s = {k: Stats.of_rows(rs, k) for k in ("train_loss", "valid_loss", "test_loss", "valid_best", "epochs")}
+        per_seed = {k: [row_loss(r, k) for r in rs] for k in ("train_loss", "valid_loss", "test_loss", "valid_best")}
+        s["gap"] = paired(per_seed["test_loss"], per_seed["train_loss"])
+        s["valid_rise"] = paired(per_seed["valid_loss"], per_seed["valid_best"])
         stats[label] = s
-    table = [{"run": label, "epochs": _fmt(s["epochs"], 1), "train loss": _fmt(s["train_loss"]),
-              "valid loss (best)": _fmt(s["valid_best"]), "valid loss (final)": _fmt(s["valid_loss"]),
-              "test loss": _fmt(s["test_loss"]), "test - train": _fmt(s["gap"], signed=True)}
+    table = [{"run": label, "epochs": _fmt(s["epochs"].value, 1), "train loss": fmt_stats(s["train_loss"]),
+              "valid loss (best)": fmt_stats(s["valid_best"]), "valid loss (final)": fmt_stats(s["valid_loss"]),
+              "test loss": fmt_stats(s["test_loss"]), "test - train": fmt_stats(s["gap"], signed=True)}
              for label, s in stats.items()]
-    curves = {label: (rs[0].get("result") or {}).get("curve") for label, rs in groups.items()}
+    curves = {label: [c for c in ((r.get("result") or {}).get("curve") for r in rs) if c]
+              for label, rs in groups.items()}
     metrics: dict[str, Any] = {"stats": stats, "curves": curves, "delta": delta, "overfit_gap": overfit_gap}
-    notes = [f"Overfitting: test minus training loss of floating point without dropout above "
-             f"{overfit_gap} nats/char. A change is more than {delta} nats/char. The training loss is "
+    notes = [f"\"test - train\" is taken per seed. Overfitting: test minus training loss of floating point "
+             f"without dropout above max({overfit_gap} nats/char, {SPREAD_SE:g} SE). A change is "
+             f"{change_rule(f'{delta} nats/char')}. The training loss is "
              "the mean over the last evaluation interval, measured on the training batches as trained "
              "(with dropout active for the dropout run, and through the noisy analog tiles for the RPU "
              "run), so it overstates the dropout model's fit of the training set."]
     fp0 = next((s for k, s in stats.items() if k.startswith("floating point") and k.endswith("dropout 0")), None)
     fpd = next((s for k, s in stats.items() if k.startswith("floating point") and not k.endswith("dropout 0")), None)
     rpu = next((s for k, s in stats.items() if k.startswith("RPU") and k.endswith("dropout 0")), None)
-    if fp0 is None or rpu is None or fp0["gap"] is None or rpu["gap"] is None:
+    if fp0 is None or rpu is None or fp0["gap"].value is None or rpu["gap"].value is None:
         return Analysis("not tested", "Not tested: the sweep lacks the floating-point or the RPU run "
                         "without dropout, or they have no results.", table, metrics, notes)
-    metrics.update(gap_fp=fp0["gap"], gap_rpu=rpu["gap"], gap_fp_dropout=fpd["gap"] if fpd else None)
-    if math.isinf(fp0["gap"]) or fp0["gap"] < overfit_gap:
-        return Analysis("not tested", f"Not tested at this budget: floating point without dropout does "
-                        f"not overfit (test - train {_fmt(fp0['gap'], signed=True)} nats/char, below "
-                        f"{overfit_gap}), so there is nothing for device noise to regularise.",
+    metrics.update(gap_fp=fp0["gap"].value, gap_rpu=rpu["gap"].value,
+                   gap_fp_dropout=fpd["gap"].value if fpd else None)
+    seeds = spread_clause(s["gap"] for s in stats.values())
+    overfits = level(fp0["gap"])
+    if math.isinf(overfits.diff):
+        return Analysis("not tested", f"Not tested: floating point without dropout {diverged_in(fp0['gap'])}.",
                         table, metrics, notes)
-    if math.isinf(rpu["gap"]):
+    if not overfits.rises(overfit_gap):
+        return Analysis("not tested", f"Not tested at this budget: floating point without dropout does "
+                        f"not overfit (test - train {fmt_change(overfits)} nats/char, not above "
+                        f"{overfit_gap} and its spread), so there is nothing for device noise to "
+                        f"regularise.{seeds}", table, metrics, notes)
+    if math.isinf(rpu["gap"].value):
         return Analysis("does not hold", "Does not hold in our runs: the RPU run without dropout "
-                        "diverged.", table, metrics, notes)
-    reduction = fp0["gap"] - rpu["gap"]
-    best_fp = min(v for v in (fp0["test_loss"], fpd["test_loss"] if fpd else None) if v is not None)
-    gaps = (f"test - train is {_fmt(rpu['gap'], signed=True)} nats/char for the RPU device without "
-            f"dropout against {_fmt(fp0['gap'], signed=True)} for floating point without dropout"
-            + (f" and {_fmt(fpd['gap'], signed=True)} with dropout" if fpd and fpd["gap"] is not None else ""))
-    tests = (f"test loss {_fmt(rpu['test_loss'])} (RPU) vs {_fmt(fp0['test_loss'])} (fp)"
-             + (f" and {_fmt(fpd['test_loss'])} (fp + dropout)" if fpd else ""))
-    metrics.update(gap_reduction=reduction, best_fp_test=best_fp)
-    if reduction <= delta:
-        return Analysis("does not hold", f"Does not hold in our runs: {gaps} (no reduction larger than "
-                        f"{delta}); {tests}.", table, metrics, notes)
-    strength = _strength(reduction, delta)
-    if fpd is None or fpd["test_loss"] is None or rpu["test_loss"] <= fpd["test_loss"] + delta:
+                        f"{diverged_in(rpu['gap'])}.", table, metrics, notes)
+    reduction = compare(fp0["gap"], rpu["gap"])
+    test = {k: s["test_loss"] for k, s in (("rpu", rpu), ("fp0", fp0), ("fpd", fpd)) if s is not None}
+    best_fp = min(v for v in (test["fp0"].value, test["fpd"].value if fpd else None) if v is not None)
+    gaps = (f"test - train is {fmt_stats(rpu['gap'], signed=True, table=False)} nats/char for the RPU "
+            f"device without dropout against {fmt_stats(fp0['gap'], signed=True, table=False)} for "
+            "floating point without dropout"
+            + (f" and {fmt_stats(fpd['gap'], signed=True, table=False)} with dropout"
+               if fpd and fpd["gap"].n else "")
+            + f" (a reduction of {fmt_change(reduction)})")
+    tests = (f"test loss {fmt_stats(test['rpu'], table=False)} (RPU) vs "
+             f"{fmt_stats(test['fp0'], table=False)} (fp)"
+             + (f" and {fmt_stats(test['fpd'], table=False)} (fp + dropout)" if fpd else ""))
+    metrics.update(gap_reduction=reduction.diff, best_fp_test=best_fp)
+    if not reduction.rises(delta):
+        return Analysis("does not hold", f"Does not hold in our runs: {gaps}, no reduction larger than "
+                        f"{delta} and the seed spread; {tests}.{seeds}", table, metrics, notes)
+    strength = _strength(reduction.diff, reduction.threshold(delta))
+    vs_fpd = compare(test["rpu"], test["fpd"]) if fpd else None
+    if vs_fpd is None or not vs_fpd.rises(delta):
         return Analysis("holds", f"Holds {strength} in our runs: {gaps}, and without dropout the RPU "
-                        f"model reaches {tests}.", table, metrics, notes)
-    if rpu["test_loss"] < fp0["test_loss"] - delta:
+                        f"model reaches {tests}.{seeds}", table, metrics, notes)
+    vs_fp0 = compare(test["rpu"], test["fp0"])
+    if vs_fp0 is not None and vs_fp0.falls(delta):
         return Analysis("partly", f"Holds partly in our runs: the RPU device regularises ({gaps}; "
-                        f"{tests}: {rpu['test_loss'] - fp0['test_loss']:+.3f} against floating point "
-                        f"without dropout), but less than dropout does "
-                        f"({rpu['test_loss'] - fpd['test_loss']:+.3f} against floating point with "
-                        "dropout).", table, metrics, notes)
+                        f"{tests}: {fmt_change(vs_fp0)} against floating point without dropout), but "
+                        f"less than dropout does ({fmt_change(vs_fpd)} against floating point with "
+                        f"dropout).{seeds}", table, metrics, notes)
     return Analysis("partly", f"Holds partly in our runs: {gaps}, but the RPU model's test loss is no "
                     f"better than floating point without dropout ({tests}), so the smaller gap is "
-                    "mostly slower learning, not regularisation.", table, metrics, notes)
+                    f"mostly slower learning, not regularisation.{seeds}", table, metrics, notes)
+
+
+def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]:
+    """One loss of the seeds' curves by epoch: ``(epoch, Stats over the seeds)``, in epoch order."""
+    by_epoch: dict[float, list[float]] = {}
+    for curve in curves:
+        for p in curve:
+            if p.get(key) is not None and p.get("epoch") is not None:
+                by_epoch.setdefault(round(float(p["epoch"]), 6), []).append(float(p[key]))
+    return [(e, Stats.of(v)) for e, v in sorted(by_epoch.items())]
 
 
 def plot_overfitting(analysis: Analysis, path: Path) -> Path:
     m = analysis.metrics
     fig, ax = _figure()
     drawn = False
-    for i, (label, curve) in enumerate(m["curves"].items()):
-        if not curve:
+    for i, (label, curves) in enumerate(m["curves"].items()):
+        if not curves:
             continue
-        pts = [p for p in curve if p.get("train_loss") is not None and p.get("epoch") is not None]
-        ax.plot([p["epoch"] for p in pts], [p["train_loss"] for p in pts], color=f"C{i}", alpha=0.5,
-                lw=1, ls="--", label=f"{label}: train")
-        pts = [p for p in curve if p.get("valid_loss") is not None and p.get("epoch") is not None]
-        ax.plot([p["epoch"] for p in pts], [p["valid_loss"] for p in pts], color=f"C{i}", marker="o",
-                ms=3, label=f"{label}: valid")
+        train = [(e, s.mean) for e, s in _mean_curve(curves, "train_loss") if s.mean is not None]
+        ax.plot([e for e, _ in train], [y for _, y in train], color=f"C{i}", alpha=0.5, lw=1, ls="--",
+                label=f"{label}: train (mean)")
+        seed_errorbars(ax, _mean_curve(curves, "valid_loss"), label=f"{label}: valid (mean ± sd)",
+                       color=f"C{i}")
         drawn = True
     if not drawn:  # no curves: bars of the final losses
         labels = list(m["stats"])
         for j, key in enumerate(("train_loss", "test_loss")):
-            ax.bar([k + 0.4 * j for k in range(len(labels))],
-                   [m["stats"][lab][key] or 0 for lab in labels], width=0.4, label=key)
+            s = [m["stats"][lab][key] for lab in labels]
+            ax.bar([k + 0.4 * j for k in range(len(labels))], [x.mean or 0 for x in s],
+                   yerr=[x.sd or 0 for x in s], capsize=3, width=0.4, label=key)
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=15, ha="right", fontsize=7)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from archsim.reproduce.analysis import Analysis
+from archsim.reproduce.analysis import SPREAD_SE, Analysis, spread_text
 from archsim.reproduce.macs import MAC_WORKLOADS
 from archsim.reproduce.registry import PAPER, Claim, repo_root
 
@@ -18,6 +18,41 @@ def _markdown_table(rows: list[dict]) -> str:
     headers = list(rows[0])
     return tabulate([[r.get(h, "") for h in headers] for r in rows], headers=headers, tablefmt="github",
                     disable_numparse=True)
+
+
+def _seeds_paragraph(sweeps: list, outcomes: list) -> str:
+    """Budgets, seeds per point, and the rule for a change (single-seed wording with one seed)."""
+    full = all(s.name.endswith("_full") for s in sweeps)
+    text = ("Budgets: paper scale (the `--full` sweeps). " if full else
+            "Budgets: the default budgets are a small fraction of the paper's (tens of epochs; see the "
+            "`--full` sweeps). ")
+    seeds = sorted({len(s.spec.seeds) for s in sweeps})
+    if seeds[-1] < 2:
+        text += ("One seed per point: the verdicts are single-seed, a change is a difference above the "
+                 "fixed thresholds above, with no seed spread to judge it by.")
+    else:
+        count = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
+        text += (f"Seeds: {count} per point. The tables give each loss as mean ± sample standard deviation "
+                 f"over the seeds (n seeds) and differences of means ± {SPREAD_SE:g} standard errors. A "
+                 f"difference counts as a change only where it exceeds the seed spread as well as the "
+                 f"fixed threshold above: |mean_a - mean_b| > max(threshold, {SPREAD_SE:g} SE), "
+                 f"{spread_text()}. A point with a diverged seed counts as diverged (\"diverged in k of "
+                 "n seeds\").")
+        short = _short_points(outcomes)
+        if short:
+            text += (f" {short} point{'s have' if short > 1 else ' has'} fewer finished seeds than that "
+                     "(still running or failed): shown with the n they have (\"n of N\").")
+    return text + " The verdict is about these runs at this budget."
+
+
+def _short_points(outcomes: list) -> int:
+    """Points (axis values and kind) with a seed that has no result."""
+    points: dict[tuple, bool] = {}
+    for outcome in outcomes:
+        for r in outcome.rows:
+            key = (outcome.name, repr(sorted((r.get("values") or {}).items())), r.get("kind"))
+            points[key] = points.get(key, True) and bool(r.get("done"))
+    return sum(1 for complete in points.values() if not complete)
 
 
 def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
@@ -34,16 +69,19 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
         if t.max_chars:
             budget.append(f"max_chars {t.max_chars:,} per run")
         if t.epochs:
-            budget.append(f"{t.epochs} epochs per run")
+            budget.append(f"{t.epochs:g} epoch{'s' if t.epochs != 1 else ''} per run")
         budget.append(f"update mode {t.update_mode or 'trainer default (fast)'}")
-        lines.append(f"- Training budget: {', '.join(budget)}; {outcome.points} points.")
+        seeds = len(spec.seeds)
+        runs = (f"{outcome.points} runs ({outcome.points // seeds} points x {seeds} seeds)" if seeds > 1
+                else f"{outcome.points} points")
+        lines.append(f"- Training budget: {', '.join(budget)}; {runs}.")
     failed = [r for r in outcome.rows if r.get("failed")]
     if failed:
         lines.append(f"- Failed points: {len(failed)} of {outcome.points} (not in the analysis): "
                      + "; ".join(f"{r['label']}: {r['error']}" for r in failed) + ".")
     seconds = [r.get("seconds") for r in outcome.rows if r.get("seconds") is not None]
     if seconds:
-        lines.append(f"- Run time per point: {sum(seconds):.0f} s in total over {len(seconds)} points "
+        lines.append(f"- Run time: {sum(seconds):.0f} s in total over {len(seconds)} runs "
                      f"(longest {max(seconds):.0f} s).")
     runs = out_dir / "runs" / sweep.name
     wall = runs / "wall.json"
@@ -68,9 +106,7 @@ def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list
     lines += [f"{n}" for n in analysis.notes] + [""]
     lines += [f"![{claim.name}]({plot_name})", "", "## How this was produced", "", f"    {command}", ""]
     if sweeps:
-        lines += ["Budgets: the default budgets are a small fraction of the paper's (tens of epochs, "
-                  "several seeds; see the `--full` sweeps), one seed per point. The verdict is about "
-                  "these runs at this budget, with the thresholds above.", ""]
+        lines += [_seeds_paragraph(sweeps, outcomes), ""]
     if claim.prefix_data:
         lines += ["The runs train on a prefix of the text: `training.train_chars / training.train_fraction` "
                   "characters, split into training, validation and test text by `training.train_fraction` as usual "
