@@ -146,6 +146,14 @@ def activity_run(workload, arch, device, *, steps: int, seed: int | None = None,
 
     from archsim.feasibility import check_estimate
 
+    from archsim.errors import SpecError
+
+    if device.kind == "ideal":
+        # Checked before training: a floating-point tile makes no pulses, so there is no update
+        # activity to measure (the profile's pulse rates would be zero, which no schedule prices).
+        raise SpecError("device", "kind", f"ideal ({device.name})",
+                        "a physical device: run measures the update's pulses and the ideal device "
+                        "makes none (its accuracy: archsim train; its nominal cost: archsim estimate)")
     tr = workload.training
     seed = tr.seed if seed is None else seed
     # The chip must hold the network before minutes of training are spent. The vocabulary comes

@@ -166,7 +166,7 @@ def _memory(*, V, h, L, B, T, BL, ideal, ar, ac) -> int:
         tile_lines = max(min(r, ar) + min(c, ac) for r, c, k in shapes if k)
         total += tile_lines * BL * bt * 3
         # Replaying devices near a bound packs pulse trains into 16-slot words with a
-        # [BL, BL/16] float32 matrix (functional/tile.py, _pack): quadratic in BL.
+        # [BL, BL/16] float32 matrix (functional/update_exact.py, ExactUpdate._pack): quadratic in BL.
         total += 4 * BL * ((BL + 15) // 16)
     return total
 

@@ -97,7 +97,7 @@ def plan_memory(program: StepProgram, arch: ArchitectureSpec, batch: int,
             else:
                 total = sum(need_of.values())
                 raise SpecError(arch.name, "dram.capacity_bytes" if arch.dram else "dram",
-                                arch.dram.capacity_bytes if arch.dram else None,
+                                format_quantity(arch.dram.capacity_bytes, "B") if arch.dram else None,
                                 f"a step keeps {format_quantity(total, 'B')} of BPTT state "
                                 f"({m.name} {state}: {format_quantity(need, 'B')} does not fit "
                                 "what is left of any level); add or enlarge global_buffer or "

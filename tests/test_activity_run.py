@@ -104,3 +104,11 @@ def test_run_cli_saves_profile_that_estimate_reprices(tmp_path, text, capsys):
     est = json.loads(capsys.readouterr().out)
     assert est["activity"]["source"].startswith("measured")
     assert main(["estimate", str(WORKLOADS / "tiny.yaml"), "--activity", str(tmp_path / "nope.json")]) == 2
+
+
+def test_run_on_the_ideal_device_is_one_line_before_training(text, capsys):
+    # The ideal device makes no pulses: nothing to measure, refused before any training.
+    assert main(["run", str(WORKLOADS / "tiny.yaml"), "--device", "ideal", "--steps", "2",
+                 "--data", str(text)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "kind" in err[0] and "ideal" in err[0] and "archsim train" in err[0]

@@ -169,8 +169,8 @@ def test_pulse_thresholds_fire_with_the_exact_probability_on_average():
     t = tile(2, 2, update_mode="exact")
     p = torch.tensor([0.0, 1.0, 3e-6, 0.3, 1 - 1e-6, 0.5 + 1 / 2**20], dtype=torch.float64)
     prob = p.unsqueeze(1).expand(6, 20000)                # 20000 updates per line
-    thr, always = t._thresholds(prob)
-    fire = t._pulses(thr, always, 10).to(torch.float64)   # [lines, slots, updates]
+    thr, always = t._exact.thresholds(prob)
+    fire = t._exact.pulses(thr, always, 10).to(torch.float64)   # [lines, slots, updates]
     rate = fire.mean(dim=(1, 2))
     assert rate[0] == 0 and rate[1] == 1                  # never / every slot
     sd = (p * (1 - p) / fire[0].numel()).sqrt()

@@ -166,6 +166,7 @@ def test_state_that_fits_nowhere_is_a_one_line_error():
     with pytest.raises(SpecError, match="BPTT state.*recompute") as err:
         build_schedule(w, a)
     assert "\n" not in str(err.value)
+    assert "got '1.05 MB'" in str(err.value)   # the capacity in units, not raw bytes
 
 
 def test_memory_report_adds_up():

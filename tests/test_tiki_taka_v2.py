@@ -66,15 +66,7 @@ def _exact_tile(out_size=3, in_size=2, update_mode="fast", **kw):
     return tile
 
 
-#: AnalogTile's exact update counts coincidences with torch._int_mm, which on CPU (torch 2.13)
-#: returns garbage for an inner dimension of 1 (an update call of one vector with BL 1: every
-#: TTv2 transfer update with one read per transfer); the fast mode is right.
-EXACT_BL1 = pytest.param("exact", marks=pytest.mark.xfail(
-    reason="exact update of K*BL = 1 (torch._int_mm with inner dimension 1, tile's _count_mm)",
-    strict=False))
-
-
-@pytest.mark.parametrize("update_mode", ["fast", EXACT_BL1])
+@pytest.mark.parametrize("update_mode", ["fast", "exact"])
 @pytest.mark.parametrize("forget", [True, False])
 def test_buffer_rule_by_hand(forget, update_mode):
     """A 3 x 2 tile, A = [[0.5, 0.3], [-0.9, 0], [0.1, -0.25]], dw_min 0.1, thres_scale 2 (the

@@ -1,0 +1,268 @@
+r"""The periphery of one RPU tile: DAC, output noise and ADC around the array, with noise and
+bound management, as the MVMs of :class:`archsim.functional.tile.AnalogTile` go through them.
+
+The formulas are in :class:`archsim.functional.config.RPUConfig`; this module says how they are
+computed efficiently. Everything works in converter level units: the DAC output is an integer
+level, one ``addmm`` multiplies by the array, rescales to ADC levels and adds the output noise,
+and the ADC rounds to integer levels; the result goes back to weight units once, at the end.
+ADC clipping, the saturation count and bound management run only when some output may sit on the
+top level (one cheap host check on CPU). The periphery also counts the conversions, saturations
+and bound-management repeats (into its tile's :class:`~archsim.functional.activity.TileActivity`
+and on-device accumulator).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from archsim.functional.activity import TileActivity
+from archsim.functional.config import RPUConfig
+from archsim.functional.quant import level_step
+
+
+class Periphery:
+    """The converters of one tile's array ``weight [out, in]`` (a tensor the tile changes in
+    place only, so the references kept here stay current).
+
+    ``generator`` (every draw: output noise, stochastic rounding) and ``activity`` (the counters)
+    are the tile's: it replaces them here whenever it replaces its own. ``pending_sat`` is the
+    tile's on-device saturation accumulator (a 0-dim view)."""
+
+    def __init__(self, config: RPUConfig, weight: torch.Tensor, *, generator: torch.Generator,
+                 activity: TileActivity, pending_sat: torch.Tensor):
+        self.weight = weight
+        self.weight_t = weight.t()        # a view: stays current, the weights change in place
+        self.out_size, self.in_size = weight.shape
+        self.device, self.dtype = weight.device, weight.dtype
+        self.generator = generator
+        self.activity = activity
+        self.pending_sat = pending_sat
+        self.max_bm_factor = config.max_bm_factor
+        # Converters in level units (see one_pass): DAC/ADC full scale in levels, ADC unit.
+        self.in_step = level_step(config.inp_res, config.inp_bound)
+        self.out_step = level_step(config.out_res, config.out_bound)
+        self.in_levels = config.inp_bound / self.in_step if self.in_step > 0 else config.inp_bound
+        # Bound management may not make the input resolution coarser than max_bm_res of the range.
+        self.bm_res_limit = config.max_bm_res / self.in_step if self.in_step > 0 else math.inf
+        self.out_levels = config.out_bound / self.out_step if self.out_step > 0 else config.out_bound
+        self.out_unit = self.out_step if self.out_step > 0 else 1.0
+        self.sat_level = self.out_levels - (0.5 if self.out_step > 0 else 0.0)
+        # may_saturate's answer where it needs no look at the outputs: never without an output
+        # range, always on an accelerator; None: check on the host (CPU).
+        finite = math.isfinite(self.out_levels)
+        self.saturation_known = None if finite and self.device.type == "cpu" else finite
+        # addmm factors: array result in ADC levels, output noise in ADC levels.
+        self.mm_scale = (self.in_step if self.in_step > 0 else 1.0) / self.out_unit
+        self.noise_levels = config.out_noise / self.out_unit
+        self.tiny = torch.tensor(torch.finfo(self.dtype).tiny, device=self.device, dtype=self.dtype)
+        # The DAC clip is a no-op when noise management scales every input into [-1, 1], the
+        # range is at least that, and deterministic rounding to integer levels cannot overshoot.
+        self.dac_clip = not (config.noise_management == "abs_max" and config.inp_bound >= 1.0
+                             and self.in_step > 0 and not config.inp_sto_round
+                             and float(self.in_levels).is_integer())
+        # Back to weight units after the ADC: out_step, times the digital gain out_scale (the
+        # weight in use is out_scale * the device weight; a no-op for floating-point tiles).
+        self.out_scale = 1.0 if config.is_ideal else float(config.out_scale)
+        self.out_factor = self.out_unit * self.out_scale
+        self.out_factor_t = torch.tensor(self.out_factor, device=self.device, dtype=self.dtype)
+        self.noise_management = config.noise_management == "abs_max"
+        self.bound_management = config.bound_management == "iterative"
+        # Settings read on every MVM, as plain attributes.
+        self.noisy = config.out_noise > 0
+        self.inp_sto, self.out_sto = config.inp_sto_round, config.out_sto_round
+        self._row_scales: torch.Tensor | None = None   # prepare()'s [N, out] scales, reused
+
+    # ---- one MVM --------------------------------------------------------------------------
+    def mvm(self, x: torch.Tensor, transposed: bool, bound_management: bool,
+            out: torch.Tensor | None = None, w: torch.Tensor | None = None) -> torch.Tensor:
+        """The MVMs of the rows of ``x`` through the periphery, in weight units: ``x W^T``, or
+        ``x W`` when ``transposed`` (``w``: that matrix when only some outputs are wanted)."""
+        # max |x| per row (noise management): abs + amax is the inf-norm bit for bit, and cheaper.
+        alpha = x.abs().amax(dim=1, keepdim=True) if self.noise_management else None
+        y = self.one_pass(x, alpha, 1.0, transposed, out, w)
+        return self.finish(x, y, alpha, transposed, bound_management)
+
+    def one_pass(self, x: torch.Tensor, alpha: torch.Tensor | None, factor: float,
+                 transposed: bool, out: torch.Tensor | None = None,
+                 w: torch.Tensor | None = None) -> torch.Tensor:
+        """DAC -> array -> output noise -> ADC for inputs ``x`` divided by ``alpha*factor``.
+
+        Works in converter level units to save passes: the DAC output is an integer level
+        ``clamp(Q(x/(alpha*beta)/in_step), +-inp_bound/in_step)``; one ``addmm`` multiplies by the
+        array, rescales by ``in_step/out_step`` and adds the output noise (in ADC levels); the ADC
+        output is returned in levels of ``out_step``, rounded but *not* clipped (the caller clips:
+        its saturation check can then skip the clip when nothing saturates). Without quantization
+        the "levels" are the values themselves. ``alpha [N, 1]`` (noise management) may be None.
+        ``out [N, out]``: where to write the result (else a new tensor); ``w``: the (transposed)
+        MVM's matrix when only some outputs are wanted.
+        """
+        unit = self.in_step if self.in_step > 0 else 1.0
+        if alpha is not None:
+            # x / (alpha*beta*in_step); + tiny keeps an all-zero row at 0 (it is scaled back by 0).
+            v = x / torch.add(self.tiny, alpha, alpha=unit * factor)
+        elif unit * factor != 1.0:
+            v = x * (1.0 / (unit * factor))
+        else:
+            v = x.clone()
+        self.dac(v)
+        if w is None:
+            w = self.weight if transposed else self.weight_t
+        if out is None:
+            out = torch.empty(v.shape[0], w.shape[1], device=v.device, dtype=v.dtype)
+        if self.noisy:
+            y = out.normal_(generator=self.generator).addmm_(v, w, beta=self.noise_levels,
+                                                               alpha=self.mm_scale)
+        else:
+            y = torch.mm(v, w, out=out)
+            if self.mm_scale != 1.0:
+                y.mul_(self.mm_scale)
+        self.adc_(y)
+        n, n_in = x.shape
+        a = self.activity
+        a.dac_conversions += n * n_in
+        a.adc_conversions += n * (self.in_size if transposed else self.out_size)
+        return y
+
+    def may_saturate(self, y: torch.Tensor) -> bool:
+        """Whether some output in ADC levels ``y`` may sit on the top level. Saturation is rare:
+        on CPU one min/max pass (a ~1 us host check) spares the clip, the count and bound
+        management; on an accelerator the answer is always yes (no host round trip)."""
+        if self.saturation_known is not None:
+            return self.saturation_known
+        lo, hi = torch.aminmax(y)
+        return hi.item() >= self.sat_level or lo.item() <= -self.sat_level
+
+    def finish(self, x, y, alpha, transposed: bool, bound_management: bool) -> torch.Tensor:
+        """ADC clipping (with the saturation count and bound management) and the scaling of the
+        levels ``y`` back to weight units."""
+        scale = alpha
+        if self.may_saturate(y):
+            scale = self.saturated(x, y, alpha, transposed, bound_management)
+        # Back to weight units: levels * out_step * alpha*beta (0-dim tensor constants: a Python
+        # float in a binary op costs a conversion per call).
+        if scale is not None:
+            y.mul_(scale)
+        return y.mul_(self.out_factor_t) if self.out_factor != 1.0 else y
+
+    def saturated(self, x, y, alpha, transposed: bool, bound_management: bool):
+        """Clip ``y`` (ADC levels) in place, count saturated outputs, and with bound management
+        repeat saturated rows with the input halved until none saturates. Returns the per-row
+        scale back to weight units (``alpha*beta``; None: ``alpha`` unchanged and no NM)."""
+        top = self.out_levels
+        y.clamp_(-top, top)
+        # An output on the top ADC level counts as saturated (the ADC cannot tell it from larger).
+        sat = y.abs() >= self.sat_level
+        if not bound_management:
+            self.pending_sat += sat.sum()
+            return alpha
+        per_row = sat.sum(dim=1)
+        self.pending_sat += per_row.sum()
+        rows = per_row.nonzero().squeeze(1)   # a host sync (on an accelerator: every forward call)
+        if not rows.numel():
+            return alpha
+        scale = alpha.clone() if alpha is not None else y.new_ones(y.shape[0], 1)
+        factor = 1
+        # aihwkit's stop: after the first factor above max_bm_factor or above max_bm_res/inp_res.
+        while rows.numel() and factor <= self.max_bm_factor and factor <= self.bm_res_limit:
+            factor *= 2
+            a_r = alpha.index_select(0, rows) if alpha is not None else None
+            yi = self.one_pass(x.index_select(0, rows), a_r, factor, transposed).clamp_(-top, top)
+            self.activity.bm_repeats += rows.numel()
+            sat_i = yi.abs() >= self.sat_level
+            self.pending_sat += sat_i.sum()
+            y.index_copy_(0, rows, yi)
+            if a_r is None:
+                scale.index_fill_(0, rows, factor)
+            else:
+                scale.index_copy_(0, rows, a_r * factor)
+            rows = rows[sat_i.any(dim=1)]
+        return scale
+
+    # ---- converters -------------------------------------------------------------------------
+    def round_levels(self, v: torch.Tensor, stochastic: bool) -> torch.Tensor:
+        """Round to integer levels in place: to nearest, or stochastically (``floor(v + u)``)."""
+        if stochastic:
+            return v.add_(torch.rand(v.shape, generator=self.generator, device=v.device,
+                                     dtype=v.dtype)).floor_()
+        return v.round_()
+
+    def dac(self, v: torch.Tensor) -> torch.Tensor:
+        """DAC in level units, in place: ``v`` are inputs already divided by ``alpha*in_step``."""
+        if self.in_step > 0:
+            self.round_levels(v, self.inp_sto)
+        if self.dac_clip:
+            v.clamp_(-self.in_levels, self.in_levels)
+        return v
+
+    def adc_(self, y: torch.Tensor) -> torch.Tensor:
+        """ADC rounding in level units, in place (clipping is left to :meth:`finish`)."""
+        return self.round_levels(y, self.out_sto) if self.out_step > 0 else y
+
+    # ---- forward MVMs of a sequence (AnalogTile.prepare_forward) ----------------------------
+    def prepare(self, prep, u: torch.Tensor, rec: slice, rec_bound: float, blocks, w_hot, hot,
+                post_scale: torch.Tensor | None) -> None:
+        """Fill ``prep`` (a :class:`~archsim.functional.tile.PreparedForward` of the inputs
+        ``u [N, in]``) with its noise-management scales, DAC divisors, output scales, and the
+        output noise plus the known columns' share of the array result, in ADC levels: the
+        column ``blocks`` multiplied, the one-hot columns' weights ``w_hot`` gathered (times
+        their values ``hot``; None: no one-hot block). ValueError when the noise-management
+        scale ``max|u|`` of a row could depend on the columns ``rec`` (``|value| <= rec_bound``)."""
+        N, out = u.shape[0], self.out_size
+        unit = self.in_step if self.in_step > 0 else 1.0
+        alpha = prep.alpha
+        if self.noise_management:
+            alpha.zero_()
+            for known in (u[:, :rec.start], u[:, rec.stop:]):
+                if known.shape[1]:
+                    torch.maximum(alpha, known.abs().amax(1, keepdim=True), out=alpha)
+            if not bool((alpha >= rec_bound).all()):
+                raise ValueError(f"the known inputs of every row must reach {rec_bound} (max |u| "
+                                 "would depend on the recurrent inputs)")
+        else:
+            alpha.fill_(1.0)
+        torch.add(self.tiny, alpha, alpha=unit, out=prep.div)
+        # Back to weight units: alpha*out_step*post_scale; one vector when every alpha is 1 (the
+        # usual case: the bias input is the largest), else per row.
+        vec = self.out_factor_t if post_scale is None else post_scale * self.out_factor_t
+        if bool((alpha == 1.0).all()):
+            prep.scale = vec.expand(out) if vec.dim() == 0 else vec
+        else:
+            buf = self._row_scales
+            if buf is None or buf.shape != (N, out):
+                buf = self._row_scales = torch.empty(N, out, device=self.device, dtype=self.dtype)
+            prep.scale = torch.mul(alpha, vec.expand(out), out=buf)
+        # pre = output noise in ADC levels + the known blocks' share of the array result
+        pre = prep.pre
+        if self.noisy:
+            pre.normal_(generator=self.generator)
+        else:
+            pre.zero_()
+        beta = self.noise_levels if self.noisy else 1.0
+        for b in blocks:
+            pre.addmm_(self.dac(u[:, b] / prep.div), self.weight[:, b].t(), beta=beta,
+                       alpha=self.mm_scale)
+            beta = 1.0
+        if beta != 1.0:
+            pre.mul_(beta)
+        if w_hot is not None:
+            pre.addcmul_(w_hot, self.dac(hot / prep.div).mul_(self.mm_scale))
+
+    def finish_prepared(self, prepared, views, u: torch.Tensor) -> torch.Tensor:
+        """The rest of one step's forward MVMs of ``prepared`` (``views``: that step's entry of
+        ``prepared.steps``): DAC of the ``rec`` columns, their array share, ADC, and the scaling
+        back (times ``post_scale``), in place in ``prepared.pre``. ``u`` are the step's full
+        inputs, read only when bound management repeats a row."""
+        pre, div, alpha, x_rec, rows = views
+        n = pre.shape[0]
+        y = pre.addmm_(self.dac(x_rec / div), prepared.w_rec_t, alpha=self.mm_scale)
+        self.adc_(y)
+        a = self.activity
+        a.dac_conversions += n * self.in_size
+        a.adc_conversions += n * self.out_size
+        if self.may_saturate(y):
+            rows_scale = self.saturated(u, y, alpha, False, self.bound_management)
+            y.mul_(rows_scale).mul_(self.out_factor_t)
+            return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
+        scale = prepared.scale
+        return y.mul_(scale if scale.dim() == 1 else scale[rows])
