@@ -16,6 +16,7 @@ from archsim.endurance import endurance_block
 from archsim.energy import kind_energy_J, memory_traffic, price_step, training_ops_per_step
 from archsim.feasibility import check_estimate
 from archsim.hw.chip import chip_budget, over_limits
+from archsim.hw.components import UpdateDriver
 from archsim.engine.analytic import analytic_step, bound_by
 from archsim.engine.extrapolate import epoch_timing, sequence_timing
 from archsim.schedule import build_schedule, resource_class
@@ -23,6 +24,7 @@ from archsim.specs import load_architecture, load_device, spec_hash
 from archsim.specs.architecture import ArchitectureSpec
 from archsim.specs.device import DeviceSpec
 from archsim.specs.workload import WorkloadSpec
+from archsim.units import format_quantity as fq
 
 #: Sequences at least this long are timed from shorter ones (extrapolated over timesteps).
 SEQUENCE_EXTRAPOLATION_FROM = 128
@@ -110,7 +112,7 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
     check_estimate(workload, arch, exact=exact, steps_per_epoch=n_steps, fidelity=fidelity)
 
     def build(k: int):
-        return build_schedule(workload, arch, steps=k, activity=activity)
+        return build_schedule(workload, arch, steps=k, activity=activity, device=device)
 
     one = build(1)
 
@@ -118,7 +120,8 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         """k steps of a shorter sequence, its state where the full sequence's state lives."""
         training = workload.training.model_copy(update={"seq_len": seq_len})
         short = workload.model_copy(update={"training": training})
-        return build_schedule(short, arch, steps=k, activity=activity, memory=one.memory)
+        return build_schedule(short, arch, steps=k, activity=activity, memory=one.memory,
+                              device=device)
 
     analytic = analytic_step(one)
     bar = None
@@ -178,6 +181,12 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         "GPU baseline energy = modelled power (idle + dynamic x activity) x time; the bound beside it "
         "is board power (TDP) x time; GPUs run in the named or the preset's default precision",
     ]
+    pulse = UpdateDriver(arch, device)
+    if pulse.device_pulse_longer:
+        notes.append(f"update pulse slot {fq(pulse.pulse_s, 's')}: device {device.name}'s write "
+                     f"pulse (t_pulse_s) is longer than the architecture's "
+                     f"{fq(arch.update.t_pulse_s, 's')}, so each rank-one update takes "
+                     f"{fq(pulse.update_time_s(), 's')} at BL {arch.update.desired_bl}")
     if analytic.step_s and abs(first_step_s - analytic.step_s) > 1e-9 * analytic.step_s:
         notes.append(f"SimPy first step is {first_step_s / analytic.step_s:.4f}x the "
                      "uncontended closed form: shared resources are contended")

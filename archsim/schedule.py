@@ -216,7 +216,7 @@ class _Builder:
 
     def __init__(self, workload: WorkloadSpec, arch: ArchitectureSpec, mapping: Mapping,
                  activity: ActivityProfile, batch: int, program: StepProgram,
-                 memory: MemoryPlan | None = None):
+                 memory: MemoryPlan | None = None, device=None):
         self.w, self.arch, self.mapping, self.batch = workload, arch, mapping, batch
         self.activity = activity
         self.placements = place(mapping, arch, batch)
@@ -226,7 +226,7 @@ class _Builder:
         self.bus = Bus(arch)
         self.array = CrossPointArray(arch)
         self.digital = DigitalUnit(arch)
-        self.updater = UpdateDriver(arch)
+        self.updater = UpdateDriver(arch, device)
         self.levels = {"buffer": Buffer(arch)}
         if arch.global_buffer is not None:
             self.levels["global_buffer"] = GlobalBuffer(arch)
@@ -395,10 +395,11 @@ def transfer_settings(arch: ArchitectureSpec, batch: int) -> Transfer | None:
 def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int = 1,
                    activity: ActivityProfile | None = None, mapping: Mapping | None = None,
                    batch: int | None = None, program: StepProgram | None = None,
-                   memory: MemoryPlan | None = None) -> Schedule:
+                   memory: MemoryPlan | None = None, device=None) -> Schedule:
     """Time ``steps`` consecutive training steps of the step program (built from the workload and
     the mapping unless ``program`` is given); ``memory``: where BPTT state lives (default: placed
-    by capacity for this workload; given when a shorter sequence stands in for a longer one)."""
+    by capacity for this workload; given when a shorter sequence stands in for a longer one);
+    ``device``: the device preset, whose write pulse may lengthen the update pulse slots."""
     activity = activity or NOMINAL
     batch = batch or workload.training.batch_size
     if program is not None:
@@ -411,7 +412,7 @@ def build_schedule(workload: WorkloadSpec, arch: ArchitectureSpec, *, steps: int
     if program.transfer is not None and program.transfer.batch != batch:
         raise ValueError(f"the program places its transfers for batch {program.transfer.batch}, "
                          f"not {batch}")
-    b = _Builder(workload, arch, mapping, activity, batch, program, memory)
+    b = _Builder(workload, arch, mapping, activity, batch, program, memory, device)
     # Every step times the same ops; ops alike share their timed body and actions.
     made = [(pop, *b.made(pop)) for pop in program.ops]
     n = len(program.ops)

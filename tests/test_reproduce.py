@@ -52,12 +52,12 @@ def test_registry_names_and_shipped_sweep_files():
         for path in default + full:
             sweep = load_sweep(path)
             assert sweep.spec.kind == "train" and expand(sweep)
-        for path in default:   # default budgets: three seeds, whole epochs (one over War and Peace)
+        for path in default:   # default budgets: three seeds, whole epochs (two over War and Peace)
             spec = load_sweep(path).spec
             assert len(spec.seeds) >= 3
             assert spec.train.epochs and spec.train.max_chars is None
             if not claim.prefix_data:
-                assert spec.train.epochs == 1
+                assert spec.train.epochs == 2
         for path in full:      # paper scale: whole epochs and several seeds
             spec = load_sweep(path).spec
             assert spec.train.max_chars is None and len(spec.seeds) >= 3

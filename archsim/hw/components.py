@@ -152,8 +152,21 @@ class UpdateDriver(Block):
 
     component = "update"
 
-    def __init__(self, arch: ArchitectureSpec):
+    def __init__(self, arch: ArchitectureSpec, device=None):
         self.spec = arch.update
+        #: The device technology's write pulse (its preset's ``t_pulse_s``), None if not given.
+        self.device_pulse_s = getattr(device, "t_pulse_s", None) if device is not None else None
+
+    @property
+    def pulse_s(self) -> float:
+        """Width of one pulse slot: the architecture's ``t_pulse_s``, or the device's write
+        pulse where that is longer (a device cannot switch with a shorter pulse)."""
+        return max(self.spec.t_pulse_s, self.device_pulse_s or 0.0)
+
+    @property
+    def device_pulse_longer(self) -> bool:
+        """The device's write pulse, not the architecture's slot, sets the pulse slot."""
+        return (self.device_pulse_s or 0.0) > self.spec.t_pulse_s
 
     def pulse_line(self) -> Action:
         return Action(self.spec.e_pulse_line_J)
@@ -167,9 +180,10 @@ class UpdateDriver(Block):
         return Action(0.0, self.update_time_s(bl))
 
     def update_time_s(self, bl: float | None = None) -> float:
-        """``bl * t_pulse_s + t_overhead_s``: the one formula for the update time."""
+        """``bl * pulse_s + t_overhead_s``: the one formula for the update time (``pulse_s``:
+        max of the architecture's and the device's pulse)."""
         bl = self.spec.desired_bl if bl is None else bl
-        return bl * self.spec.t_pulse_s + self.spec.t_overhead_s
+        return bl * self.pulse_s + self.spec.t_overhead_s
 
 
 class DigitalUnit(Block):
@@ -295,7 +309,7 @@ def build_components(arch: ArchitectureSpec, device=None) -> dict[str, Block]:
     the device preset, whose technology may set the energy per update coincidence."""
     out = {
         "array": CrossPointArray(arch, device), "dac": DAC(arch), "integrator": Integrator(arch),
-        "adc": ADCBank(arch, arch.array.rows), "update": UpdateDriver(arch),
+        "adc": ADCBank(arch, arch.array.rows), "update": UpdateDriver(arch, device),
         "digital": DigitalUnit(arch), "buffer": Buffer(arch), "bus": Bus(arch),
         "system": System(arch),
     }

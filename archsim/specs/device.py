@@ -28,7 +28,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from archsim.specs.base import Joules, Spec
+from archsim.specs.base import Joules, Seconds, Spec
 
 # Bounds: the devices are simulated in float32, where a step of 1e-300 is 0 and a bound of 1e300
 # is infinite; the limits below are far outside any published device and inside float32.
@@ -66,6 +66,11 @@ class DeviceSpec(Spec):
         "Endurance: write pulses (update coincidences) one device survives, as published for "
         "this technology (a lower bound where the source says '>'); None: no figure given. "
         "archsim estimate divides it by the writes per device per epoch for the array's lifetime."))
+    t_pulse_s: Seconds | None = Field(None, description=(
+        "Write pulse width of this device technology: the shortest pulse it was shown to switch "
+        "with, as published; an update pulse slot lasts max(architecture update.t_pulse_s, this) "
+        "(archsim.hw.components.UpdateDriver). None: no figure published, the architecture's "
+        "slot applies."))
     dw_min_dtod: float = Field(0.3, ge=0, le=10, description="Device-to-device spread of the step (relative, 0 to 10).")
     dw_min_std: float = Field(0.3, ge=0, le=10, description="Cycle-to-cycle spread of each step (relative, 0 to 10).")
     w_max: float = Field(0.6, gt=0, le=1e3, description="Mean upper weight bound (at most 1000).")
