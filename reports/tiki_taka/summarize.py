@@ -1,0 +1,184 @@
+"""README.md and loss.png of the Tiki-Taka study from its points/ (see study.py)."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+from tabulate import tabulate
+
+ALG_NAMES = {"sgd": "SGD", "tiki_taka": "TTv1", "tiki_taka_v2": "TTv2",
+             "chopped_tiki_taka_v2": "c-TTv2"}
+
+
+def _load(points: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(points.glob("*.json"))]
+
+
+def _loss(r: dict) -> float | None:
+    t = r.get("train") or {}
+    if t.get("diverged"):
+        return math.inf
+    v = t.get("test_loss")
+    return None if v is None else float(v)
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    if any(math.isinf(v) for v in values):
+        return math.inf, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _fmt(m, sd=None, n=None) -> str:
+    if m is None:
+        return "-"
+    if math.isinf(m):
+        return "diverged"
+    s = f"{m:.3f}"
+    if sd is not None:
+        s += f" ± {sd:.3f}"
+    if n and n > 1:
+        s += f" ({n})"
+    return s
+
+
+def _si(v: float, unit: str) -> str:
+    for f, p in ((1, ""), (1e-3, "m"), (1e-6, "µ"), (1e-9, "n")):
+        if abs(v) >= f:
+            return f"{v / f:.3g} {p}{unit}"
+    return f"{v:.3g} {unit}"
+
+
+def _lifetime(est: dict) -> tuple[float | None, str]:
+    """The shortest lifetime (epochs) over the arrays, from measured max writes where present."""
+    e = (est or {}).get("endurance") or {}
+    if not e.get("endurance_cycles"):
+        return None, "-"
+    best, where = None, "-"
+    for a in e.get("arrays", []):
+        life = a.get("lifetime_epochs")
+        if life is not None and (best is None or life < best):
+            best, where = life, f"{a['matrix']} {a.get('array') or ''} ({a.get('lifetime_basis')})".strip()
+    return best, where
+
+
+def summarize(points: Path, out: Path, order: list[str], price) -> None:
+    """``price(point) -> estimate summary`` re-prices a point's measured activity."""
+    rows = _load(points)
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["device"], r["algorithm"]), []).append(r)
+    fp = _mean_sd([_loss(r) for r in groups.get(("ideal", "sgd"), [])])[0]
+    present = {r["device"] for r in rows}
+    devices = [d for d in order if d in present]
+    algs = [a for a in ALG_NAMES if any(r["algorithm"] == a for r in rows)]
+
+    acc = []
+    for d in devices:
+        asym = next((r.get("asymmetry") for r in groups.get((d, "sgd"), []) + groups.get((d, algs[-1]), [])), None)
+        sgd_m = _mean_sd([_loss(r) for r in groups.get((d, "sgd"), [])])[0]
+        row = {"device": d, "asymmetry": "-" if asym is None else f"{100 * asym:g} %"}
+        for a in algs:
+            g = groups.get((d, a), [])
+            m, sd = _mean_sd([_loss(r) for r in g])
+            row[f"{ALG_NAMES[a]} test"] = _fmt(m, sd, len(g))
+            if a != "sgd":
+                row[f"{ALG_NAMES[a]} - SGD"] = ("-" if m is None or sgd_m is None or math.isinf(m) or math.isinf(sgd_m)
+                                                else f"{m - sgd_m:+.3f}")
+        if fp is not None:
+            best = min((v for v in (_mean_sd([_loss(r) for r in groups.get((d, a), [])])[0] for a in algs)
+                        if v is not None), default=None)
+            row["best - fp"] = "-" if best is None or math.isinf(best) else f"{best - fp:+.3f}"
+        acc.append(row)
+
+    cost = []
+    for d in devices:
+        for a in algs:
+            g = [r for r in groups.get((d, a), []) if "activity" in r]
+            if not g:
+                continue
+            meas = price(g[0])
+            sgd = (meas.get("tiki_taka") or {}).get("sgd") if a != "sgd" else None
+            life, where = _lifetime(meas)
+            cost.append({
+                "device": d, "algorithm": ALG_NAMES[a], "tiles": meas["tiles"],
+                "time/step": _si(meas["time_per_step_s"], "s"),
+                "energy/step": _si(meas["energy_per_step_J"], "J"),
+                "energy/epoch": _si(meas["energy_per_epoch_J"], "J"),
+                "vs SGD time": "-" if not sgd else f"{meas['time_per_step_s'] / sgd['time_per_step_s']:.3f}x",
+                "vs SGD energy": "-" if not sgd else f"{meas['energy_per_step_J'] / sgd['energy_per_step_J']:.3f}x",
+                "lifetime (epochs)": "-" if life is None else f"{life:.3g}",
+                "shortest-lived array": where,
+            })
+
+    any_r = next((r for r in rows if "train" in r), {})
+    lines = [
+        "# Tiki-Taka vs plain pulsed SGD on asymmetric devices (issue 14, item 5)",
+        "",
+        "LSTM2-64 on War and Peace (workloads/lstm2x64.yaml), learning rate "
+        f"{any_r.get('learning_rate')}, {any_r.get('steps')} steps of 32 x 100 characters "
+        f"(about {any_r.get('steps', 0) * 3200 / 2882944:.2f} epochs), fast update mode, `rpu2016` "
+        "tiles, seeds as counted in the table (n in brackets when more than one). "
+        f"Tiki-Taka settings: {json.dumps(next((r['tt'] for r in rows if r.get('tt')), {}))} "
+        "(one transfer per step reading that many columns of A in turn; see study.py).",
+        "",
+        "Commands (from the repository root; results resume per point):",
+        "",
+        "    python reports/tiki_taka/study.py run --steps 900 --seeds 0",
+        "    python reports/tiki_taka/study.py summarize",
+        "",
+        "How the Tiki-Taka settings were chosen: one transfer per step (transfer_every = T x B "
+        "= 3,200) reading 100 columns keeps the transfers to one batched read and one update of C "
+        "per tile and step (a transfer every 32 updates, aihwkit's one per mini-batch of an LSTM "
+        "timestep, made a step 10x slower than SGD here); transfer_lr from a 300-step pilot on "
+        "ecram_tang2018 at the same learning rate (test loss: SGD 2.925, TTv1 with transfer_lr "
+        "0.1 2.322, 0.5 2.242), not tuned per device or per algorithm. TTv2 uses aihwkit's "
+        "buffer defaults (thres_scale 1, momentum 0.1, forget_buffer, one pulse per transfer).",
+        "",
+        "## Test loss (nats/char)",
+        "",
+        f"Floating point (ideal device, same budget): {_fmt(fp)}.",
+        "",
+        tabulate(acc, headers="keys", tablefmt="github"),
+        "",
+        "## Time, energy and lifetime (estimated from each run's measured activity)",
+        "",
+        "Per training step and epoch of the full workload; 'vs SGD' is the same device and activity "
+        "on the SGD design (one array per block). Lifetime: epochs until the most-written device "
+        "of the shortest-lived array reaches the preset's endurance (only presets with a published "
+        "endurance have one).",
+        "",
+        tabulate(cost, headers="keys", tablefmt="github"),
+        "",
+    ]
+    errors = [r for r in rows if r.get("error")]
+    if errors:
+        lines += ["## Points that failed", ""] + [f"- {r['label']} seed {r['seed']}: {r['error']}" for r in errors] + [""]
+    (out / "README.md").write_text("\n".join(lines))
+    _plot(rows, out / "loss.png")
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        curve = r.get("curve") or []
+        if r.get("seed") != 0 or not curve:
+            continue
+        xs = [c.get("epoch") for c in curve if c.get("valid_loss") is not None]
+        ys = [min(c["valid_loss"], 4.0) for c in curve if c.get("valid_loss") is not None]
+        style = "-" if r["algorithm"] == "sgd" else ("--" if r["algorithm"] == "tiki_taka" else ":")
+        ax.plot(xs, ys, style, label=f"{r['device']} {ALG_NAMES.get(r['algorithm'], r['algorithm'])}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss (nats/char, clipped at 4)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
