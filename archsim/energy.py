@@ -31,11 +31,13 @@ class EnergyReport:
         return self.dynamic_J + self.leakage_J
 
 
-def leakage_by_component_W(schedule: Schedule, device=None) -> dict[str, float]:
+def leakage_by_component_W(schedule: Schedule, device=None, budget=None) -> dict[str, float]:
     """Static power by component: every tile of the chip, or with ``system.power_gating`` only
-    the tiles this workload occupies (:mod:`archsim.hw.chip`)."""
-    used = len({p.tile for rows in schedule.placements.values() for p in rows})
-    budget = chip_budget(schedule.arch, used, device)
+    the tiles this workload occupies (:mod:`archsim.hw.chip`); ``budget``: that chip budget when
+    the caller has it already."""
+    if budget is None:
+        used = len({p.tile for rows in schedule.placements.values() for p in rows})
+        budget = chip_budget(schedule.arch, used, device)
     return {c: budget.static_W.get(c, 0.0) for c in COMPONENTS}
 
 
@@ -62,15 +64,16 @@ def kind_energy_J(schedule: Schedule, kinds, device=None) -> dict[str, float]:
 
 
 def price_step(schedule: Schedule, step_time_s: float, phase_times_s: dict[str, float],
-               device=None) -> EnergyReport:
+               device=None, budget=None) -> EnergyReport:
     """Energy of one step of ``schedule`` (divides multi-step schedules by their step count).
 
     Static power is charged over ``step_time_s`` and split over phases by ``phase_times_s``;
-    ``device``: the device preset (its technology may price the update coincidences).
+    ``device``: the device preset (its technology may price the update coincidences);
+    ``budget``: the schedule's chip budget, when the caller has computed it.
     """
     dyn = dynamic_energy(schedule, device)
     per = 1.0 / schedule.steps
-    leak_W = leakage_by_component_W(schedule, device)
+    leak_W = leakage_by_component_W(schedule, device, budget)
     total_leak_W = sum(leak_W.values())
     by_component = {c: leak_W.get(c, 0.0) * step_time_s for c in COMPONENTS}
     by_phase = {p: total_leak_W * phase_times_s.get(p, 0.0) for p in PHASES}

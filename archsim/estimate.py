@@ -158,9 +158,9 @@ def estimate(workload: WorkloadSpec, arch: ArchitectureSpec | None = None,
         busy = run.utilization()
         n_events, wait_s = run.n_events, run.total_wait_s
     wall = time.perf_counter() - wall0
-    energy = price_step(one, step_s, phase_times, device)
     used_tiles = len({p.tile for rows in one.placements.values() for p in rows})
-    budget = chip_budget(arch, used_tiles, device)
+    budget = chip_budget(arch, used_tiles, device)   # once: price_step charges its static power
+    energy = price_step(one, step_s, phase_times, device, budget)
     exceeded = over_limits(budget, energy.total_J / step_s)
     epoch_energy = (energy.dynamic_J * n_steps + energy.leakage_W * epoch_s)
 

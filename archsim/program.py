@@ -82,6 +82,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from archsim.mapping import Mapping, MatrixMapping, map_workload
+from archsim.specs.workload import ModelSpec
 
 PHASES = ("forward", "backward", "update")
 
@@ -275,27 +276,21 @@ class StepProgram:
 
 @dataclass(frozen=True)
 class NetworkShape:
-    """Sizes of a character LSTM (what :func:`archsim.mapping.map_workload` reads of a model)."""
+    """Sizes of a character LSTM, as the functional simulator knows them (its vocabulary comes
+    from the text)."""
 
     vocab_size: int
     hidden_size: int
     layers: int
     output_layer: bool = True
 
-    def lstm_shapes(self) -> list[tuple[int, int]]:
-        h, n, out = self.hidden_size, self.vocab_size, []
-        for _ in range(self.layers):
-            out.append((4 * h, n + h + 1))
-            n = h
-        return out
-
-    def output_shape(self) -> tuple[int, int]:
-        return (self.vocab_size, self.hidden_size + 1)
-
 
 def map_network(shape: NetworkShape, array_rows: int, array_cols: int) -> Mapping:
-    """The mapping of a network onto arrays (the same split the time/energy engine uses)."""
-    return map_workload(shape, array_rows, array_cols)
+    """The mapping of a network onto arrays: the workload's model with these sizes, split as the
+    time/energy engine splits it (the matrix shapes are :class:`ModelSpec`'s, written once)."""
+    model = ModelSpec(layers=shape.layers, hidden_size=shape.hidden_size,
+                      vocab_size=shape.vocab_size, output_layer=shape.output_layer)
+    return map_workload(model, array_rows, array_cols)
 
 
 # -- the LSTM's digital work per vector -------------------------------------------------------
