@@ -9,7 +9,10 @@ in the report.
 **Seeds and the rule for a change.** A point (one combination of axis values) has one row per seed.
 Its loss is summarised by :class:`Stats`: the seeds that finished (n), their mean, sample standard
 deviation (sd), minimum and maximum; a seed that diverged is counted, not averaged (the point is
-"diverged in k of n seeds" and counts as diverged in the verdicts); a seed not run yet (or failed)
+"diverged in k of n seeds"); the point counts as diverged in the verdicts when most of its
+finished seeds diverged, else by the mean of the others (a learning rate at the edge of stability
+makes single seeds of any device, floating point included, blow up early: that is the optimizer's
+instability, not the device's, unless it is what most seeds do); a seed not run yet (or failed)
 is missing, and the point shows the n it has ("2 of 3"). Two points a and b differ -- a *change* --
 only where the difference of their means exceeds both the claim's fixed floor (:data:`DELTA` for a
 change of the test loss, the claim modules' tolerances for theirs) and the seed spread, two
@@ -114,8 +117,9 @@ class Stats:
 
     @property
     def value(self) -> float | None:
-        """What the verdicts use: the mean, ``inf`` when any seed diverged, None when none finished."""
-        if self.diverged:
+        """What the verdicts use: the mean of the finite seeds, ``inf`` when most finished seeds
+        diverged (a tie counts as diverged), None when none finished."""
+        if self.diverged and self.diverged >= len(self.values):
             return math.inf
         return self.mean
 

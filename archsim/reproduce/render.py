@@ -36,8 +36,9 @@ def _seeds_paragraph(sweeps: list, outcomes: list) -> str:
                  f"over the seeds (n seeds) and differences of means ± {SPREAD_SE:g} standard errors. A "
                  f"difference counts as a change only where it exceeds the seed spread as well as the "
                  f"fixed threshold above: |mean_a - mean_b| > max(threshold, {SPREAD_SE:g} SE), "
-                 f"{spread_text()}. A point with a diverged seed counts as diverged (\"diverged in k of "
-                 "n seeds\").")
+                 f"{spread_text()}. Diverged seeds are counted, not averaged (\"diverged in k of n "
+                 "seeds\"); a point counts as diverged when at least half of its finished seeds "
+                 "diverged, else by the mean of the others.")
         short = _short_points(outcomes)
         if short:
             text += (f" {short} point{'s have' if short > 1 else ' has'} fewer finished seeds than that "
