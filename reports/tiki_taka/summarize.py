@@ -163,11 +163,11 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from archsim.plots import figure, write_png
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = figure(7, 4.2)
+    ax = fig.subplots()
+    colours = {d: f"C{i}" for i, d in enumerate(dict.fromkeys(r["device"] for r in rows))}
     for r in rows:
         curve = r.get("curve") or []
         if r.get("seed") != 0 or not curve:
@@ -175,10 +175,11 @@ def _plot(rows: list[dict], path: Path) -> None:
         xs = [c.get("epoch") for c in curve if c.get("valid_loss") is not None]
         ys = [min(c["valid_loss"], 4.0) for c in curve if c.get("valid_loss") is not None]
         style = "-" if r["algorithm"] == "sgd" else ("--" if r["algorithm"] == "tiki_taka" else ":")
-        ax.plot(xs, ys, style, label=f"{r['device']} {ALG_NAMES.get(r['algorithm'], r['algorithm'])}")
+        ax.plot(xs, ys, style, color=colours[r["device"]],
+                label=f"{r['device']} {ALG_NAMES.get(r['algorithm'], r['algorithm'])}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation loss (nats/char, clipped at 4)")
     ax.legend(fontsize=6, ncol=2)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    write_png(path, fig, dpi=110)
