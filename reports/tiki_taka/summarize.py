@@ -16,9 +16,13 @@ def _load(points: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(points.glob("*.json"))]
 
 
+def _diverged(r: dict) -> bool:
+    return bool((r.get("train") or {}).get("diverged")) or "DivergenceError" in (r.get("error") or "")
+
+
 def _loss(r: dict) -> float | None:
     t = r.get("train") or {}
-    if t.get("diverged"):
+    if _diverged(r):
         return math.inf
     v = t.get("test_loss")
     return None if v is None else float(v)
@@ -175,9 +179,12 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         tabulate(cost, headers="keys", tablefmt="github"),
         "",
     ]
-    errors = [r for r in rows if r.get("error")]
-    if errors:
-        lines += ["## Points that failed", ""] + [f"- {r['label']} seed {r['seed']}: {r['error']}" for r in errors] + [""]
+    stopped = [r for r in rows if r.get("error")]
+    if stopped:
+        lines += ["## Runs that stopped early", "",
+                  "A diverged run is a result (its loss shows as 'diverged'); archsim stops a run "
+                  "whose training loss exceeds 3 ln V.", ""]
+        lines += [f"- {r['label']} seed {r['seed']}: {r['error']}" for r in stopped] + [""]
     (out / "README.md").write_text("\n".join(lines))
     _plot(rows, out / "loss.png")
 
