@@ -115,6 +115,8 @@ def _write_atomic(path: Path, obj) -> None:
 
 
 def cmd_run(args) -> None:
+    from archsim.errors import DivergenceError
+
     POINTS.mkdir(exist_ok=True)
     todo = [(p, s) for s in args.seeds for p in points() if not args.only or args.only in p["label"]]
     for p, seed in todo:
@@ -126,6 +128,8 @@ def cmd_run(args) -> None:
             result = run_point(p, steps=args.steps, seed=seed)
         except Exception as exc:   # a diverged or failed point is recorded, the study goes on
             result = {**p, "seed": seed, "steps": args.steps, "error": f"{type(exc).__name__}: {exc}"}
+            if isinstance(exc, DivergenceError):
+                result["train"] = {"diverged": True}
         _write_atomic(path, result)
         print(f"{time.strftime('%H:%M:%S')} {path.name}: "
               f"{result.get('train', {}).get('test_loss', result.get('error'))}", flush=True)
