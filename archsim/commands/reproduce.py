@@ -28,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="report folder (default: reports/reproduce, or reports/reproduce/full with --full)")
     p.add_argument("--list", action="store_true", help="list the claims and their sweep files, run nothing")
+    p.add_argument("--stored", action="store_true",
+                   help="compute nothing: write the reports from the results stored so far (points "
+                        "not run yet show as missing seeds)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=run)
 
@@ -62,7 +65,8 @@ def _run(args) -> int:
 
     reports = run_claims(names, full=args.full, sweeps_dir=args.sweeps, out=args.out, backend=backend,
                          address=args.address, jobs=args.jobs, progress=not args.no_progress,
-                         command=None, on_claim=show, connect_timeout=args.connect_timeout)
+                         command=None, on_claim=show, connect_timeout=args.connect_timeout,
+                         stored_only=args.stored)
     failed = sum(len(r.failures) for r in reports)
     if failed:
         total = sum(o.points for r in reports for o in r.sweeps)

@@ -76,7 +76,7 @@ def run_prefix_sweep(sweep_path: str | Path, *, backend: str = "local", address:
                      jobs: int | None = None, out: str | Path | None = None, progress: bool = True,
                      **kwargs):
     """:func:`archsim.sweep.run_sweep` with :func:`prefix_train_task` as the worker (train sweeps only);
-    other keyword arguments (``connect_timeout``) go to it."""
+    other keyword arguments (``connect_timeout``, ``stored_only``) go to it."""
     from archsim.sweep import load_sweep, run_sweep
 
     sweep = load_sweep(sweep_path)

@@ -58,13 +58,15 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
                backend: str = "local", address: str | None = None, jobs: int | None = None,
                progress: bool = True, command: str | None = None,
                on_claim: Callable[[ClaimReport], None] | None = None,
-               connect_timeout: float | None = None) -> list[ClaimReport]:
+               connect_timeout: float | None = None, stored_only: bool = False) -> list[ClaimReport]:
     """Run (or resume) the requested claims (all by default) and write their reports.
 
     Every sweep file, the backend (and the form of a Dask ``address``) and the output folder are
     checked before anything runs. ``command`` is the command line quoted in the reports (default:
     the equivalent ``archsim reproduce`` call). ``on_claim`` is called after each claim's report is
     written. ``connect_timeout`` bounds the wait for the Dask scheduler at ``address``.
+    ``stored_only``: compute nothing; write the reports from the results stored so far (a long
+    reproduction's partial state: points not run yet count as missing seeds).
     """
     from archsim.fsutil import check_out_dir
     from archsim.sweep import load_sweep
@@ -84,7 +86,7 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
                                   + ([f"--jobs {jobs}"] if jobs else []))
         report = run_claim(name, full=full, sweep_files=plan[name], out=out_dir, backend=backend,
                            address=address, jobs=jobs, progress=progress, command=cmd,
-                           connect_timeout=connect_timeout)
+                           connect_timeout=connect_timeout, stored_only=stored_only)
         reports.append(report)
         if on_claim is not None:
             on_claim(report)
@@ -94,7 +96,7 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
 def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None = None,
               out: str | Path | None = None, backend: str = "local", address: str | None = None,
               jobs: int | None = None, progress: bool = True, command: str | None = None,
-              connect_timeout: float | None = None) -> ClaimReport:
+              connect_timeout: float | None = None, stored_only: bool = False) -> ClaimReport:
     """Run one claim's sweeps, analyse them, and write ``<out>/<name>.md`` and ``<out>/<name>.png``.
 
     Failed points (see :mod:`archsim.sweep.spec`) count as not run in the analysis; the report
@@ -112,6 +114,8 @@ def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None =
         runs = out_dir / "runs" / sweep.name
         runner = run_prefix_sweep if claim.prefix_data else run_sweep
         extra = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+        if stored_only:
+            extra["stored_only"] = True
         outcome = runner(path, backend=backend, address=address, jobs=jobs, out=runs, progress=progress,
                          **extra)
         if outcome.computed:

@@ -83,12 +83,14 @@ def default_out(sweep: Sweep) -> Path:
 def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | None = None,
               jobs: int | None = None, out: str | Path | None = None,
               progress: bool = True, worker: Callable[[dict], dict] = run_task,
-              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SweepOutcome:
+              connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+              stored_only: bool = False) -> SweepOutcome:
     """Run (or resume) the sweep in ``sweep_path``; see the module docstring for what is written.
 
     ``worker`` evaluates one task (a top-level function, so process pools and Dask can ship it);
     the default runs the sweep's kind through :mod:`archsim.sweep.evaluate`. ``connect_timeout``
-    bounds the wait for the Dask scheduler at ``address``.
+    bounds the wait for the Dask scheduler at ``address``. ``stored_only``: compute nothing, only
+    summarise what the store holds (points not run yet are rows without a result).
     """
     sweep = load_sweep(sweep_path)
     check_backend(backend, address)
@@ -120,7 +122,7 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
     skipped = len({key for _, _, key in planned if key in done})
 
     new = 0
-    if todo:
+    if todo and not stored_only:
         # Connects to the Dask scheduler (or starts the pool) before the output folder exists.
         outputs = run_points(worker, [task for _, task in todo.values()], backend=backend,
                              address=address, jobs=jobs, connect_timeout=connect_timeout)
@@ -160,8 +162,8 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
     rows = [{**_row(point, task, records.get(key), invalid.get(point.index)), "key": key}
             for point, task, key in planned]
     columns = _columns(sweep, rows)
-    outcome = SweepOutcome(sweep.name, store.path, len(points), unique, skipped, len(todo), new,
-                           rows, columns)
+    outcome = SweepOutcome(sweep.name, store.path, len(points), unique, skipped,
+                           0 if stored_only else len(todo), new, rows, columns)
     outcome.table = summary_table(sweep, rows, columns)
     if rows:
         out_dir.mkdir(parents=True, exist_ok=True)
