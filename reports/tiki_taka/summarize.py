@@ -29,25 +29,36 @@ def _loss(r: dict) -> float | None:
 
 
 def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sd of the finite seeds; ``inf`` when at least half of the seeds diverged (the rule
+    of ``archsim reproduce``: a minority of diverged seeds is the optimizer's instability)."""
     values = [v for v in values if v is not None]
+    finite = [v for v in values if math.isfinite(v)]
     if not values:
         return None, None
-    if any(math.isinf(v) for v in values):
+    if len(values) - len(finite) >= len(finite):
         return math.inf, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+    return statistics.fmean(finite), (statistics.stdev(finite) if len(finite) > 1 else None)
 
 
-def _fmt(m, sd=None, n=None) -> str:
+def _fmt(m, sd=None, n=None, diverged=0) -> str:
     if m is None:
         return "-"
     if math.isinf(m):
-        return "diverged"
+        return "diverged" + (f" ({diverged} of {n})" if n and n > 1 else "")
     s = f"{m:.3f}"
     if sd is not None:
         s += f" ± {sd:.3f}"
     if n and n > 1:
-        s += f" ({n})"
+        s += f" ({n - diverged}" + (f" of {n}, {diverged} diverged" if diverged else "") + ")"
     return s
+
+
+def _cell(group: list[dict]) -> tuple[str, float | None]:
+    """A table cell for one (device, algorithm) over its seeds, and the mean the verdicts use."""
+    losses = [_loss(r) for r in group]
+    m, sd = _mean_sd(losses)
+    diverged = sum(1 for v in losses if v is not None and math.isinf(v))
+    return _fmt(m, sd, len(group), diverged), m
 
 
 def _si(v: float, unit: str) -> str:
@@ -76,7 +87,8 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["device"], r["algorithm"]), []).append(r)
-    fp = _mean_sd([_loss(r) for r in groups.get(("ideal", "sgd"), [])])[0]
+    fp_cell, fp = _cell(groups.get(("ideal", "sgd"), []))
+    fp = fp if fp is not None and math.isfinite(fp) else None
     present = {r["device"] for r in rows}
     devices = [d for d in order if d in present]
     algs = [a for a in ALG_NAMES if any(r["algorithm"] == a for r in rows)]
@@ -87,9 +99,7 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         sgd_m = _mean_sd([_loss(r) for r in groups.get((d, "sgd"), [])])[0]
         row = {"device": d, "asymmetry": "-" if asym is None else f"{100 * asym:g} %"}
         for a in algs:
-            g = groups.get((d, a), [])
-            m, sd = _mean_sd([_loss(r) for r in g])
-            row[f"{ALG_NAMES[a]} test"] = _fmt(m, sd, len(g))
+            row[f"{ALG_NAMES[a]} test"], m = _cell(groups.get((d, a), []))
             if a != "sgd":
                 ok = not (m is None or sgd_m is None or math.isinf(m) or math.isinf(sgd_m))
                 row[f"{ALG_NAMES[a]} - SGD"] = f"{m - sgd_m:+.3f}" if ok else "-"
@@ -140,13 +150,16 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         "LSTM2-64 on War and Peace (workloads/lstm2x64.yaml), learning rate "
         f"{any_r.get('learning_rate')}, {any_r.get('steps')} steps of 32 x 100 characters "
         f"(about {any_r.get('steps', 0) * 3200 / 2882944:.2f} epochs), fast update mode, `rpu2016` "
-        "tiles, seeds as counted in the table (n in brackets when more than one). "
+        "tiles, seeds as counted in the table (in brackets when more than one: seeds that finished, "
+        "of those run; a device and algorithm counts as diverged when at least half of its seeds "
+        "diverged, else the others' mean ± sd is shown). "
         f"Tiki-Taka settings: {json.dumps(next((r['tt'] for r in rows if r.get('tt')), {}))} "
         "(one transfer per step reading that many columns of A in turn; see study.py).",
         "",
         "Commands (from the repository root; results resume per point):",
         "",
-        "    python reports/tiki_taka/study.py run --steps 900 --seeds 0",
+        f"    python reports/tiki_taka/study.py run --steps {any_r.get('steps')} --seeds "
+        + " ".join(str(x) for x in sorted({r['seed'] for r in rows})),
         "    python reports/tiki_taka/study.py summarize",
         "",
         "How the Tiki-Taka settings were chosen: one transfer per step (transfer_every = T x B "
@@ -159,7 +172,7 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         "",
         "## Test loss (nats/char)",
         "",
-        f"Floating point (ideal device, same budget): {_fmt(fp)}. 'recovers': the share of the "
+        f"Floating point (ideal device, same budget): {fp_cell}. 'recovers': the share of the "
         "gap between SGD and floating point on that device that the algorithm closes (shown where "
         "the gap exceeds 0.02 nats/char).",
         "",
