@@ -113,7 +113,7 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
             row["best - fp"] = "-" if best is None or math.isinf(best) else f"{best - fp:+.3f}"
         acc.append(row)
 
-    cost = []
+    cost, facts = [], []
     for d in devices:
         own_sgd = None
         for a in algs:
@@ -129,6 +129,12 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
             def ratio(key, ref):
                 return "-" if not ref else f"{meas[key] / ref[key]:.2f}x"
 
+            facts.append({"device": d, "algorithm": a, "life": life,
+                          "vs_run": (meas["time_per_step_s"] / own_sgd["time_per_step_s"]
+                                     if own_sgd and a != "sgd" else None),
+                          "machinery": (meas["time_per_step_s"] / same["time_per_step_s"]
+                                        if same else None),
+                          "bm": g[0]["activity"].get("bm_repeats_per_mvm") or 0.0})
             cost.append({
                 "device": d, "algorithm": ALG_NAMES[a], "tiles": meas["tiles"],
                 "time/step": _si(meas["time_per_step_s"], "s"),
@@ -143,6 +149,7 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
                 "shortest-lived array": where,
             })
 
+    findings = _findings(acc, facts, algs)
     any_r = next((r for r in rows if "train" in r), {})
     lines = [
         "# Tiki-Taka vs plain pulsed SGD on asymmetric devices (issue 14, item 5)",
@@ -169,6 +176,14 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         "ecram_tang2018 at the same learning rate (test loss: SGD 2.925, TTv1 with transfer_lr "
         "0.1 2.322, 0.5 2.242), not tuned per device or per algorithm. TTv2 uses aihwkit's "
         "buffer defaults (thres_scale 1, momentum 0.1, forget_buffer, one pulse per transfer).",
+        "",
+        "## Findings (generated from the tables below)",
+        "",
+        "Differences of means over the seeds each point has (see the table); with one or two "
+        "seeds per point there is no spread test, so differences of a few hundredths are not "
+        "findings.",
+        "",
+        *findings,
         "",
         "## Test loss (nats/char)",
         "",
@@ -200,6 +215,48 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         lines += [f"- {r['label']} seed {r['seed']}: {r['error']}" for r in stopped] + [""]
     (out / "README.md").write_text("\n".join(lines))
     _plot(rows, out / "loss.png")
+
+
+def _span(values, fmt) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "-"
+    lo, hi = min(values), max(values)
+    return fmt(lo) if fmt(lo) == fmt(hi) else f"{fmt(lo)}-{fmt(hi)}"
+
+
+def _findings(acc: list[dict], facts: list[dict], algs: list[str]) -> list[str]:
+    """Bullet points restating what the tables show (regenerated with them)."""
+    out = []
+    for a in algs[1:]:
+        name = ALG_NAMES[a]
+        rec = [f"{r['device']} {r[f'{name} recovers']}" for r in acc if r.get(f"{name} recovers", "-") != "-"]
+        diff = {r["device"]: r.get(f"{name} - SGD", "-") for r in acc}
+        better = [d for d, v in diff.items() if v != "-" and v.startswith("-")]
+        worse = [d for d, v in diff.items() if v.startswith("+")]
+        rescued = [r["device"] for r in acc if r.get("SGD test", "").startswith("diverged")
+                   and not r.get(f"{name} test", "-").startswith(("diverged", "-"))]
+        out.append(f"- {name}: lower test loss than SGD on {', '.join(better) or 'no device'}"
+                   + (f"; higher on {', '.join(worse)}" if worse else "")
+                   + (f"; finishes where SGD diverged on {', '.join(rescued)}" if rescued else "")
+                   + (f". Share of SGD's gap to floating point recovered: {'; '.join(rec)}." if rec else "."))
+    tt = [f for f in facts if f["algorithm"] != "sgd"]
+    sgd_bm = [f["bm"] for f in facts if f["algorithm"] == "sgd"]
+    out.append(f"- Cost of the Tiki-Taka machinery itself (second array, transfers, buffer H; same "
+               f"activity on the SGD design): {_span([f['machinery'] for f in tt], lambda v: f'{100 * (v - 1):.1f} %')} "
+               "more time per step at these transfer settings. Against the SGD run on the same "
+               f"device a Tiki-Taka step takes {_span([f['vs_run'] for f in tt], lambda v: f'{v:.2f}x')} the "
+               "time: its runs saturate the ADCs more often, and bound management repeats those MVMs "
+               f"({_span([f['bm'] for f in tt], lambda v: f'{v:.2f}')} repeats per MVM against "
+               f"{_span(sgd_bm, lambda v: f'{v:.2f}')} for SGD).")
+    lives = [f"{f['device']} {ALG_NAMES[f['algorithm']]} {f['life']:.3g}" for f in facts
+             if f["life"] is not None]
+    if lives:
+        out.append("- Lifetime (only presets with a published endurance), epochs until the "
+                   f"most-written device wears out: {', '.join(lives)}. A takes the same SGD "
+                   "pulses as the SGD array does, so Tiki-Taka changes the lifetime only through "
+                   "the weights it learns (C is written far less often than A).")
+    return out
 
 
 def _plot(rows: list[dict], path: Path) -> None:
