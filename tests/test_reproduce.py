@@ -626,12 +626,14 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     sweeps, out = tiny_sweeps(tmp_path, seeds="[0, 1, 2]"), tmp_path / "r"
     argv = ["reproduce", "asymmetry", "--sweeps", str(sweeps), "--out", str(out), "--no-progress"]
     assert main(argv + ["--stored"]) == 0 and calls == []   # nothing stored, nothing computed
-    assert "(0 of 3)" in (out / "asymmetry.md").read_text()
+    text = (out / "asymmetry.md").read_text()
+    assert "(0 of 3)" in text and "**Verdict: not tested.** Incomplete: 3 of 3 points" in text
     assert main(argv + ["--jobs", "1"]) == 0 and len(calls) == 9
     store = out / "runs" / "asymmetry" / "results.jsonl"
     lines = store.read_text().splitlines()
     store.write_text("\n".join(lines[:-1]) + "\n")           # one seed of one point not run yet
     capsys.readouterr()
     assert main(argv + ["--stored"]) == 0 and len(calls) == 9
-    assert "(2 of 3)" in (out / "asymmetry.md").read_text()
+    text = (out / "asymmetry.md").read_text()
+    assert "(2 of 3)" in text and "Incomplete" not in text   # every point has a seed: judged
     assert "(0 points computed" in capsys.readouterr().out

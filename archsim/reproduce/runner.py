@@ -128,6 +128,15 @@ def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None =
         analysis = analyse_macs(macs_workloads())
     else:
         analysis = ANALYSES[name](rows)
+    waiting = _points_without_a_result(rows)
+    if waiting:
+        # A claim is judged on all its points: with some not run at all (a long reproduction
+        # rendered with --stored), the numbers are shown but no verdict is given.
+        n_points = len({_point_id(r) for r in rows})
+        analysis.verdict = "not tested"
+        analysis.sentence = (f"Incomplete: {waiting} of {n_points} points have no finished seed "
+                             f"yet (rerun `archsim reproduce {name}` to compute them); no verdict "
+                             "until then. On the points stored so far: " + analysis.sentence)
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
     text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or
@@ -135,6 +144,18 @@ def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None =
     atomic_write_text(report_path, text)
     computed = sum(o.computed for o in outcomes)
     return ClaimReport(name, analysis, report_path, plot_path, outcomes, wall, computed)
+
+
+def _point_id(row: dict) -> tuple:
+    return tuple(sorted((k, repr(v)) for k, v in (row.get("values") or {}).items()))
+
+
+def _points_without_a_result(rows: list[dict]) -> int:
+    """Points (axis values, any seed) none of whose rows has finished."""
+    done: dict[tuple, bool] = {}
+    for r in rows:
+        done[_point_id(r)] = done.get(_point_id(r), False) or bool(r.get("done"))
+    return sum(1 for ok in done.values() if not ok)
 
 
 def _rows_with_records(outcome) -> list[dict]:

@@ -197,7 +197,7 @@ def summarize(points: Path, out: Path, order: list[str], price) -> None:
         "",
         "Per training step and epoch of the full workload, each priced from its own run's measured "
         "activity (`archsim run`). 'vs SGD run': against the SGD run on the same device (different "
-        "weights, so different activity: Tiki-Taka's larger weights saturate the ADCs more, and "
+        "weights, so different activity: the Tiki-Taka runs saturate the ADCs more often, and "
         "every saturated MVM is repeated by bound management, 'bm repeats/MVM'). 'TT machinery': "
         "the same activity on the SGD design (one array per block), i.e. what the second array, "
         "the transfers and the buffer H cost by themselves. Lifetime: epochs until the most-written "
