@@ -255,7 +255,7 @@ def _findings(acc: list[dict], facts: list[dict], algs: list[str]) -> list[str]:
         out.append("- Lifetime (only presets with a published endurance), epochs until the "
                    f"most-written device wears out: {', '.join(lives)}. A takes the same SGD "
                    "pulses as the SGD array does, so Tiki-Taka changes the lifetime only through "
-                   "the weights it learns (C is written far less often than A).")
+                   "the weights it learns (C's most-written devices get far fewer writes than A's).")
     return out
 
 
