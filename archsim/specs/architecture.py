@@ -85,7 +85,9 @@ class UpdateSpec(Spec):
 
     desired_bl: PositiveInt = Field(le=1_000_000, description="Pulse slots per update (BL), as aihwkit's desired_bl "
                                     "(at most 10^6: 1 ms of 1 ns pulses per rank-one update).")
-    t_pulse_s: Seconds = Field(description="Width of one update pulse slot.")
+    t_pulse_s: Seconds = Field(description=(
+        "Width of one update pulse slot; a device whose write pulse (its t_pulse_s) is longer "
+        "sets the slot instead (hw.components.UpdateDriver.pulse_s)."))
     t_overhead_s: SecondsNonNeg = Field(0.0, description="Fixed set-up time per rank-one update.")
     e_pulse_line_J: Joules = Field(description="Energy to drive one pulse on one row or column line.")
     e_pulse_cell_J: Joules = Field(description="Energy dissipated in a device per coincidence.")
