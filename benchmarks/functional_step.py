@@ -15,8 +15,14 @@ Each (size, mode) runs in its own subprocess so that its peak memory (``ru_maxrs
 ``--rounds`` rounds and the median step time of each is reported (with the range of the samples:
 the floating-point step at small sizes is itself bimodal), because the machine is shared.
 
+With ``--members 1,4,8,16`` it times populations instead (issue 13): ``K`` models of different
+seeds trained as one batched model (``AnalogLSTM(seeds=...)``, fast update), and prints the time
+per step *per model* against the floating-point step, with the issue's targets: at 2x64, K = 16 at
+most 1x the floating-point step per model; at 2x512, no worse per model than K = 1.
+
     python benchmarks/functional_step.py                       # 2x64 and 2x512, batch 32, T=100
     python benchmarks/functional_step.py --sizes 64 --rounds 3 --torch-device cuda
+    python benchmarks/functional_step.py --members 1,4,8,16 --sizes 64,512 --steps 2 --rounds 1
 """
 from __future__ import annotations
 
@@ -64,8 +70,9 @@ def worker(args) -> dict:
         arch = load_architecture(args.arch)
         device = load_device("ideal" if args.mode == "ideal" else args.device)
         cfg = RPUConfig.from_specs(device, arch, "exact" if args.mode == "exact" else "fast")
+        seeds = list(range(args.population)) if args.population > 1 else None
         model = AnalogLSTM(V, H, L, cfg, array_rows=arch.array.rows, array_cols=arch.array.cols,
-                           seed=0, device=str(dev))
+                           seed=0, device=str(dev), seeds=seeds)
         state = model.zero_state(B)
         phases = {"forward": [], "backward": [], "update": []}
 
@@ -77,9 +84,11 @@ def worker(args) -> dict:
             c0 = time.process_time()
             logits, _ = model.forward(ids, state, train=True)
             c1 = time.process_time()
-            logp = torch.log_softmax(logits.view(T * B, V), dim=1)
-            d = logp.exp_().scatter_add_(1, targets.view(-1, 1), torch.full((T * B, 1), -1.0))
-            model.backward(d.mul_(1.0 / B).view(T, B, V))
+            K = args.population     # a population's rows: (member, sequence)
+            logp = torch.log_softmax(logits.view(T * B * K, V), dim=1)
+            d = logp.exp_().scatter_add_(1, targets.repeat(1, K).view(-1, 1),
+                                         torch.full((T * B * K, 1), -1.0))
+            model.backward(d.mul_(1.0 / B).view(T, B * K, V))
             c2 = time.process_time()
             for m in model.matrices:
                 m.apply_update(0.05)
@@ -108,11 +117,12 @@ def worker(args) -> dict:
     return out
 
 
-def run_one(args, hidden: int, mode: str) -> dict:
+def run_one(args, hidden: int, mode: str, members: int = 1) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--hidden", str(hidden),
            "--layers", str(args.layers), "--batch", str(args.batch), "--seq", str(args.seq),
            "--vocab", str(args.vocab), "--steps", str(args.steps), "--threads", str(args.threads),
-           "--torch-device", args.torch_device, "--arch", args.arch, "--device", args.device]
+           "--torch-device", args.torch_device, "--arch", args.arch, "--device", args.device,
+           "--population", str(members)]
     if args.phases:
         cmd.append("--phases")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
@@ -138,10 +148,13 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the measurements here")
     p.add_argument("--phases", action="store_true",
                    help="also time archsim's forward, backward and update apart (CPU time)")
+    p.add_argument("--members", metavar="K,K,...",
+                   help="time populations of K models (fast update) per step per model instead")
     # worker-only
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--population", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
@@ -149,6 +162,8 @@ def main(argv=None) -> int:
 
     from tabulate import tabulate
 
+    if args.members:
+        return members_table(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     modes = args.modes.split(",")
     samples: dict[tuple[int, str], list[float]] = {}
@@ -211,6 +226,68 @@ def main(argv=None) -> int:
             ph = phase_samples.get((int(rec["size"].split("x")[1]), rec["mode"]))
             if ph:
                 rec["phases_s"] = {k: statistics.median(v) for k, v in ph.items()}
+    print(f"(total {time.time() - t_start:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "results": records}, fh, indent=2)
+    return 0
+
+
+def members_table(args) -> int:
+    """``--members``: fp and populations of K, interleaved over rounds; per-model step times."""
+    from tabulate import tabulate
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    ks = [int(k) for k in args.members.split(",")]
+    cpu: dict[tuple[int, str], list[float]] = {}
+    wall: dict[tuple[int, str], list[float]] = {}
+    phases: dict[tuple[int, str], dict[str, list[float]]] = {}
+    on_gpu = args.torch_device.startswith("cuda")
+    t_start = time.time()
+    for hidden in sizes:
+        for r in range(args.rounds):
+            for label, mode, k in [("fp", "fp", 1)] + [(f"K={k}", "fast", k) for k in ks]:
+                res = run_one(args, hidden, mode, k)
+                for name, values in res.get("phases", {}).items():
+                    phases.setdefault((hidden, label), {}).setdefault(name, []).extend(
+                        v / k for v in values)
+                cpu.setdefault((hidden, label), []).extend(t / k for t in res["cpu"])
+                wall.setdefault((hidden, label), []).extend(t / k for t in res["times"])
+                print(f"  {args.layers}x{hidden} {label:5s} round {r + 1}: "
+                      f"{statistics.median(res['times']) / k:.3f} s/step per model",
+                      file=sys.stderr, flush=True)
+    basis = wall if on_gpu else cpu
+    rows, records = [], []
+    phase_rows = []
+    for (hidden, label), ph in phases.items():
+        phase_rows.append([f"{args.layers}x{hidden}", label] +
+                          [f"{statistics.median(v) * 1e3:.1f}" for v in ph.values()])
+    for hidden in sizes:
+        fp = statistics.median(basis[(hidden, "fp")])
+        one = statistics.median(basis[(hidden, f"K={ks[0]}")]) if ks[0] == 1 else None
+        for label in ["fp"] + [f"K={k}" for k in ks]:
+            t = statistics.median(basis[(hidden, label)])
+            target, ok = "", ""
+            if hidden == 64 and label == "K=16":
+                target, ok = "<= 1x fp", "yes" if t <= fp else "NO"
+            elif hidden == 512 and label != "fp" and one is not None and label != "K=1":
+                target, ok = "<= K=1", "yes" if t <= one else "NO"
+            rows.append([f"{args.layers}x{hidden}", label, f"{t * 1e3:.0f}",
+                         f"{t / fp:.2f}x", f"{t / one:.2f}x" if one else "-", target, ok])
+            records.append({"size": f"{args.layers}x{hidden}", "run": label, "step_s_per_model": t,
+                            "ratio_to_fp": t / fp, "ratio_to_k1": t / one if one else None,
+                            "cpu_samples_per_model": cpu[(hidden, label)],
+                            "wall_samples_per_model": wall[(hidden, label)]})
+    print(f"training step per model, batch {args.batch}, T={args.seq}, vocabulary {args.vocab}, "
+          f"{args.threads} thread(s), {args.torch_device}, device {args.device} on {args.arch} "
+          f"(fast update); median of {args.rounds}x{args.steps} steps")
+    label = "ms/step/model (wall)" if on_gpu else "ms/step/model (CPU)"
+    print(tabulate(rows, headers=["LSTM", "run", label, "vs fp", "vs K=1", "target", "met"],
+                   tablefmt="github"))
+    if phase_rows:
+        print("archsim phases, CPU ms per step per model (median):")
+        print(tabulate(phase_rows, headers=["LSTM", "run", "forward", "backward", "update"],
+                       tablefmt="github"))
     print(f"(total {time.time() - t_start:.0f} s)")
     if args.json:
         with open(args.json, "w") as fh:

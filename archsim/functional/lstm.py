@@ -46,11 +46,13 @@ gradient is that of the loss *summed over the T timesteps and averaged over the 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 
 import torch
 import torch.nn.functional as F
 
+from archsim.functional.members import Members
 from archsim.mapping import MatrixMapping, TileBlock
 from archsim.program import NetworkShape, StepProgram, Sweep, Transfer, build_program, map_network
 
@@ -58,6 +60,13 @@ from archsim.program import NetworkShape, StepProgram, Sweep, Transfer, build_pr
 #: Tiki-Taka matrices, whose tiles run them inside their updates).
 KERNEL_KINDS = frozenset({"forward_mvm", "backward_mvm", "rank_one_update", "recompute_mvm"})
 TRANSFER_KINDS = frozenset({"transfer_read", "transfer_update"})
+
+
+def population_seed(seeds) -> int:
+    """The seed of a population's shared streams (noise, dropout): a hash of its members' seeds,
+    so that it replays none of a member's own streams."""
+    digest = hashlib.sha256(("population:" + ",".join(str(int(s)) for s in seeds)).encode()).digest()
+    return int.from_bytes(digest[:6], "big")
 
 
 def weight_mapping_scales(w: torch.Tensor, blocks, omega: float, device_spec) -> list[float]:
@@ -98,7 +107,10 @@ class TiledMatrix:
 
     def __init__(self, mapped: MatrixMapping, config, *, generator: torch.Generator,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 tile_cls=None, init_weight: torch.Tensor | None = None):
+                 tile_cls=None, init_weight: torch.Tensor | None = None, members=None,
+                 member_generators=None, member_devices=None):
+        if members is not None and (getattr(config, "tiki_taka", False) or tile_cls is not None):
+            raise ValueError("a population runs on plain analog tiles (no Tiki-Taka, no other tile class)")
         if tile_cls is None and getattr(config, "tiki_taka", False):
             from archsim.functional.tiki_taka import TikiTakaTile as tile_cls
         elif tile_cls is None:
@@ -106,14 +118,20 @@ class TiledMatrix:
         self.name, self.rows, self.cols = mapped.name, mapped.rows, mapped.cols
         self.device, self.dtype = torch.device(device), dtype
         self.blocks: list[TileBlock] = list(mapped.blocks)
-        if init_weight is not None and tuple(init_weight.shape) != (self.rows, self.cols):
+        self.members = members
+        #: The weights' shape: ``(rows, cols)``, or ``(K, rows, cols)`` for a population.
+        self.shape = (self.rows, self.cols) if members is None else (members.K, self.rows, self.cols)
+        if init_weight is not None and tuple(init_weight.shape) != self.shape:
             raise ValueError(f"{self.name}: initial weights {tuple(init_weight.shape)}, matrix "
-                             f"{(self.rows, self.cols)}")
+                             f"{self.shape}")
         configs = [config] * len(self.blocks)
         #: Per block, the digital output gain chosen by weight mapping (None: no mapping).
         self.mapping_scales: list[float] | None = None
         omega = float(getattr(config, "weight_scaling_omega", 0.0) or 0.0)
         if omega > 0 and not config.is_ideal:
+            if members is not None:
+                raise ValueError("weight mapping chooses one output gain per tile from its initial "
+                                 "weights: a population's members would each need their own")
             if init_weight is None:
                 raise ValueError(f"{self.name}: weight mapping needs the initial weights")
             if config.out_scale != 1.0:
@@ -122,8 +140,10 @@ class TiledMatrix:
             self.mapping_scales = weight_mapping_scales(init_weight, self.blocks, omega,
                                                         config.device)
             configs = [dataclasses.replace(config, out_scale=a) for a in self.mapping_scales]
-        self.tiles = [tile_cls(b.rows, b.cols, c, generator=generator, device=device, dtype=dtype)
-                      for b, c in zip(self.blocks, configs)]
+        extra = {} if members is None else dict(members=members, member_generators=member_generators,
+                                                member_devices=member_devices)
+        self.tiles = [tile_cls(b.rows, b.cols, c, generator=generator, device=device, dtype=dtype,
+                               **extra) for b, c in zip(self.blocks, configs)]
         self.single = len(self.blocks) == 1
         self.recorded: tuple[torch.Tensor, torch.Tensor] | None = None
         self._onehot = None
@@ -133,18 +153,18 @@ class TiledMatrix:
     # -- weights -------------------------------------------------------------------------------
     @property
     def weight(self) -> torch.Tensor:
-        """The whole matrix, assembled from its tiles (a copy)."""
+        """The whole matrix, assembled from its tiles (a copy; ``[K, rows, cols]`` for a population)."""
         if self.single:
             return self.tiles[0].get_weights()
-        w = torch.empty(self.rows, self.cols, device=self.device, dtype=self.dtype)
+        w = torch.empty(self.shape, device=self.device, dtype=self.dtype)
         for b, tile in zip(self.blocks, self.tiles):
-            w[b.r0:b.r1, b.c0:b.c1] = tile.get_weights()
+            w[..., b.r0:b.r1, b.c0:b.c1] = tile.get_weights()
         return w
 
     def set_weights(self, w: torch.Tensor) -> None:
         w = w.to(device=self.device, dtype=self.dtype)
         for b, tile in zip(self.blocks, self.tiles):
-            tile.set_weights(w[b.r0:b.r1, b.c0:b.c1].contiguous())
+            tile.set_weights(w[..., b.r0:b.r1, b.c0:b.c1].contiguous())
 
     # -- MVMs ----------------------------------------------------------------------------------
     def mvm(self, u: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -221,14 +241,29 @@ class AnalogLSTM:
     floating point by passing an ideal configuration there). ``seed`` seeds three streams:
     initial weights (CPU, so CPU and CUDA start alike), the tiles' device variations and noise,
     and dropout. ``tile_cls`` replaces :class:`AnalogTile` (same constructor and methods).
+
+    ``seeds`` (two or more): a population of ``K = len(seeds)`` independent networks trained as
+    one batched computation on the same data (:mod:`archsim.functional.members`). Member ``k``'s
+    initial weights and device variations are those of a one-member network with ``seed =
+    seeds[k]``; the per-op draws (noise, rounding, update, dropout) come from population streams
+    seeded from all the seeds. The methods then take and give ``K*B`` rows ordered (member,
+    sequence): :meth:`zero_state` makes them, :meth:`train_step` and :meth:`loss` return one
+    value per member, :meth:`weights` gives ``[K, rows, cols]``; ``seed`` is ignored.
+    ``member_devices`` (one device spec per member; default ``config.device``) lets the members'
+    devices differ in what is drawn per device (:class:`AnalogTile`), on the LSTM layers and on
+    an analog output layer alike.
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, layers: int, config, *, array_rows: int,
                  array_cols: int, output_config=None, seed: int = 0, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, dropout: float = 0.0,
                  grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None,
-                 bptt_state: str = "store"):
+                 bptt_state: str = "store", seeds=None, member_devices=None):
         self.shape = NetworkShape(vocab_size, hidden_size, layers)
+        self.seeds = [int(s) for s in seeds] if seeds is not None and len(seeds) > 1 else None
+        self.members = Members(len(self.seeds)) if self.seeds else None
+        #: Population: 1 for a member still training, 0 for one retired (:meth:`retire`).
+        self.alive = None if self.members is None else [1] * self.members.K
         self.bptt_state = bptt_state
         # The functional network always has its output layer (in floating point when the
         # workload does not map it: an ideal ``output_config``).
@@ -248,19 +283,33 @@ class AnalogLSTM:
         self.device, self.dtype = torch.device(device), dtype
         self.dropout, self.grad_clip = float(dropout), grad_clip
         # Three independent streams, so that e.g. dropout does not shift the devices' noise.
+        member_seeds = self.seeds or [seed]
+        if self.members is not None:
+            seed = population_seed(self.seeds)
         self.init_generator = torch.Generator().manual_seed(seed)
         self.tile_generator = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.dropout_generator = torch.Generator(device=self.device).manual_seed(seed + 2)
         kw = dict(generator=self.tile_generator, device=self.device, dtype=dtype, tile_cls=tile_cls)
+        if self.members is not None:
+            # Each member's device variations from its own stream, as its one-member network's.
+            kw.update(members=self.members, member_devices=member_devices, member_generators=[
+                torch.Generator(device=self.device).manual_seed(s + 1) for s in self.seeds])
+        elif member_devices is not None:
+            raise ValueError("member_devices needs a population (two or more seeds)")
         mapped = {m.name: m for m in self.mapping.matrices}
         # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream
         # (drawn before the tiles are made: weight mapping chooses their output gains from it).
         scale = init_scale if init_scale is not None else 1.0 / math.sqrt(hidden_size)
         init = {}
+        inits = ([self.init_generator] if self.members is None else
+                 [torch.Generator().manual_seed(s) for s in member_seeds])
         for name in [*(f"lstm{i + 1}" for i in range(layers)), "output"]:
             m = mapped[name]
-            u = torch.rand(m.rows, m.cols, generator=self.init_generator, dtype=torch.float64)
+            u = torch.stack([torch.rand(m.rows, m.cols, generator=g, dtype=torch.float64)
+                             for g in inits])
             init[name] = ((u * 2 - 1) * scale).to(dtype)
+            if self.members is None:
+                init[name] = init[name][0]
         self.layers = [TiledMatrix(mapped[f"lstm{i + 1}"], config, init_weight=init[f"lstm{i + 1}"],
                                    **kw) for i in range(layers)]
         self.output = TiledMatrix(mapped["output"], output_config or config,
@@ -388,9 +437,38 @@ class AnalogLSTM:
             raise NotImplementedError(f"no kernel for the {sweep.phase} sweep of {sweep.matrix} "
                                       f"(timesteps {sweep.timesteps}, sequential {sweep.sequential})")
 
+    @property
+    def K(self) -> int:
+        """Members of the population (1: one network)."""
+        return 1 if self.members is None else self.members.K
+
     def zero_state(self, batch_size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        z = torch.zeros(batch_size, self.shape.hidden_size, device=self.device, dtype=self.dtype)
+        """The zero state of ``batch_size`` sequences (per member: ``K*batch_size`` rows)."""
+        z = torch.zeros(self.K * batch_size, self.shape.hidden_size, device=self.device,
+                        dtype=self.dtype)
         return [(z, z) for _ in self.layers]
+
+    @torch.no_grad()
+    def retire(self, k: int, state=None):
+        """Stop training member ``k`` of a population (it diverged): its weights become 0, so
+        that its outputs stay finite, and it gets no further updates (the others go on, and
+        their numbers do not change). ``state``: a state whose member-``k`` rows are zeroed
+        too (returned)."""
+        if self.members is None:
+            raise ValueError("retire() is for a population's members")
+        self.alive[k] = 0
+        for m in self.matrices:
+            for tile in m.tiles:
+                tile.weight3[k].zero_()
+        if state is None:
+            return None
+        K, out = self.K, []
+        for h, c in state:
+            h, c = h.clone(), c.clone()
+            h.view(K, -1, h.shape[-1])[k].zero_()
+            c.view(K, -1, c.shape[-1])[k].zero_()
+            out.append((h, c))
+        return out
 
     def _buffer(self, name: str, shape, ones_last: bool = False) -> torch.Tensor:
         """A tensor kept between steps (reallocated when the shape changes). A training step's
@@ -429,6 +507,10 @@ class AnalogLSTM:
         ``train=True`` applies dropout and keeps what :meth:`backward` needs (every tile's inputs
         and the gate activations), in buffers reused by the next training forward.
         """
+        if self.members is not None:
+            # Every member reads the same sequences: rows (member, sequence).
+            self.members.set_batch(ids.shape[1])
+            ids = ids.repeat(1, self.K)
         T, B = ids.shape
         H, V = self.shape.hidden_size, self.shape.vocab_size
         tag = "train" if train else "eval"
@@ -648,35 +730,49 @@ class AnalogLSTM:
     def train_step(self, ids: torch.Tensor, targets: torch.Tensor, state, lr: float):
         """One truncated-BPTT step: forward, backward, then every tile's pulsed update.
 
-        Returns ``(mean loss in nats/char, detached final state)``.
+        Returns ``(mean loss in nats/char, detached final state)``; for a population the loss
+        is a list, one per member.
         """
         for m in self.matrices:
             m.reset_records()
         T, B = ids.shape
         logits, new_state = self.forward(ids, state, train=True)
         V = logits.shape[-1]
-        logp = torch.log_softmax(logits.view(T * B, V), dim=1)
-        tgt = targets.to(self.device).reshape(-1, 1)
+        K = self.K
+        logp = torch.log_softmax(logits.view(T * B * K, V), dim=1)
+        tgt = targets.to(self.device)
+        tgt = (tgt if K == 1 else tgt.repeat(1, K)).reshape(-1, 1)
         picked = logp.gather(1, tgt)
-        loss = -float(picked.mean())
+        loss = -float(picked.mean()) if K == 1 else (-picked.view(T, K, B).mean(dim=(0, 2))).tolist()
         # d(sum over t of the batch-mean loss)/dlogits = (softmax - onehot)/B
         d = logp.exp_()
         d.scatter_(1, tgt, picked.exp_().sub_(1.0))
-        self.backward(d.mul_(1.0 / B).view(T, B, V))
+        d.mul_(1.0 / B)
+        if K > 1 and not all(self.alive):
+            # Retired members: no errors, so no updates (and no transposed-MVM traffic of theirs).
+            d.view(T, K, B, V).mul_(torch.tensor(self.alive, device=d.device, dtype=d.dtype).view(1, K, 1, 1))
+        self.backward(d.view(T, B * K, V))
         for sweep in self.program(T, B).phase_sweeps("update"):
             # The sweep's T ops of B rank-one updates each, applied in recording order (with
             # Tiki-Taka the tiles transfer where the sweep's transfer ops say, checked in use_program).
             n = sum(1 for op in sweep.ops if op.kind == "rank_one_update")
-            if self._by_name[sweep.matrix].apply_update(lr) != n * B:
+            if self._by_name[sweep.matrix].apply_update(lr) != n * B * K:
                 raise RuntimeError(f"{sweep.matrix}: recorded updates differ from the program's")
         return loss, new_state
 
     @torch.no_grad()
     def loss(self, ids: torch.Tensor, targets: torch.Tensor, state):
-        """Summed cross-entropy (nats) of ``targets`` given ``ids`` and the next state; no update."""
+        """Summed cross-entropy (nats) of ``targets`` given ``ids`` and the next state; no update
+        (a population: a list, one per member)."""
         logits, new_state = self.forward(ids, state, train=False)
+        tgt = targets.to(self.device)
+        if self.K > 1:
+            T, B = tgt.shape
+            per = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                  tgt.repeat(1, self.K).reshape(-1), reduction="none")
+            return per.view(T, self.K, B).sum(dim=(0, 2)).tolist(), new_state
         total = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
-                                targets.to(self.device).reshape(-1), reduction="sum")
+                                tgt.reshape(-1), reduction="sum")
         return float(total), new_state
 
     # -- bookkeeping ---------------------------------------------------------------------------

@@ -27,13 +27,18 @@ class Periphery:
 
     ``generator`` (every draw: output noise, stochastic rounding) and ``activity`` (the counters)
     are the tile's: it replaces them here whenever it replaces its own. ``pending_sat`` is the
-    tile's on-device saturation accumulator (a 0-dim view)."""
+    tile's on-device saturation accumulator (a 0-dim view).
+
+    ``members`` (a population, :mod:`archsim.functional.members`): ``weight`` is then
+    ``[K, out, in]`` and every array product picks each row's member's matrix."""
 
     def __init__(self, config: RPUConfig, weight: torch.Tensor, *, generator: torch.Generator,
-                 activity: TileActivity, pending_sat: torch.Tensor):
+                 activity: TileActivity, pending_sat: torch.Tensor, members=None):
         self.weight = weight
-        self.weight_t = weight.t()        # a view: stays current, the weights change in place
-        self.out_size, self.in_size = weight.shape
+        self.members = members
+        # a view: stays current, the weights change in place
+        self.weight_t = weight.transpose(-1, -2)
+        self.out_size, self.in_size = weight.shape[-2:]
         self.device, self.dtype = weight.device, weight.dtype
         self.generator = generator
         self.activity = activity
@@ -85,7 +90,7 @@ class Periphery:
 
     def one_pass(self, x: torch.Tensor, alpha: torch.Tensor | None, factor: float,
                  transposed: bool, out: torch.Tensor | None = None,
-                 w: torch.Tensor | None = None) -> torch.Tensor:
+                 w: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
         """DAC -> array -> output noise -> ADC for inputs ``x`` divided by ``alpha*factor``.
 
         Works in converter level units to save passes: the DAC output is an integer level
@@ -95,7 +100,8 @@ class Periphery:
         its saturation check can then skip the clip when nothing saturates). Without quantization
         the "levels" are the values themselves. ``alpha [N, 1]`` (noise management) may be None.
         ``out [N, out]``: where to write the result (else a new tensor); ``w``: the (transposed)
-        MVM's matrix when only some outputs are wanted.
+        MVM's matrix when only some outputs are wanted; ``rows``: in a population, the batch
+        rows that ``x``'s rows are, when they are a subset (bound management's repeats).
         """
         unit = self.in_step if self.in_step > 0 else 1.0
         if alpha is not None:
@@ -109,12 +115,18 @@ class Periphery:
         if w is None:
             w = self.weight if transposed else self.weight_t
         if out is None:
-            out = torch.empty(v.shape[0], w.shape[1], device=v.device, dtype=v.dtype)
+            out = torch.empty(v.shape[0], w.shape[-1], device=v.device, dtype=v.dtype)
+        members = self.members
         if self.noisy:
-            y = out.normal_(generator=self.generator).addmm_(v, w, beta=self.noise_levels,
-                                                               alpha=self.mm_scale)
+            y = out.normal_(generator=self.generator)
+            if members is None:
+                y.addmm_(v, w, beta=self.noise_levels, alpha=self.mm_scale)
+            elif rows is None:
+                members.addmm_(y, v, w, beta=self.noise_levels, alpha=self.mm_scale)
+            else:
+                y.mul_(self.noise_levels).add_(members.mm(v, w, rows=rows), alpha=self.mm_scale)
         else:
-            y = torch.mm(v, w, out=out)
+            y = torch.mm(v, w, out=out) if members is None else members.mm(v, w, out, rows)
             if self.mm_scale != 1.0:
                 y.mul_(self.mm_scale)
         self.adc_(y)
@@ -167,7 +179,8 @@ class Periphery:
         while rows.numel() and factor <= self.max_bm_factor and factor <= self.bm_res_limit:
             factor *= 2
             a_r = alpha.index_select(0, rows) if alpha is not None else None
-            yi = self.one_pass(x.index_select(0, rows), a_r, factor, transposed).clamp_(-top, top)
+            yi = self.one_pass(x.index_select(0, rows), a_r, factor, transposed,
+                               rows=rows).clamp_(-top, top)
             self.activity.bm_repeats += rows.numel()
             sat_i = yi.abs() >= self.sat_level
             self.pending_sat += sat_i.sum()
@@ -240,8 +253,11 @@ class Periphery:
             pre.zero_()
         beta = self.noise_levels if self.noisy else 1.0
         for b in blocks:
-            pre.addmm_(self.dac(u[:, b] / prep.div), self.weight[:, b].t(), beta=beta,
-                       alpha=self.mm_scale)
+            v = self.dac(u[:, b] / prep.div)
+            if self.members is None:
+                pre.addmm_(v, self.weight[:, b].t(), beta=beta, alpha=self.mm_scale)
+            else:
+                self.members.addmm_(pre, v, self.weight_t[:, b], beta=beta, alpha=self.mm_scale)
             beta = 1.0
         if beta != 1.0:
             pre.mul_(beta)
@@ -255,7 +271,10 @@ class Periphery:
         inputs, read only when bound management repeats a row."""
         pre, div, alpha, x_rec, rows = views
         n = pre.shape[0]
-        y = pre.addmm_(self.dac(x_rec / div), prepared.w_rec_t, alpha=self.mm_scale)
+        if self.members is None:
+            y = pre.addmm_(self.dac(x_rec / div), prepared.w_rec_t, alpha=self.mm_scale)
+        else:
+            y = self.members.addmm_(pre, self.dac(x_rec / div), prepared.w_rec_t, alpha=self.mm_scale)
         self.adc_(y)
         a = self.activity
         a.dac_conversions += n * self.in_size

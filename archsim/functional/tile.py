@@ -71,21 +71,37 @@ class AnalogTile:
     ``W <- W - lr * sum_k d_k x_k^T`` by stochastic pulses. With the ideal device all three are
     exact floating point. The methods do not build autograd graphs. Every random draw comes
     from ``generator``, which must live on ``device``.
+
+    A population (``members``, :class:`~archsim.functional.members.Members` of ``K``): the tile
+    holds ``K`` independent matrices of the same shape, one per member, as rows
+    ``k*out .. (k+1)*out`` of ``weight [K*out, in]`` (``weight3`` views it as ``[K, out, in]``);
+    each row of an MVM or update goes through its member's matrix. ``member_generators`` (one
+    per member) draw each member's device-to-device variations, as a one-member tile made with
+    that generator draws them; every other draw comes from ``generator``. Weights in and out
+    (:meth:`set_weights`, :meth:`get_weights`) are ``[K, out, in]``. ``member_devices`` (one
+    device spec per member, default ``config.device`` for all): members may differ in whatever
+    their device family draws per device (e.g. ``up_down``, the ``*_dtod`` spreads, the bounds of
+    a constant-step device), not in what it keeps as one number for the tile (``dw_min``,
+    ``dw_min_std``, ...): ValueError naming those.
     """
 
     def __init__(self, out_size: int, in_size: int, config: RPUConfig, *, generator: torch.Generator,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 init_std: float | None = None):
+                 init_std: float | None = None, members=None, member_generators=None,
+                 member_devices=None):
         self.out_size, self.in_size = int(out_size), int(in_size)
         self.config = config
         self._generator = generator
         self.device = torch.device(device)
         self.dtype = dtype
+        self.members = members
+        K = 1 if members is None else members.K
         if generator.device.type != self.device.type:
             raise ValueError(f"generator is on {generator.device}, tile on {self.device}")
-        self.devices = None if config.is_ideal else make_devices(
-            config.device, self.out_size, self.in_size, generator, self.device, dtype)
-        self.weight = torch.zeros(self.out_size, self.in_size, device=self.device, dtype=dtype)
+        self.devices = None if config.is_ideal else self._make_devices(member_generators,
+                                                                       member_devices)
+        self.weight = torch.zeros(K * self.out_size, self.in_size, device=self.device, dtype=dtype)
+        self.weight3 = self.weight.view(K, self.out_size, self.in_size)
         if init_std:
             self.weight.normal_(0.0, init_std, generator=generator)
             if self.devices is not None:
@@ -95,23 +111,34 @@ class AnalogTile:
         # Endurance: coincidences (writes) per device, sampled in exact mode and expected values
         # in fast mode, as the scalar coincidence counter (one add per update chunk or call).
         self._writes = None if config.is_ideal else torch.zeros(
-            self.out_size, self.in_size, device=self.device, dtype=torch.float64)
+            K * self.out_size, self.in_size, device=self.device, dtype=torch.float64)
         self._workspace = Workspace(self.device, dtype)
         # The parts keep references to the weights (changed in place only), the counters (0-dim
         # views of _pending) and the generator: no lookup through the tile on their hot paths.
-        self.periphery = Periphery(config, self.weight, generator=generator,
-                                   activity=self._activity, pending_sat=self._pending[_SAT])
+        self.periphery = Periphery(config, self.weight if members is None else self.weight3,
+                                   generator=generator, activity=self._activity,
+                                   pending_sat=self._pending[_SAT], members=members)
         self._fast = self._exact = None
         if self.devices is not None:
             counters = dict(row_pulses=self._pending[_ROW], col_pulses=self._pending[_COL],
                             coincidences=self._pending[_COINC])
             self._fast = FastUpdate(self.weight, self.devices, self._writes, self._workspace,
-                                    generator=generator, **counters)
-            self._exact = ExactUpdate(config, self.weight, self.devices, self._writes,
-                                      generator=generator, device=self.device, **counters)
+                                    generator=generator, members=members, **counters)
+            if members is None:
+                self._exact = ExactUpdate(config, self.weight, self.devices, self._writes,
+                                          generator=generator, device=self.device, **counters)
+            else:
+                # Exact mode runs member by member, each on its rows of the weights and devices.
+                rows = [slice(k * self.out_size, (k + 1) * self.out_size) for k in range(K)]
+                self._exact = [ExactUpdate(config, self.weight[r], self.devices.rows(r),
+                                           self._writes[r], generator=generator,
+                                           device=self.device, **counters) for r in rows]
         # The weight in use is out_scale * the device weight (a no-op for floating-point tiles).
         self._out_scale = self.periphery.out_scale
-        self._weight_t = self.weight.t()   # a view: stays current, the weights change in place
+        # Views that stay current (the weights change in place): the matrix of the MVMs, and
+        # its transpose ([K, out, in] and [K, in, out] for a population).
+        self._matrix = self.weight if members is None else self.weight3
+        self._weight_t = self._matrix.transpose(-1, -2)
         self._prepared: PreparedForward | None = None
         # Settings and periphery entry points used on every MVM, as plain attributes.
         self._ideal = config.is_ideal
@@ -130,23 +157,55 @@ class AnalogTile:
         # The parts draw from it directly: hand them the new one too (Tiki-Taka gives its arrays
         # the block's stream after making them).
         self._generator = value
-        for part in (self.periphery, self._fast, self._exact):
+        exact = self._exact if isinstance(self._exact, list) else [self._exact]
+        for part in (self.periphery, self._fast, *exact):
             if part is not None:
                 part.generator = value
+
+    def _make_devices(self, member_generators, member_devices=None):
+        """The devices of every member, drawn from each member's generator (one member: the
+        tile's generator) with its device spec."""
+        spec, args = self.config.device, (self.device, self.dtype)
+        if self.members is None:
+            return make_devices(spec, self.out_size, self.in_size, self._generator, *args)
+        K = self.members.K
+        if member_generators is None or len(member_generators) != K:
+            raise ValueError(f"a population tile needs {K} member generators")
+        specs = list(member_devices) if member_devices is not None else [spec] * K
+        if len(specs) != K:
+            raise ValueError(f"a population tile of {K} members got {len(specs)} device specs")
+        parts = [make_devices(sp, self.out_size, self.in_size, g, *args)
+                 for sp, g in zip(specs, member_generators)]
+        # One device object serves all members: what it keeps as a number must be the same.
+        shared = {k: v for k, v in vars(parts[0]).items() if not isinstance(v, torch.Tensor)}
+        differ = sorted({k for p in parts[1:] for k, v in vars(p).items()
+                         if not isinstance(v, torch.Tensor) and shared.get(k) != v})
+        if differ:
+            raise ValueError(f"population members' devices differ in {', '.join(differ)}, which the "
+                             f"{parts[0].kind} family keeps as one number per tile: members may "
+                             "differ only in what is drawn per device")
+        stacked = make_devices(spec, self.members.K * self.out_size, self.in_size,
+                               torch.Generator(device=self.device).manual_seed(0), *args)
+        stacked.load_tensors({name: torch.cat([p.tensors()[name] for p in parts])
+                              for name in parts[0].tensors()})
+        return stacked
 
     # ---- state --------------------------------------------------------------------------
     @torch.no_grad()
     def set_weights(self, w: torch.Tensor) -> None:
         """Program the devices to ``w / out_scale`` (clipped to every device's bounds)."""
-        self.weight.copy_(w.to(device=self.device, dtype=self.dtype))
+        target = self.weight if self.members is None else self.weight3
+        target.copy_(w.to(device=self.device, dtype=self.dtype))
         if self._out_scale != 1.0:
             self.weight.div_(self._out_scale)
         if self.devices is not None:
             self.devices.clip_(self.weight)
 
     def get_weights(self) -> torch.Tensor:
-        """The weights the network uses: ``out_scale`` times the device weights (``weight``)."""
-        return self.weight * self._out_scale if self._out_scale != 1.0 else self.weight.clone()
+        """The weights the network uses: ``out_scale`` times the device weights (``weight``;
+        ``[K, out, in]`` for a population)."""
+        w = self.weight if self.members is None else self.weight3
+        return w * self._out_scale if self._out_scale != 1.0 else w.clone()
 
     @property
     def activity(self) -> TileActivity:
@@ -223,6 +282,8 @@ class AnalogTile:
         x = self._as_batch(x, self.in_size)
         self._activity.forward_mvms += x.shape[0]
         if self._ideal:
+            if self.members is not None:
+                return self.members.mm(x, self._weight_t, out)
             return torch.mm(x, self._weight_t, out=out)
         return self._mvm(x, False, self._bound_management, out)
 
@@ -240,8 +301,10 @@ class AnalogTile:
                 return self.backward(d, out, cols)
         d = self._as_batch(d, self.out_size)
         self._activity.backward_mvms += d.shape[0]
-        w = self.weight if cols is None else self._columns(cols)
+        w = self._matrix if cols is None else self._columns(cols)
         if self._ideal:
+            if self.members is not None:
+                return self.members.mm(d, w, out)
             return torch.mm(d, w, out=out)
         return self._mvm(d, True, False, out, w)
 
@@ -255,6 +318,8 @@ class AnalogTile:
                 return self.read(x)
         x = self._as_batch(x, self.in_size)
         if self._ideal:
+            if self.members is not None:
+                return self.members.mm(x, self._weight_t)
             return torch.mm(x, self._weight_t)
         return self._mvm(x, False, False)
 
@@ -263,7 +328,7 @@ class AnalogTile:
         key = (cols.start, cols.stop)
         view = self._column_views.get(key)
         if view is None:
-            view = self._column_views[key] = self.weight[:, cols]
+            view = self._column_views[key] = self._matrix[..., cols]
         return view
 
     def _as_batch(self, v: torch.Tensor, size: int) -> torch.Tensor:
@@ -315,20 +380,30 @@ class AnalogTile:
             steps = [(pre[r], div[r], alpha[r], u[r, rec], r)
                      for r in (slice(k, k + step_rows) for k in range(0, N, step_rows))]
             prep = PreparedForward(key, rec, pre, alpha, div, None, post_scale, steps,
-                                   self.weight[:, rec].t())
+                                   self._weight_t[..., rec, :])
             self._prepared = prep
         # Known columns: contiguous blocks before and after rec (the one-hot block apart).
         blocks = [b for b in (slice(s, rec.start), slice(rec.stop, n_in)) if b.stop > b.start]
-        w_hot = self.weight.t().contiguous().index_select(0, index.view(-1)) if index is not None else None
+        w_hot = self._hot_weights(index) if index is not None else None
         if self._ideal:
             pre = prep.pre.zero_()
             for b in blocks:
+                if self.members is not None:
+                    self.members.addmm_(pre, u[:, b], self._weight_t[:, b])
+                    continue
                 pre.addmm_(u[:, b], self.weight[:, b].t())
             if w_hot is not None:
                 pre.addcmul_(w_hot, hot)
             return prep
         self.periphery.prepare(prep, u, rec, rec_bound, blocks, w_hot, hot, post_scale)
         return prep
+
+    def _hot_weights(self, index: torch.Tensor) -> torch.Tensor:
+        """``[N, out]``: for each row, the weights of its one-hot input column ``index``."""
+        if self.members is None:
+            return self.weight.t().contiguous().index_select(0, index.view(-1))
+        flat = self._weight_t.reshape(self.members.K * self.in_size, self.out_size)
+        return flat.index_select(0, self.members.flat_index(index.view(-1), self.in_size))
 
     def forward_prepared(self, prepared: PreparedForward, step: int, u: torch.Tensor) -> torch.Tensor:
         """Finish the forward MVMs of ``step`` of ``prepared`` and return their outputs (times
@@ -342,6 +417,9 @@ class AnalogTile:
         pre = views[0]
         self._activity.forward_mvms += pre.shape[0]
         if self._ideal:
+            if self.members is not None:
+                y = self.members.addmm_(pre, views[3], prepared.w_rec_t)
+                return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
             y = pre.addmm_(views[3], prepared.w_rec_t)
             return y if prepared.post_scale is None else y.mul_(prepared.post_scale)
         return self._finish_prepared(prepared, views, u)
@@ -367,7 +445,15 @@ class AnalogTile:
             d, lr = -d, -lr
         lr = lr / self._out_scale   # the devices hold weights / out_scale
         self._activity.updates += x.shape[0]
+        if self.members is not None:
+            # Each member's rows as one block: the update's sums become batched products.
+            x, d = self.members.member_major(x), self.members.member_major(d)
+            if onehot is not None:
+                onehot = (onehot[0], self.members.member_major(onehot[1].reshape(-1)))
         if self.config.is_ideal:
+            if self.members is not None:
+                self.weight3.sub_(self.members.outer_sums(d, x), alpha=lr)
+                return
             self.weight.addmm_(d.t(), x, alpha=-lr)
             return
         scales = self._pulse_scales(x, d, lr)
@@ -378,7 +464,15 @@ class AnalogTile:
         else:
             p = ax.mul_(a.unsqueeze(1)).clamp_(max=1.0)
             q = ad.mul_(b.unsqueeze(1)).clamp_(max=1.0)
-            self._exact.apply(x, d, bl, p, q)
+            if self.members is None:
+                self._exact.apply(x, d, bl, p, q)
+                return
+            # Member by member, each on its own rows (a block), in their order.
+            per_k = isinstance(bl, torch.Tensor)
+            n = x.shape[0] // self.members.K
+            for k, part in enumerate(self._exact):
+                r = slice(k * n, (k + 1) * n)
+                part.apply(x[r], d[r], bl[r] if per_k else bl, p[r], q[r])
 
     def _pulse_scales(self, x, d, lr):
         """BL (a number, or ``[K]`` with BL management), the per-update scales ``a, b [K]`` of the

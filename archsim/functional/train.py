@@ -173,8 +173,11 @@ def plot_curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> Non
 
 
 def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mode: str = "fast",
-                torch_device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    """The :class:`AnalogLSTM` of a workload on an architecture's arrays with a device preset."""
+                torch_device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                seeds=None, member_devices=None):
+    """The :class:`AnalogLSTM` of a workload on an architecture's arrays with a device preset
+    (``seeds``: a population of one member per seed, ``member_devices`` their device specs; see
+    :class:`AnalogLSTM`)."""
     from archsim.functional.config import RPUConfig
     from archsim.functional.lstm import AnalogLSTM
 
@@ -189,12 +192,13 @@ def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mo
                       array_rows=arch.array.rows, array_cols=arch.array.cols,
                       output_config=output_config, seed=seed, device=str(torch_device), dtype=dtype,
                       dropout=t.dropout, grad_clip=t.grad_clip,
-                      bptt_state=arch.system.bptt_state)
+                      bptt_state=arch.system.bptt_state, seeds=seeds, member_devices=member_devices)
 
 
 def evaluate(model, ids: torch.Tensor, batch_size: int, seq_len: int, *, seed: int,
-             max_chars: int | None = None) -> float:
-    """Mean cross-entropy (nats/char) of a split through the analog model; no update.
+             max_chars: int | None = None):
+    """Mean cross-entropy (nats/char) of a split through the analog model; no update (a
+    population: a list, one per member).
 
     Noise comes from a stream seeded with ``seed``; the training stream and the tiles' activity
     counters are restored afterwards.
@@ -217,12 +221,14 @@ def evaluate(model, ids: torch.Tensor, batch_size: int, seq_len: int, *, seed: i
         total, count = 0.0, 0
         for x, y in batches:
             loss, state = model.loss(x, y, state)
-            total += loss
+            total = total + torch.tensor(loss, dtype=torch.float64) if isinstance(loss, list) else total + loss
             count += y.numel()
     finally:
         gen.set_state(saved_rng)
         for t, a in zip(tiles, saved_activity):
             t.activity = a
+    if isinstance(total, torch.Tensor):
+        return (total / max(count, 1)).tolist()
     return total / max(count, 1)
 
 
@@ -360,6 +366,23 @@ def _activity_dict(model) -> dict:
 
 
 # -- training --------------------------------------------------------------------------------
+def training_plan(workload, arch, device, *, data_path, corpus: CharCorpus | None, epochs: int | None,
+                  max_chars: int | None, update_mode: str) -> tuple[CharCorpus, StreamBatches, int]:
+    """The corpus (read unless given), its training batches and the budget in steps
+    (``max_chars`` rounded up to whole steps, else ``epochs`` or the workload's epochs)."""
+    tr = workload.training
+    B, T = tr.batch_size, tr.seq_len
+    # Before the text is read: a run that cannot fit even with a one-character vocabulary.
+    check_training_memory(workload, arch, device, vocab_size=1, update_mode=update_mode)
+    if corpus is None:
+        corpus = load_corpus(resolve_data_path(data_path, workload), train_fraction=tr.train_fraction,
+                             batch_size=B, seq_len=T)
+    batches = StreamBatches(corpus.train, B, T)
+    if max_chars is not None:
+        return corpus, batches, math.ceil(max_chars / (B * T))
+    return corpus, batches, (epochs if epochs is not None else tr.epochs) * len(batches)
+
+
 def train(workload, arch, device, *, data_path: str | Path | None = None, epochs: int | None = None,
           max_chars: int | None = None, seed: int | None = None, out_dir: str | Path | None = None,
           resume: bool = False, force: bool = False, update_mode: str = "fast", progress: bool = True,
@@ -420,17 +443,10 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         raise SpecError("command line", "--resume", True, "needs --out DIR holding a checkpoint")
     ckpt_path = out / CHECKPOINT_NAME if out is not None else None
     B, T = tr.batch_size, tr.seq_len
-    # Before the text is read: a run that cannot fit even with a one-character vocabulary.
-    check_training_memory(workload, arch, device, vocab_size=1, update_mode=update_mode)
-    if corpus is None:
-        corpus = load_corpus(resolve_data_path(data_path, workload), train_fraction=tr.train_fraction,
-                             batch_size=B, seq_len=T)
-    batches = StreamBatches(corpus.train, B, T)
+    corpus, batches, total_steps = training_plan(workload, arch, device, data_path=data_path,
+                                                 corpus=corpus, epochs=epochs, max_chars=max_chars,
+                                                 update_mode=update_mode)
     steps_per_epoch = len(batches)
-    if max_chars is not None:
-        total_steps = math.ceil(max_chars / (B * T))
-    else:
-        total_steps = (epochs if epochs is not None else tr.epochs) * steps_per_epoch
     eval_every = eval_every or max(1, steps_per_epoch // 10)
     notes = []
     if workload.model.vocab_size != corpus.vocab_size:

@@ -43,12 +43,17 @@ class FastUpdate:
 
     ``writes`` accumulates each device's expected coincidences (endurance); ``row_pulses``,
     ``col_pulses`` and ``coincidences`` are 0-dim views of the tile's on-device counters.
-    ``generator`` is the tile's (it replaces it here whenever it replaces its own)."""
+    ``generator`` is the tile's (it replaces it here whenever it replaces its own).
+    ``members``: a population (:mod:`archsim.functional.members`); ``weight`` is then the
+    members' matrices stacked, ``[K*out, in]``, the rows come member-major
+    (:meth:`Members.member_major <archsim.functional.members.Members.member_major>`) and each
+    member's sums run over its own rows."""
 
     def __init__(self, weight: torch.Tensor, devices, writes: torch.Tensor, workspace: Workspace, *,
                  generator: torch.Generator, row_pulses: torch.Tensor, col_pulses: torch.Tensor,
-                 coincidences: torch.Tensor):
+                 coincidences: torch.Tensor, members=None):
         self.weight, self.devices, self.writes = weight, devices, writes
+        self.members = members
         self.workspace = workspace
         self.generator = generator
         self.row_pulses, self.col_pulses, self.coincidences = row_pulses, col_pulses, coincidences
@@ -75,10 +80,12 @@ class FastUpdate:
         :meth:`AnalogTile.update <archsim.functional.tile.AnalogTile.update>`.
         """
         dev, buffer = self.devices, self.workspace
-        out_size, in_size = self.weight.shape
-        out_in = (out_size, in_size)
+        members = self.members
+        out_in = tuple(self.weight.shape)
+        K = 1 if members is None else members.K
+        out_size = out_in[0] // K
         per_k = isinstance(bl, torch.Tensor)
-        K = x.shape[0]
+        n_rows = x.shape[0]
         xt, ax = self.clip_rows(x, ax, a, x_max, "x_clipped")
         dt, ad = self.clip_rows(d, ad, b, d_max, "d_clipped")
         n_terms = 3 if dev.symmetric else 4
@@ -98,7 +105,7 @@ class FastUpdate:
         # Dense columns s.. : matrix products over the K updates, each computed transposed
         # (x side first: 10-20 % faster for these tall operands) and copied into place.
         xd, axd = xt[:, s:], ax[:, s:]
-        prod = buffer("prod", (xd.shape[1], out_size))
+        prod = buffer("prod", (xd.shape[1], out_size)) if members is None else None
         x2 = buffer("x_side", xd.shape)
         for j, d_side in enumerate(d_sides):
             if j < 2:
@@ -107,20 +114,27 @@ class FastUpdate:
                 x_side = torch.mul(xd, xd if j == 2 else axd, out=x2)
                 if per_k:
                     x_side.div_(bl.unsqueeze(1))
-            sums[j][:, s:].copy_(torch.mm(x_side.t(), d_side, out=prod).t())
+            if members is None:
+                sums[j][:, s:].copy_(torch.mm(x_side.t(), d_side, out=prod).t())
+            else:
+                sums[j].view(K, out_size, -1)[..., s:].copy_(
+                    members.outer_sums(x_side, d_side).transpose(1, 2))
         if s:
             # One-hot columns: row k adds its d-side terms, weighted by its single x-side value,
             # to column index[k] of each sum (one index_add for all of them).
             weights = [at.abs(), at, at * at, at * at.abs()]
             if per_k:
                 weights[2:] = [w / bl.unsqueeze(1) for w in weights[2:]]
-            stacked = buffer("onehot_terms", (K, n_terms, out_size))
+            stacked = buffer("onehot_terms", (n_rows, n_terms, out_size))
             for j, d_side in enumerate(d_sides):
                 torch.mul(d_side, weights[j], out=stacked[:, j])
-            hot = buffer("onehot_sums", (s, n_terms, out_size)).zero_()
-            hot.index_add_(0, index.view(-1), stacked)
+            # A population's members add into their own blocks of s columns.
+            flat = index.view(-1) if members is None else members.major_flat_index(index.view(-1), s)
+            hot = buffer("onehot_sums", (K * s, n_terms, out_size)).zero_()
+            hot.index_add_(0, flat, stacked)
+            hot = hot.view(K, s, n_terms, out_size)
             for j in range(n_terms):
-                sums[j][:, :s].copy_(hot[:, j].t())
+                sums[j].view(K, out_size, -1)[..., :s].copy_(hot[:, :, j].transpose(1, 2))
         m_all, m_sgn, v_all = sums[:3]
         v_sgn = sums[3] if n_terms == 4 else None
         c = lr / dev.dw_min

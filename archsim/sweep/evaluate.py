@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import time
 from contextlib import contextmanager
@@ -112,8 +113,103 @@ def point_failures(task: dict[str, Any], specs: tuple) -> Iterator[None]:
 
 
 def run_task(task: dict[str, Any]) -> dict[str, Any]:
-    """Worker entry point of sweeps: :func:`evaluate_point` wrapped by :func:`worker_output`."""
+    """Worker entry point of sweeps: :func:`evaluate_point` wrapped by :func:`worker_output`;
+    a population group (:func:`group_populations`) gives ``{"outputs": [one per point]}``."""
+    if "group" in task:
+        return run_population(task)
     return worker_output(task, evaluate_point)
+
+
+def group_populations(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tasks with the ``train`` points that differ only in their seed, under
+    ``train.population``, gathered into one group task each (``{"group": [tasks], "key",
+    "index"}``, in first-seen order); the other tasks as they are."""
+    out: list[dict[str, Any]] = []
+    groups: dict[str, dict[str, Any]] = {}
+    keys: set[str] = set()
+    for task in tasks:
+        if task.get("kind") != "train" or not (task.get("options") or {}).get("population_seeds"):
+            out.append(task)
+            continue
+        if task["key"] in keys:       # the same point twice (a repeated seed)
+            continue
+        keys.add(task["key"])
+        same = json.dumps(_population_part(task), sort_keys=True, default=str)
+        group = groups.get(same)
+        if group is None:
+            group = groups[same] = {"group": [], "key": task["key"], "index": task["index"]}
+            out.append(group)
+        group["group"].append(task)
+    # A group of one is a plain point (its population is the sweep's seed list all the same).
+    return [g["group"][0] if "group" in g and len(g["group"]) == 1 else g for g in out]
+
+
+def _population_part(task: dict[str, Any]) -> dict[str, Any]:
+    """What the members of one population share: the task without its seed (and, under
+    ``population_devices``, without the values of its ``device.*`` axes)."""
+    part = {k: v for k, v in task.items() if k not in ("seed", "index", "key")}
+    axes = task["options"].get("population_devices")
+    if axes:
+        part["values"] = {a: v for a, v in task["values"].items() if a not in axes}
+        part["resolved"] = {a: v for a, v in task.get("resolved", {}).items() if a not in axes}
+        part["overrides"] = {**task["overrides"], "device": {
+            k: v for k, v in task["overrides"]["device"].items() if f"device.{k}" not in axes}}
+    return part
+
+
+def run_population(group: dict[str, Any]) -> dict[str, Any]:
+    """Train a group's points as one population; one :func:`worker_output`-style dict per point
+    (``{"error"}`` for the whole group when something outside the points' own specs fails)."""
+    tasks = group["group"]
+    start = time.perf_counter()
+    seeds = [t["seed"] for t in tasks]
+    if not tasks[0]["options"].get("population_devices") and seeds != tasks[0]["options"]["population_seeds"]:
+        # The numbers of a member depend on the whole population: only the keyed one may run.
+        return {"key": group["key"], "index": group["index"],
+                "error": {"type": "ArchsimError", "exit_status": 1,
+                          "message": f"sweep {tasks[0]['sweep']}: population {seeds} is not the "
+                                     f"sweep's seed list {tasks[0]['options']['population_seeds']}"}}
+    try:
+        specs = [resolve_checked(t) for t in tasks]
+        workload, arch, device = specs[0]
+        with point_failures(tasks[0], specs[0]):
+            results = _train_population(tasks, workload, arch, device, [s[2] for s in specs])
+    except PointFailure as exc:
+        seconds = time.perf_counter() - start
+        return {"outputs": [{"key": t["key"], "index": t["index"], "seconds": seconds,
+                             "failure": {"type": type(exc).__name__, "message": exc.reason,
+                                         "exit_status": exc.exit_status}} for t in tasks]}
+    except ArchsimError as exc:
+        return {"key": group["key"], "index": group["index"],
+                "error": {"type": type(exc).__name__, "message": str(exc),
+                          "exit_status": getattr(exc, "exit_status", 1)}}
+    seconds = time.perf_counter() - start
+    outputs = []
+    for task, result in zip(tasks, results):
+        if isinstance(result, DivergenceError):
+            result = {"diverged": True, "error": str(result)}
+        else:
+            result = compact(result)
+        outputs.append({"key": task["key"], "index": task["index"], "result": result,
+                        "seconds": seconds})
+    return {"outputs": outputs}
+
+
+def _train_population(tasks: list[dict], workload, arch, device, member_devices=None) -> list:
+    """The training runs of ``tasks`` (same specs and options but the seed and, under
+    ``population_devices``, the device) as one population."""
+    from archsim.functional.train_population import train_population  # lazy: imports torch
+
+    opts = tasks[0]["options"]
+    if opts.get("epochs"):
+        workload = workload.model_copy(deep=True)
+        workload.training.epochs = int(opts["epochs"])
+    kwargs: dict[str, Any] = {"max_chars": opts.get("max_chars")}
+    if opts.get("update_mode") is not None:
+        kwargs["update_mode"] = opts["update_mode"]
+    if opts.get("population_devices"):
+        kwargs["member_devices"] = member_devices
+    return train_population(workload, arch, device, seeds=[t["seed"] for t in tasks], **kwargs)
 
 
 def worker_output(task: dict[str, Any], evaluate: Callable[[dict], dict]) -> dict[str, Any]:

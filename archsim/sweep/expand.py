@@ -69,7 +69,18 @@ def axis_combinations(sweep: Sweep) -> list[dict[str, Any]]:
 def options_for(sweep: Sweep, kind: str) -> dict[str, Any]:
     """The options block that applies to points of ``kind``."""
     block = {"estimate": sweep.spec.estimate, "train": sweep.spec.train, "echo": sweep.spec.echo}[kind]
-    return block.model_dump(mode="json")
+    options = block.model_dump(mode="json")
+    if kind == "train":
+        devices = options.pop("population_devices")
+        if options.pop("population"):
+            # A member's numbers depend on the whole population (shared noise streams): key them
+            # by its seeds (and device values). Left out when off, so that points stored before
+            # these options existed keep their keys.
+            options["population_seeds"] = list(sweep.spec.seeds)
+            if devices:
+                options["population_devices"] = {axis: list(values) for axis, values in
+                                                 sweep.spec.axes.items() if axis.startswith("device.")}
+    return options
 
 
 def expand(sweep: Sweep) -> list[Point]:

@@ -23,7 +23,7 @@ from archsim import __version__
 from archsim.errors import ArchsimError
 from archsim.fsutil import atomic_write_bytes, check_out_dir
 from archsim.sweep.backends import DEFAULT_CONNECT_TIMEOUT, check_backend, run_points
-from archsim.sweep.evaluate import run_task
+from archsim.sweep.evaluate import group_populations, run_task
 from archsim.sweep.expand import Point, PointFailure, expand, invalid_point_key, make_task, resolve_point
 from archsim.sweep.spec import Sweep, load_sweep
 from archsim.sweep.store import ResultsStore
@@ -124,7 +124,13 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
     new = 0
     if todo and not stored_only:
         # Connects to the Dask scheduler (or starts the pool) before the output folder exists.
-        outputs = run_points(worker, [task for _, task in todo.values()], backend=backend,
+        # Under train.population, the seeds of one axis combination run as one task: the whole
+        # population again when some of its points are missing (the stored ones are not
+        # re-recorded; the same population gives them the same numbers).
+        valid = [task for point, task, _ in planned if point.index not in invalid]
+        tasks = [t for t in group_populations(valid)
+                 if any(m["key"] in todo for m in t.get("group", [t]))]
+        outputs = run_points(worker, tasks, backend=backend,
                              address=address, jobs=jobs, connect_timeout=connect_timeout)
         bar = None
         try:
@@ -133,10 +139,12 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
             bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="pt", file=sys.stderr,
                        disable=not progress, dynamic_ncols=True)
             out_dir.mkdir(parents=True, exist_ok=True)
-            for output in outputs:
+            for output in (o for group in outputs for o in group.get("outputs", [group])):
                 if "error" in output:
                     err = output["error"]
                     raise WorkerError(err["message"], int(err.get("exit_status", 1)))
+                if output["key"] not in todo:     # a stored point of a population run again
+                    continue
                 point, _task = todo[output["key"]]
                 record = {
                     "key": output["key"], "point": point.values, "seed": point.seed,

@@ -90,6 +90,19 @@ class TrainBudget(Spec):
     epochs: PositiveInt | None = Field(None, description="Override workload.training.epochs.")
     update_mode: str | None = Field(
         None, description="Update implementation passed to the trainer (None: the trainer's default).")
+    population: bool = Field(
+        False, description="Train the seeds of each axis combination together, as one population "
+                           "(archsim.functional.train_population: one batched model, one process). "
+                           "Each point's result is stored on its own; it equals the separate run "
+                           "in distribution, not draw for draw, so the points are keyed by the "
+                           "sweep's seed list too. Not with Tiki-Taka or weight mapping.")
+    population_devices: bool = Field(
+        False, description="With population: also gather the points that differ only in "
+                           "`device.*` axes into one population (e.g. the asymmetry scan's "
+                           "up_down values x seeds). The values may change only what the device "
+                           "family draws per device (up_down, the *_dtod spreads, the bounds of "
+                           "a constant-step device), not dw_min or dw_min_std: such a group "
+                           "fails with one line naming the field.")
 
 
 class EstimateOptions(Spec):
@@ -188,6 +201,8 @@ def load_sweep(path: str | Path) -> Sweep:
         if len(set(lengths.values())) > 1:
             shown = ", ".join(f"{a}: {n}" for a, n in lengths.items())
             raise sweep.error("axes", shown, "mode: zip needs value lists of equal length")
+    if spec.train.population_devices and not spec.train.population:
+        raise sweep.error("train.population_devices", True, "needs train.population: true")
     if spec.plot.x is not None and spec.plot.x not in spec.axes:
         raise sweep.error("plot.x", spec.plot.x, f"expected one of the axes: {', '.join(spec.axes)}")
     _check_presets(sweep)

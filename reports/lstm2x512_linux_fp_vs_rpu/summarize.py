@@ -1,19 +1,12 @@
 """Write README.md of this folder from the run's curves (rerun after copying newer curves in)."""
-import json
 from pathlib import Path
+
+from archsim.functional.report_tables import command_and_run_table, load_curve, run_row
 
 HERE = Path(__file__).resolve().parent
 COMMAND = ("nice -n 19 python -m archsim validate workloads/lstm2x512.yaml --device rpu_baseline "
            "--data ../shared/data/linux_kernel_input.txt --epochs 2 --seed 0 --threads 1 "
            "--out RUN_DIR --json")
-
-
-def last(run):
-    path = HERE / "run" / run / "curve.json"
-    if not path.exists():
-        return None, []
-    curve = json.loads(path.read_text())["curve"]
-    return (curve[-1] if curve else None), curve
 
 
 def valid_at(curve, chars):
@@ -33,20 +26,13 @@ the same comparison at a lower learning rate (0.02) or with `training.grad_clip`
 
 rows, curves = [], {}
 for run, label in (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline (fast update)")):
-    end, curve = last(run)
-    curves[run] = curve
-    if end is None:
-        rows.append(f"| {label} | not started | | | | |")
-        continue
-    if end.get("diverged"):
+    curves[run] = curve = load_curve(HERE / "run" / run / "curve.json")
+    if curve and curve[-1].get("diverged"):
+        end = curve[-1]
         rows.append(f"| {label} | {end['chars'] / 5538004:.2f} | {end['train_loss']:.1f} | - | - | "
                     f"diverged at step {end['step']} ({end['chars']:,} chars) |")
-        continue
-    done = "finished" if end.get("final") else "stopped here when the session ended"
-    test = f"{end['test_loss']:.3f}" if end.get("test_loss") is not None else "-"
-    valid = f"{end['valid_loss']:.3f}" if end.get("valid_loss") is not None else "-"
-    rows.append(f"| {label} | {end['epoch']:.2f} | {end['train_loss']:.3f} | {valid} | {test} | "
-                f"{end['seconds'] / 60:.0f} min, {done} |")
+    else:
+        rows.append(run_row(label, curve, unfinished="stopped here when the session ended"))
 marks = []
 for p in curves["rpu_baseline"]:
     if p.get("valid_loss") is None:
@@ -67,13 +53,7 @@ Command (from a clean export of the repository; RUN_DIR was outside the reposito
 checkpoints are 14 MB (fp) and 68 MB (rpu_baseline), too large to commit; the curves and results are
 copied into `run/` here):
 
-```
-{COMMAND}
-```
-
-| run | epochs | train | valid | test (nats/char) | time, state |
-|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{command_and_run_table(COMMAND, rows)}
 
 Validation loss at the same points (the gap is rpu_baseline - floating point):
 

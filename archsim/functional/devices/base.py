@@ -19,6 +19,8 @@ devices with those flat indices (``w`` and counts are then vectors of that lengt
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 #: Safety margin (in standard deviations of the cycle-to-cycle noise) used when deciding whether a
@@ -85,6 +87,16 @@ class PulsedDevices:
         for name, value in state.items():
             getattr(self, name).copy_(value)
         self._derive()
+
+    def rows(self, rows: slice) -> "PulsedDevices":
+        """The devices of the rows ``rows`` of the array, sharing their parameters (views): a
+        population member's devices (:class:`~archsim.functional.tile.AnalogTile`)."""
+        part = copy.copy(self)
+        n = self.step_up.shape[0]
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[0] == n:
+                setattr(part, name, value[rows])
+        return part
 
     def _get(self, name: str, idx):
         t = getattr(self, name)

@@ -1,19 +1,12 @@
 """Write README.md of this folder from the run's curves (rerun after resuming)."""
-import json
 from pathlib import Path
+
+from archsim.functional.report_tables import command_and_run_table, load_curve, run_row
 
 HERE = Path(__file__).resolve().parent
 COMMAND = ("nice -n 10 archsim validate workloads/lstm2x64.yaml --device rpu_baseline "
            "--data ../shared/data/warpeace_input.txt --epochs 20 --lr 0.1 --seed 0 "
            "--out reports/lstm2x64_warpeace_fp_vs_rpu/epochs20/run --json")
-
-
-def last(run):
-    path = HERE / "run" / run / "curve.json"
-    if not path.exists():
-        return None, []
-    curve = json.loads(path.read_text())["curve"]
-    return curve[-1], curve
 
 
 def at_epoch(curve, epoch):
@@ -32,15 +25,8 @@ point at where it goes, and weight mapping (issue 13, item 3) is the next experi
 
 rows, curves = [], {}
 for run, label in (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline (fast update)")):
-    end, curve = last(run)
-    curves[run] = curve
-    if end is None:
-        rows.append(f"| {label} | not started | | | | |")
-        continue
-    done = "finished" if end.get("final") else "running (resume with the command below)"
-    test = f"{end['test_loss']:.3f}" if end.get("test_loss") is not None else "-"
-    rows.append(f"| {label} | {end['epoch']:.2f} | {end['train_loss']:.3f} | {end['valid_loss']:.3f} | "
-                f"{test} | {end['seconds'] / 60:.0f} min, {done} |")
+    curves[run] = load_curve(HERE / "run" / run / "curve.json")
+    rows.append(run_row(label, curves[run], unfinished="running (resume with the command below)"))
 marks = []
 for e in (1, 3.3, 5, 10, 15, 20):
     fp, rpu = at_epoch(curves["fp"], e), at_epoch(curves["rpu_baseline"], e)
@@ -58,13 +44,7 @@ the 2-core session machine shared with other work.
 
 Command (from the repository root; `--resume` continues it from the checkpoints in `run/`):
 
-```
-{COMMAND}
-```
-
-| run | epochs | train | valid | test (nats/char) | time, state |
-|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{command_and_run_table(COMMAND, rows)}
 
 Validation loss at the same epochs (the gap is rpu_baseline - floating point):
 
@@ -72,7 +52,7 @@ Validation loss at the same epochs (the gap is rpu_baseline - floating point):
 |---|---|---|---|
 {chr(10).join(marks)}
 
-{READING if all(last(r)[0] and last(r)[0].get("final") for r in ("fp", "rpu_baseline")) else ""}Curves: `run/fp/curve.png`, `run/rpu_baseline/curve.png` (and `run/curves.png` once both ended).
+{READING if all(curves[r] and curves[r][-1].get("final") for r in ("fp", "rpu_baseline")) else ""}Curves: `run/fp/curve.png`, `run/rpu_baseline/curve.png` (and `run/curves.png` once both ended).
 Regenerate this page with `python reports/lstm2x64_warpeace_fp_vs_rpu/epochs20/summarize.py`.
 """
 (HERE / "README.md").write_text(text)

@@ -1,7 +1,8 @@
 """Write README.md of this folder: the 20-epoch rpu_baseline run with weight mapping (omega 0.1)
 against ../../epochs20/ (floating point and rpu_baseline without mapping, same seed and budget)."""
-import json
 from pathlib import Path
+
+from archsim.functional.report_tables import command_and_run_table, load_curve, run_row
 
 HERE = Path(__file__).resolve().parent
 BASE = HERE.parent.parent / "epochs20" / "run"
@@ -11,29 +12,16 @@ COMMAND = ("archsim train workloads/lstm2x64.yaml --arch reports/lstm2x64_warpea
            "reports/lstm2x64_warpeace_fp_vs_rpu/weight_mapping/epochs20/run --json")
 
 
-def curve(path):
-    return json.loads(path.read_text())["curve"] if path.exists() else []
-
-
 def at_epoch(points, epoch):
     pts = [p for p in points if p.get("valid_loss") is not None and abs(p.get("epoch", -1) - epoch) < 1e-9]
     return pts[0]["valid_loss"] if pts else None
 
 
-mapped = curve(HERE / "run" / "curve.json")
-fp, plain = curve(BASE / "fp" / "curve.json"), curve(BASE / "rpu_baseline" / "curve.json")
-rows = []
-for label, pts in (("floating point (../../epochs20)", fp), ("rpu_baseline (../../epochs20)", plain),
-                   ("rpu_baseline, weight_scaling_omega 0.1 (this run)", mapped)):
-    if not pts:
-        rows.append(f"| {label} | not started | | | | |")
-        continue
-    end = pts[-1]
-    state = "finished" if end.get("final") else "stopped when the session ended; `--resume` continues it"
-    test = f"{end['test_loss']:.3f}" if end.get("test_loss") is not None else "-"
-    valid = f"{end['valid_loss']:.3f}" if end.get("valid_loss") is not None else "-"
-    rows.append(f"| {label} | {end['epoch']:.2f} | {end['train_loss']:.3f} | {valid} | {test} | "
-                f"{end['seconds'] / 60:.0f} min, {state} |")
+mapped = load_curve(HERE / "run" / "curve.json")
+fp, plain = load_curve(BASE / "fp" / "curve.json"), load_curve(BASE / "rpu_baseline" / "curve.json")
+rows = [run_row(label, pts, unfinished="stopped when the session ended; `--resume` continues it")
+        for label, pts in (("floating point (../../epochs20)", fp), ("rpu_baseline (../../epochs20)", plain),
+                           ("rpu_baseline, weight_scaling_omega 0.1 (this run)", mapped))]
 marks = []
 for e in (1, 3.3, 5, 10, 15, 20):
     f, p, m = at_epoch(fp, e), at_epoch(plain, e), at_epoch(mapped, e)
@@ -53,13 +41,7 @@ Command (run from a clean export of the repository at commit 14111b3 with `--out
 the 2-core session machine otherwise idle; the curve and result are copied into `run/`, the
 checkpoint is not kept):
 
-```
-{COMMAND}
-```
-
-| run | epochs | train | valid | test (nats/char) | time, state |
-|---|---|---|---|---|---|
-{chr(10).join(rows)}
+{command_and_run_table(COMMAND, rows)}
 
 Validation loss at the same epochs (in brackets: the gap to floating point):
 

@@ -1,0 +1,144 @@
+r"""A population of ``K`` independent models of the same shapes, trained as one batched computation.
+
+Each member has its own weights and devices; the members share the data stream. A network of a
+population runs its usual code on ``K*B`` rows per timestep, ordered ``(member, sequence)``, and
+any tensor of rows the tiles see is ordered ``(m, member, sequence)`` for some leading ``m`` (the
+timesteps of a batched sweep): row ``r`` belongs to member ``(r // B) % K``. Everything a tile
+does row by row (DAC, noise and bound management, ADC, the pulse probabilities of an update) is
+then unchanged; only the array products pick each row's own member's matrix. This module holds
+those products: the tiles keep a member's weights as rows ``k*out .. (k+1)*out`` of one
+``[K*out, in]`` tensor (so the per-device rules of :mod:`archsim.functional.devices` run on all
+members at once) and view it as ``[K, out, in]`` here.
+
+Why batched: at the paper's sizes on a CPU most of a training step is per-op overhead on small
+matrices, and on an accelerator the step is launch-bound; ``K`` members cost one op where ``K``
+separate runs cost ``K``. The random draws of every op (output noise, rounding, update noise,
+dropout) come from one stream for the whole population, so a member equals a separate run with its
+seed in distribution, not draw for draw; its initial weights and device-to-device variations come
+from its own seed and equal the separate run's exactly.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Members:
+    """The row layout of a population of ``K`` members: ``B`` rows per member and timestep.
+
+    ``B`` is set by the network before each forward sweep (:meth:`set_batch`); the tiles of the
+    network share this object.
+    """
+
+    def __init__(self, K: int):
+        if K < 2:
+            raise ValueError(f"a population has at least 2 members, got {K}")
+        self.K = int(K)
+        self.B = 0
+        self._member_index: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def set_batch(self, B: int) -> None:
+        self.B = int(B)
+
+    # -- layout ---------------------------------------------------------------------------------
+    def groups(self, R: int) -> int:
+        """The leading ``m`` of ``R`` rows ordered ``(m, member, sequence)``."""
+        KB = self.K * self.B
+        if self.B <= 0 or R % KB:
+            raise ValueError(f"{R} rows are not a whole number of timesteps of {self.K} members x "
+                             f"{self.B} sequences")
+        return R // KB
+
+    def member_of(self, rows: torch.Tensor) -> torch.Tensor:
+        """The member of each row index in ``rows``."""
+        return torch.div(rows, self.B, rounding_mode="floor").remainder_(self.K)
+
+    def member_rows(self, R: int, device) -> torch.Tensor:
+        """The member of each of ``R`` rows (made once per size)."""
+        key = (R, self.B, str(device))
+        idx = self._member_index.get(key)
+        if idx is None:
+            idx = self.member_of(torch.arange(R, device=device))
+            self._member_index[key] = idx
+        return idx
+
+    def by_member(self, v: torch.Tensor) -> torch.Tensor:
+        """Rows ``[R, n]`` ordered ``(m, member, sequence)`` as ``[K, m*B, n]`` (a view when
+        ``m == 1``, else a copy)."""
+        m = self.groups(v.shape[0])
+        if m == 1:
+            return v.view(self.K, self.B, v.shape[1])
+        return v.view(m, self.K, self.B, v.shape[1]).transpose(0, 1).reshape(self.K, m * self.B, v.shape[1])
+
+    def to_rows(self, y: torch.Tensor, m: int) -> torch.Tensor:
+        """``[K, m*B, n]`` back to rows ``[m, K, B, n]`` (a view)."""
+        return y.view(self.K, m, self.B, y.shape[-1]).transpose(0, 1)
+
+    # -- products -------------------------------------------------------------------------------
+    def mm(self, v: torch.Tensor, w: torch.Tensor, out: torch.Tensor | None = None,
+           rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Row ``r`` of ``v [R, n]`` times its member's matrix of ``w [K, n, p]``: ``[R, p]``.
+
+        ``rows``: the row indices ``v``'s rows had in a whole batch (a subset, e.g. the rows that
+        bound management repeats), when they are not a whole batch themselves."""
+        R, p = v.shape[0], w.shape[2]
+        if out is None:
+            out = torch.empty(R, p, device=v.device, dtype=v.dtype)
+        if rows is not None:
+            member = self.member_of(rows)
+            for k in torch.unique(member).tolist():
+                sel = (member == k).nonzero().squeeze(1)
+                out.index_copy_(0, sel, torch.mm(v.index_select(0, sel), w[k]))
+            return out
+        m = self.groups(R)
+        if m == 1:
+            torch.bmm(v.view(self.K, self.B, -1), w, out=out.view(self.K, self.B, p))
+        else:
+            out.view(m, self.K, self.B, p).copy_(self.to_rows(torch.bmm(self.by_member(v), w), m))
+        return out
+
+    def addmm_(self, y: torch.Tensor, v: torch.Tensor, w: torch.Tensor, *, beta: float = 1.0,
+               alpha: float = 1.0) -> torch.Tensor:
+        """``y <- beta*y + alpha*(v times each row's member matrix)`` in place (``y [R, p]``)."""
+        m = self.groups(v.shape[0])
+        if m == 1 and y.is_contiguous():
+            y.view(self.K, self.B, y.shape[1]).baddbmm_(v.view(self.K, self.B, -1), w, beta=beta,
+                                                         alpha=alpha)
+            return y
+        prod = torch.bmm(self.by_member(v), w)
+        if beta != 1.0:
+            y.mul_(beta)
+        y.view(m, self.K, self.B, y.shape[1]).add_(self.to_rows(prod, m), alpha=alpha)
+        return y
+
+    def flat_index(self, index: torch.Tensor, n: int) -> torch.Tensor:
+        """Row ``r``'s ``index[r]`` into its member's block of ``n``: ``member(r)*n + index[r]``."""
+        return self.member_rows(index.shape[0], index.device) * n + index
+
+    # -- updates: rows member by member ------------------------------------------------------------
+    # A pulsed update only sums over its rows, in any order within a member (the exact mode
+    # keeps each member's own order), so the tiles reorder an update's rows once, member-major
+    # (member k's rows are the k-th block of R/K), and then every sum is a plain batched product.
+    def member_major(self, v: torch.Tensor) -> torch.Tensor:
+        """Rows ordered ``(m, member, sequence)`` reordered ``(member, m, sequence)`` (the tensor
+        itself when ``m == 1``: it already is; else a copy). Works on ``[R]`` and ``[R, n]``."""
+        m = self.groups(v.shape[0])
+        if m == 1:
+            return v
+        rest = v.shape[1:]
+        return v.view(m, self.K, self.B, *rest).transpose(0, 1).reshape(v.shape)
+
+    def outer_sums(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """Per member, the sum over its rows of ``x_r^T d_r``: ``[K, n, p]`` from member-major
+        ``x [R, n]``, ``d [R, p]`` (the sums of a pulsed update)."""
+        return torch.bmm(x.view(self.K, -1, x.shape[1]).transpose(1, 2),
+                         d.view(self.K, -1, d.shape[1]))
+
+    def major_flat_index(self, index: torch.Tensor, n: int) -> torch.Tensor:
+        """Member-major row ``r``'s ``index[r]`` into its member's block of ``n``."""
+        R = index.shape[0]
+        key = ("major", R, str(index.device))
+        member = self._member_index.get(key)
+        if member is None:
+            member = self._member_index[key] = torch.div(
+                torch.arange(R, device=index.device), R // self.K, rounding_mode="floor")
+        return member * n + index

@@ -1,0 +1,152 @@
+"""Train the same workload with several seeds at once, as one population (one batched model).
+
+:func:`train_population` is :func:`archsim.functional.train.train` for ``K`` seeds in one process:
+the members share the data stream and every op (:mod:`archsim.functional.members`), each has its
+own initial weights and device variations (those of a separate run with its seed), and the per-op
+random draws come from population streams. A member equals the separate run with its seed in
+distribution, not draw for draw, so its numbers depend on the population's seed list too; sweeps
+key a population's points by that list (``train.population`` in a sweep file).
+
+A member whose loss diverges is retired (:meth:`AnalogLSTM.retire`: weights 0, no more updates)
+and reported as a :class:`DivergenceError`; the others go on. No checkpoints: a population is for
+sweeps, whose points are stored when they finish.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+
+from archsim.errors import DivergenceError, SpecError
+from archsim.feasibility import check_training_memory
+from archsim.functional.data import CharCorpus
+from archsim.functional.train import (DIVERGENCE_FACTOR, TrainResult, _activity_dict, build_model,
+                                      evaluate, resolve_torch_device, training_plan)
+
+
+def train_population(workload, arch, device, *, seeds, data_path=None, epochs: int | None = None,
+                     max_chars: int | None = None, update_mode: str = "fast", progress: bool = False,
+                     torch_device: str | None = "cpu", learning_rate: float | None = None,
+                     eval_every: int | None = None, eval_seed_offset: int = 1_000_003,
+                     corpus: CharCorpus | None = None,
+                     member_devices=None) -> list[TrainResult | DivergenceError]:
+    """Train ``workload`` on ``arch`` with ``device`` once per seed in ``seeds`` (two or more,
+    distinct), as one population. Budget, learning rate and evaluation as in
+    :func:`~archsim.functional.train.train`; returns one :class:`TrainResult` or
+    :class:`DivergenceError` per seed, in order. Each member's validation and test losses use its
+    own evaluation seed (``seed + eval_seed_offset``) for nothing but the population's noise
+    stream: evaluation noise is shared too, seeded from the first member's.
+
+    ``member_devices`` (one device spec per seed): member k trains on ``member_devices[k]``
+    (:class:`~archsim.functional.lstm.AnalogLSTM`); a seed may then repeat with other devices.
+    ``device`` is the first member's."""
+    seeds = [int(s) for s in seeds]
+    devices = list(member_devices) if member_devices is not None else [device] * len(seeds)
+    members = [(s, d.model_dump_json()) for s, d in zip(seeds, devices)]
+    if len(seeds) < 2 or len(set(members)) != len(seeds) or len(devices) != len(seeds):
+        raise SpecError("command line", "seeds", seeds,
+                        "a population needs two or more members, each a distinct seed and device")
+    if epochs is not None and max_chars is not None:
+        raise SpecError("command line", "--epochs/--max-chars", f"{epochs}/{max_chars}",
+                        "give one budget: epochs or max-chars")
+    if update_mode not in ("fast", "exact"):
+        raise SpecError("command line", "--update-mode", update_mode, "allowed: fast, exact")
+    t_start = time.perf_counter()
+    tr = workload.training
+    lr = float(learning_rate if learning_rate is not None else tr.learning_rate)
+    if not 0 < lr <= 1e6:
+        raise SpecError("command line", "--lr", learning_rate, "expected a learning rate above 0 and at most 1e6")
+    dev = resolve_torch_device(torch_device)
+    B, T, K = tr.batch_size, tr.seq_len, len(seeds)
+    corpus, batches, total_steps = training_plan(workload, arch, device, data_path=data_path,
+                                                 corpus=corpus, epochs=epochs, max_chars=max_chars,
+                                                 update_mode=update_mode)
+    steps_per_epoch = len(batches)
+    eval_every = eval_every or max(1, steps_per_epoch // 10)
+    check_training_memory(workload, arch, device, vocab_size=corpus.vocab_size, update_mode=update_mode)
+    try:
+        model = build_model(workload, arch, device, corpus.vocab_size, seed=seeds[0],
+                            update_mode=update_mode, torch_device=dev, seeds=seeds,
+                            member_devices=member_devices)
+    except ValueError as exc:   # Tiki-Taka, weight mapping, devices unlike per tile
+        field = "train.population_devices" if "devices differ" in str(exc) else "train.population"
+        raise SpecError("sweep", field, True, f"{exc}; train these points one by one") from None
+    ln_v = math.log(corpus.vocab_size)
+    eval_seed = seeds[0] + eval_seed_offset
+
+    curves: list[list[dict]] = [[] for _ in seeds]
+    windows: list[list[float]] = [[] for _ in seeds]
+    recents = [deque(maxlen=eval_every) for _ in seeds]
+    failed: list[DivergenceError | None] = [None] * K
+    state = model.zero_state(B)
+    step = 0
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, unit="step", desc=f"{workload.name}/{device.name} x{K}")
+    try:
+        while step < total_steps and not all(failed):
+            k_step = step % steps_per_epoch
+            if k_step == 0:
+                state = model.zero_state(B)
+            x, y = batches.batch(k_step)
+            losses, state = model.train_step(x, y, state, lr)
+            step += 1
+            for k, loss in enumerate(losses):
+                if failed[k] is not None:
+                    continue
+                if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * ln_v:
+                    curves[k].append({"step": step, "chars": step * B * T, "train_loss": loss,
+                                      "diverged": True})
+                    failed[k] = DivergenceError(
+                        f"training diverged at step {step} ({step * B * T} chars): loss {loss:.4g} "
+                        f"nats/char exceeds {DIVERGENCE_FACTOR:g} ln V = {DIVERGENCE_FACTOR * ln_v:.3g} "
+                        f"(seed {seeds[k]}, in a population of {K}); lower training.learning_rate "
+                        f"({lr:g}) or set training.grad_clip")
+                    state = model.retire(k, state)
+                    continue
+                windows[k].append(loss)
+                recents[k].append(loss)
+            if bar is not None:
+                bar.update(1)
+            if step % eval_every == 0 or step % steps_per_epoch == 0:
+                valid = evaluate(model, corpus.valid, B, T, seed=eval_seed)
+                for k in range(K):
+                    if failed[k] is None:
+                        curves[k].append({"step": step, "chars": step * B * T,
+                                          "epoch": step / steps_per_epoch,
+                                          "train_loss": sum(windows[k]) / len(windows[k]),
+                                          "valid_loss": valid[k],
+                                          "seconds": time.perf_counter() - t_start})
+                        windows[k] = []
+    finally:
+        if bar is not None:
+            bar.close()
+
+    activity = _activity_dict(model)
+    if any(f is None for f in failed):
+        last_eval = step % eval_every == 0 or step % steps_per_epoch == 0
+        valid = evaluate(model, corpus.valid, B, T, seed=eval_seed) if not last_eval else None
+        test = evaluate(model, corpus.test, B, T, seed=eval_seed + 1)
+    seconds = time.perf_counter() - t_start
+    results: list[TrainResult | DivergenceError] = []
+    for k, seed in enumerate(seeds):
+        if failed[k] is not None:
+            results.append(failed[k])
+            continue
+        curve = curves[k]
+        train_loss = sum(recents[k]) / len(recents[k]) if recents[k] else float("nan")
+        v = curve[-1]["valid_loss"] if valid is None else valid[k]
+        curve.append({"step": step, "chars": step * B * T, "epoch": step / steps_per_epoch,
+                      "train_loss": train_loss, "valid_loss": v, "test_loss": test[k],
+                      "seconds": seconds, "final": True})
+        results.append(TrainResult(
+            train_loss=train_loss, valid_loss=v, test_loss=test[k], chars_seen=step * B * T,
+            seconds=seconds, steps=step, epochs=step / steps_per_epoch, curve=curve,
+            activity=activity, workload=workload.name, device=devices[k].name, architecture=arch.name,
+            data=corpus.source, vocab_size=corpus.vocab_size, n_tiles=model.n_tiles,
+            learning_rate=lr, seed=seed, update_mode=update_mode, torch_device=str(dev),
+            notes=[f"trained in a population of {K} (seeds {seeds}): seconds is the population's "
+                   f"wall time and activity its {K} members' total"]))
+    return results

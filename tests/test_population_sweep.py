@@ -1,0 +1,202 @@
+"""Sweeps that train each axis combination's seeds as one population (``train.population``).
+
+The points of a population are stored one by one and keyed by the sweep's seed list too (a
+member's numbers depend on the whole population); a sweep interrupted half-way reruns the whole
+population and stores only what is missing, with the numbers the first run would have stored.
+"""
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from archsim.errors import DivergenceError  # noqa: E402
+from archsim.functional.lstm import AnalogLSTM  # noqa: E402
+from archsim.functional.train_population import train_population  # noqa: E402
+from archsim.specs import load_architecture, load_device, load_workload  # noqa: E402
+from archsim.sweep import expand, load_sweep, resolve_point, run_sweep  # noqa: E402
+from archsim.sweep.evaluate import group_populations  # noqa: E402
+
+TEXT = ("It was the best of times, it was the worst of times, it was the age of wisdom, "
+        "it was the age of foolishness. ") * 40
+
+BASE = """\
+name: pop_base
+model: {layers: 1, hidden_size: 8, vocab_size: 32}
+training: {seq_len: 10, batch_size: 2, learning_rate: 0.1, data: text.txt, epochs: 1}
+architecture: rpu2016
+device: rpu_baseline
+baselines: []
+"""
+
+
+def write_sweep(tmp_path: Path, body: str, name: str = "s.yaml") -> Path:
+    (tmp_path / "text.txt").write_text(TEXT)
+    (tmp_path / "base.yaml").write_text(BASE)
+    path = tmp_path / name
+    path.write_text("base: base.yaml\n" + textwrap.dedent(body))
+    return path
+
+
+def keys(path: Path) -> list[str]:
+    sweep = load_sweep(path)
+    return [resolve_point(sweep, p)[1] for p in expand(sweep)]
+
+
+def records(path: Path) -> dict[str, dict]:
+    return {r["key"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+def test_population_off_keeps_the_keys_and_on_keys_by_the_seed_list(tmp_path):
+    body = "axes: {device.up_down: [0.0]}\nkind: train\nseeds: [0, 1]\ntrain: {max_chars: 400%s}\n"
+    plain = keys(write_sweep(tmp_path, body % ""))
+    assert keys(write_sweep(tmp_path, body % ", population: false")) == plain
+    pop = keys(write_sweep(tmp_path, body % ", population: true"))
+    assert len(set(pop)) == 2 and not set(pop) & set(plain)
+    # Seed 0 in a population with seeds [0, 2] is another run than in [0, 1].
+    other = keys(write_sweep(tmp_path, body.replace("[0, 1]", "[0, 2]") % ", population: true"))
+    assert other[0] != pop[0]
+
+
+def test_group_populations_gathers_the_seeds_of_each_combination(tmp_path):
+    path = write_sweep(tmp_path, """\
+        axes: {device.up_down: [0.0, 0.1]}
+        kind: both
+        seeds: [0, 1, 0]
+        train: {max_chars: 400, population: true}
+        """)
+    sweep = load_sweep(path)
+    tasks = [resolve_point(sweep, p)[0] for p in expand(sweep)]
+    out = group_populations(tasks)
+    groups = [t for t in out if "group" in t]
+    assert len(groups) == 2
+    for g in groups:
+        assert [t["seed"] for t in g["group"]] == [0, 1]          # the repeated seed once
+        assert len({t["values"]["device.up_down"] for t in g["group"]}) == 1
+    assert sum(1 for t in out if t.get("kind") == "estimate") == 6   # untouched
+
+
+def test_population_sweep_stores_each_point_and_resumes_a_partial_population(tmp_path):
+    path = write_sweep(tmp_path, """\
+        axes: {device.up_down: [0.0, 0.05]}
+        kind: train
+        seeds: [0, 1, 2]
+        train: {max_chars: 400, population: true}
+        """)
+    out = tmp_path / "out"
+    outcome = run_sweep(path, jobs=1, out=out, progress=False)
+    assert outcome.computed == 6 and outcome.new == 6
+    first = records(out / "results.jsonl")
+    losses = [r["result"]["test_loss"] for r in first.values()]
+    assert all(math.isfinite(v) for v in losses) and len(set(losses)) == 6
+    # Lose one member of a population: the rerun trains that population again and stores the
+    # missing member only, with the numbers of the first run.
+    lines = (out / "results.jsonl").read_text().splitlines()
+    gone = json.loads(lines[4])["key"]
+    (out / "results.jsonl").write_text("\n".join(lines[:4] + lines[5:]) + "\n")
+    again = run_sweep(path, jobs=1, out=out, progress=False)
+    assert again.computed == 1 and again.new == 1
+    redo = records(out / "results.jsonl")
+    assert redo[gone]["result"]["test_loss"] == first[gone]["result"]["test_loss"]
+    assert redo[gone]["result"]["train_loss"] == first[gone]["result"]["train_loss"]
+    # Nothing missing: nothing runs.
+    assert run_sweep(path, jobs=1, out=out, progress=False).computed == 0
+
+
+def test_population_on_the_ideal_device_equals_separate_runs(tmp_path):
+    body = """\
+        axes: {device: [ideal]}
+        kind: train
+        seeds: [4, 9]
+        train: {max_chars: 400%s}
+        """
+    pop = run_sweep(write_sweep(tmp_path, body % ", population: true", "p.yaml"), jobs=1,
+                    out=tmp_path / "p", progress=False)
+    sep = run_sweep(write_sweep(tmp_path, body % "", "q.yaml"), jobs=1, out=tmp_path / "q",
+                    progress=False)
+    for a, b in zip(pop.rows, sep.rows):
+        assert a["seed"] == b["seed"]
+        for col in ("train_loss", "valid_loss", "test_loss"):
+            assert a["result"][col] == pytest.approx(b["result"][col], rel=1e-5, abs=1e-6)
+
+
+def test_a_diverged_member_is_retired_and_the_others_finish(tmp_path, monkeypatch):
+    (tmp_path / "text.txt").write_text(TEXT)
+    (tmp_path / "base.yaml").write_text(BASE)
+    workload = load_workload(str(tmp_path / "base.yaml"))
+    arch, device = load_architecture("rpu2016"), load_device("ideal")
+    original = AnalogLSTM.train_step
+    calls = []
+
+    def blow_up_member_1(self, ids, targets, state, lr):
+        losses, state = original(self, ids, targets, state, lr)
+        calls.append(list(self.alive))
+        if len(calls) == 3:
+            losses[1] = float("nan")
+        return losses, state
+
+    monkeypatch.setattr(AnalogLSTM, "train_step", blow_up_member_1)
+    results = train_population(workload, arch, device, seeds=[0, 1, 2], max_chars=200)
+    assert isinstance(results[1], DivergenceError) and "step 3" in str(results[1])
+    assert [type(r).__name__ for r in (results[0], results[2])] == ["TrainResult"] * 2
+    assert calls[3] == [1, 0, 1] and calls[-1] == [1, 0, 1]
+    monkeypatch.setattr(AnalogLSTM, "train_step", original)
+    # The survivors are what they would have been without the retired member (ideal device:
+    # nothing random), i.e. a population of the two of them.
+    pair = train_population(workload, arch, device, seeds=[0, 2], max_chars=200)
+    for got, want in zip((results[0], results[2]), pair):
+        assert got.test_loss == pytest.approx(want.test_loss, rel=1e-5)
+
+
+def test_population_refuses_tiki_taka_with_one_line(tmp_path, capsys):
+    from archsim.cli import main
+
+    path = write_sweep(tmp_path, """\
+        axes: {architecture.update.algorithm: [tiki_taka]}
+        kind: train
+        seeds: [0, 1]
+        train: {max_chars: 400, population: true}
+        """)
+    status = main(["sweep", str(path), "--jobs", "1", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1
+    assert "population" in err[0] and "Tiki-Taka" in err[0]
+
+
+def test_population_devices_gathers_device_axes_and_refuses_per_tile_numbers(tmp_path, capsys):
+    from archsim.cli import main
+
+    body = """\
+        axes: {%s, architecture.dac.bits: [7]}
+        kind: train
+        seeds: [0, 1]
+        train: {max_chars: 400, population: true%s}
+        """
+    path = write_sweep(tmp_path, body % ("device.up_down: [0.0, 0.05]", ", population_devices: true"))
+    sweep = load_sweep(path)
+    groups = group_populations([resolve_point(sweep, p)[0] for p in expand(sweep)])
+    assert len(groups) == 1 and [(t["seed"], t["values"]["device.up_down"]) for t in groups[0]["group"]] \
+        == [(0, 0.0), (1, 0.0), (0, 0.05), (1, 0.05)]
+    # Keyed by the device values too: not the points of a seeds-only population.
+    seeds_only = keys(write_sweep(tmp_path, body % ("device.up_down: [0.0, 0.05]", ""), "t.yaml"))
+    assert not set(keys(path)) & set(seeds_only)
+    outcome = run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
+    assert outcome.computed == 4 and outcome.new == 4
+    losses = [r["result"]["test_loss"] for r in outcome.rows]
+    assert all(math.isfinite(v) for v in losses) and len(set(losses)) == 4
+    # dw_min is one number per tile: one line, exit 2, naming it.
+    bad = write_sweep(tmp_path, body % ("device.dw_min: [0.001, 0.002]", ", population_devices: true"),
+                      "bad.yaml")
+    status = main(["sweep", str(bad), "--jobs", "1", "--out", str(tmp_path / "b"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "dw_min" in err[0] and "population_devices" in err[0]
+    # population_devices alone is a mistake in the sweep file.
+    lone = write_sweep(tmp_path, (body % ("device.up_down: [0.0]", "")).replace(
+        "population: true", "population_devices: true"), "lone.yaml")
+    assert main(["sweep", str(lone), "--no-progress"]) == 2
+    assert "needs train.population" in capsys.readouterr().err
