@@ -91,6 +91,7 @@ def test_population_sweep_stores_each_point_and_resumes_a_partial_population(tmp
     out = tmp_path / "out"
     outcome = run_sweep(path, jobs=1, out=out, progress=False)
     assert outcome.computed == 6 and outcome.new == 6
+    assert not (out / "checkpoints").exists()      # each population's folder went with it
     first = records(out / "results.jsonl")
     losses = [r["result"]["test_loss"] for r in first.values()]
     assert all(math.isfinite(v) for v in losses) and len(set(losses)) == 6
@@ -200,3 +201,78 @@ def test_population_devices_gathers_device_axes_and_refuses_per_tile_numbers(tmp
         "population: true", "population_devices: true"), "lone.yaml")
     assert main(["sweep", str(lone), "--no-progress"]) == 2
     assert "needs train.population" in capsys.readouterr().err
+
+
+def test_a_killed_training_point_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A plain training point trains in ``<out>/checkpoints/<key>/``: a checkpoint left there by an
+    interrupted sweep is continued (fewer steps run), the result equals an uninterrupted run's,
+    and the folder is deleted once the point is stored."""
+    from archsim.functional.train import train
+
+    path = write_sweep(tmp_path, """\
+        axes: {device.up_down: [0.02]}
+        kind: train
+        seeds: [5]
+        train: {max_chars: 800}
+        """)
+    fresh = run_sweep(path, jobs=1, out=tmp_path / "fresh", progress=False)
+    assert not (tmp_path / "fresh" / "checkpoints").exists()
+    # An interrupted run of the same point: 20 of its 40 steps done, checkpoint on disk.
+    sweep = load_sweep(path)
+    task, key = resolve_point(sweep, expand(sweep)[0])
+    from archsim.sweep.expand import resolve_task
+
+    workload, arch, device = resolve_task(task)
+    ck = tmp_path / "out" / "checkpoints" / key
+    train(workload, arch, device, max_chars=400, seed=5, out_dir=ck, progress=False)
+    steps = []
+    original = AnalogLSTM.train_step
+
+    def counted(self, *args, **kwargs):
+        steps.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnalogLSTM, "train_step", counted)
+    resumed = run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
+    assert len(steps) == 20
+    a, b = fresh.rows[0]["result"], resumed.rows[0]["result"]
+    for col in ("train_loss", "valid_loss", "test_loss"):
+        assert a[col] == b[col]
+    assert not (tmp_path / "out" / "checkpoints").exists()
+
+
+def test_an_interrupted_population_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """train_population with out_dir: stopped after some steps (a checkpoint on disk), run again
+    with the same configuration it continues and ends as the uninterrupted run; a checkpoint of
+    another population is refused with one line."""
+    from archsim.errors import SpecError
+
+    (tmp_path / "text.txt").write_text(TEXT)
+    (tmp_path / "base.yaml").write_text(BASE)
+    workload = load_workload(str(tmp_path / "base.yaml"))
+    arch, device = load_architecture("rpu2016"), load_device("rpu_baseline")
+    whole = train_population(workload, arch, device, seeds=[0, 1], max_chars=400, eval_every=7)
+    out = tmp_path / "ck"
+    original = AnalogLSTM.train_step
+    steps = []
+
+    def stop_at_13(self, *args, **kwargs):
+        steps.append(1)
+        if len(steps) == 14:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnalogLSTM, "train_step", stop_at_13)
+    with pytest.raises(KeyboardInterrupt):
+        train_population(workload, arch, device, seeds=[0, 1], max_chars=400, eval_every=7,
+                         out_dir=out, checkpoint_seconds=0)
+    steps.clear()
+    again = train_population(workload, arch, device, seeds=[0, 1], max_chars=400, eval_every=7,
+                             out_dir=out)
+    assert len(steps) == 20 - 13
+    for a, b in zip(whole, again):
+        assert (a.train_loss, a.valid_loss, a.test_loss) == (b.train_loss, b.valid_loss, b.test_loss)
+        assert [p["valid_loss"] for p in a.curve] == [p["valid_loss"] for p in b.curve]
+    with pytest.raises(SpecError, match="another configuration"):
+        train_population(workload, arch, device, seeds=[0, 2], max_chars=400, eval_every=7,
+                         out_dir=out)

@@ -8,19 +8,28 @@ distribution, not draw for draw, so its numbers depend on the population's seed 
 key a population's points by that list (``train.population`` in a sweep file).
 
 A member whose loss diverges is retired (:meth:`AnalogLSTM.retire`: weights 0, no more updates)
-and reported as a :class:`DivergenceError`; the others go on. No checkpoints: a population is for
-sweeps, whose points are stored when they finish.
+and reported as a :class:`DivergenceError`; the others go on. With ``out_dir`` the population
+keeps one checkpoint there (``checkpoint.pt``, written atomically at every curve point, at the end
+and every ``checkpoint_seconds``) and continues from it when started again with the same
+configuration; the result equals an uninterrupted run's.
 """
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections import deque
+from pathlib import Path
+
+import torch
 
 from archsim.errors import DivergenceError, SpecError
 from archsim.feasibility import check_training_memory
+from archsim.fsutil import atomic_write_bytes
 from archsim.functional.data import CharCorpus
-from archsim.functional.train import (DIVERGENCE_FACTOR, TrainResult, _activity_dict, build_model,
+from archsim.functional.train import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_SECONDS,
+                                      DIVERGENCE_FACTOR, TrainResult, _activity_dict,
+                                      _load_model_state, _model_state, _run_key, build_model,
                                       evaluate, resolve_torch_device, training_plan)
 
 
@@ -28,8 +37,9 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                      max_chars: int | None = None, update_mode: str = "fast", progress: bool = False,
                      torch_device: str | None = "cpu", learning_rate: float | None = None,
                      eval_every: int | None = None, eval_seed_offset: int = 1_000_003,
-                     corpus: CharCorpus | None = None,
-                     member_devices=None) -> list[TrainResult | DivergenceError]:
+                     corpus: CharCorpus | None = None, member_devices=None,
+                     out_dir: str | Path | None = None,
+                     checkpoint_seconds: float = CHECKPOINT_SECONDS) -> list[TrainResult | DivergenceError]:
     """Train ``workload`` on ``arch`` with ``device`` once per seed in ``seeds`` (two or more,
     distinct), as one population. Budget, learning rate and evaluation as in
     :func:`~archsim.functional.train.train`; returns one :class:`TrainResult` or
@@ -79,7 +89,45 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     recents = [deque(maxlen=eval_every) for _ in seeds]
     failed: list[DivergenceError | None] = [None] * K
     state = model.zero_state(B)
-    step = 0
+    step, seconds_before = 0, 0.0
+    from archsim.specs import spec_hash
+
+    key = _run_key(workload, arch, device, update_mode=update_mode, lr=lr, corpus=corpus, seed={
+        "population": seeds, "devices": [spec_hash(d) for d in devices], "eval_every": eval_every})
+    ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    if ckpt is not None and ckpt.is_file():
+        try:
+            ck = torch.load(io.BytesIO(ckpt.read_bytes()), weights_only=True)
+            if ck.get("format") != CHECKPOINT_FORMAT or ck.get("key") != key:
+                raise ValueError("a checkpoint of another configuration")
+            if ck["step"] > total_steps:
+                raise ValueError(f"{ck['step']} steps done, more than this budget's {total_steps}")
+            _load_model_state(model, ck["model"])
+            model.alive = [int(a) for a in ck["alive"]]
+            step, seconds_before = int(ck["step"]), float(ck["seconds"])
+            curves, windows = ck["curves"], ck["windows"]
+            for r, values in zip(recents, ck["recents"]):
+                r.extend(values)
+            failed = [None if m is None else DivergenceError(m) for m in ck["failed"]]
+            state = [(h.to(dev), c.to(dev)) for h, c in ck["state"]]
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, EOFError) as exc:
+            raise SpecError(ckpt, "population", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                            "this population's checkpoint; delete the folder to start over") from None
+
+    def elapsed() -> float:
+        return seconds_before + time.perf_counter() - t_start
+
+    def save_checkpoint() -> None:
+        buf = io.BytesIO()
+        torch.save({"format": CHECKPOINT_FORMAT, "key": key, "step": step, "seconds": elapsed(),
+                    "model": _model_state(model), "alive": list(model.alive), "curves": curves,
+                    "windows": windows, "recents": [list(r) for r in recents],
+                    "failed": [None if f is None else str(f) for f in failed],
+                    "state": [(h.detach().cpu(), c.detach().cpu()) for h, c in state]}, buf)
+        ckpt.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(ckpt, buf.getvalue())
+
+    last_save = time.perf_counter()
     bar = None
     if progress:
         from tqdm import tqdm
@@ -118,8 +166,15 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                                           "epoch": step / steps_per_epoch,
                                           "train_loss": sum(windows[k]) / len(windows[k]),
                                           "valid_loss": valid[k],
-                                          "seconds": time.perf_counter() - t_start})
+                                          "seconds": elapsed()})
                         windows[k] = []
+                boundary = True
+            else:
+                boundary = False
+            if ckpt is not None and (boundary or step == total_steps or
+                                     time.perf_counter() - last_save >= checkpoint_seconds):
+                save_checkpoint()
+                last_save = time.perf_counter()
     finally:
         if bar is not None:
             bar.close()
@@ -129,7 +184,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
         last_eval = step % eval_every == 0 or step % steps_per_epoch == 0
         valid = evaluate(model, corpus.valid, B, T, seed=eval_seed) if not last_eval else None
         test = evaluate(model, corpus.test, B, T, seed=eval_seed + 1)
-    seconds = time.perf_counter() - t_start
+    seconds = elapsed()
     results: list[TrainResult | DivergenceError] = []
     for k, seed in enumerate(seeds):
         if failed[k] is not None:

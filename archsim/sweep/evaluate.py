@@ -39,6 +39,10 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
             raise ArchsimError("train.update_mode is set in the sweep, but this archsim's trainer "
                                "has no update_mode option")
         kwargs["update_mode"] = opts["update_mode"]
+    if task.get("checkpoint_dir") and "out_dir" in inspect.signature(train).parameters:
+        # The point's own folder (the runner deletes it once the point is stored): a sweep killed
+        # half-way through a long point continues it from its last checkpoint.
+        kwargs.update(out_dir=task["checkpoint_dir"], resume=True)
     outcome = train(workload, arch, device, **kwargs)
     return compact(outcome)
 
@@ -173,10 +177,11 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
         specs = [resolve_checked(t) for t in tasks]
         workload, arch, device = specs[0]
         with point_failures(tasks[0], specs[0]):
-            results = _train_population(tasks, workload, arch, device, [s[2] for s in specs])
+            results = _train_population(tasks, workload, arch, device, [s[2] for s in specs],
+                                        group.get("checkpoint_dir"))
     except PointFailure as exc:
         seconds = time.perf_counter() - start
-        return {"outputs": [{"key": t["key"], "index": t["index"], "seconds": seconds,
+        return {"key": group["key"], "outputs": [{"key": t["key"], "index": t["index"], "seconds": seconds,
                              "failure": {"type": type(exc).__name__, "message": exc.reason,
                                          "exit_status": exc.exit_status}} for t in tasks]}
     except ArchsimError as exc:
@@ -192,10 +197,11 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
             result = compact(result)
         outputs.append({"key": task["key"], "index": task["index"], "result": result,
                         "seconds": seconds})
-    return {"outputs": outputs}
+    return {"key": group["key"], "outputs": outputs}
 
 
-def _train_population(tasks: list[dict], workload, arch, device, member_devices=None) -> list:
+def _train_population(tasks: list[dict], workload, arch, device, member_devices=None,
+                      checkpoint_dir=None) -> list:
     """The training runs of ``tasks`` (same specs and options but the seed and, under
     ``population_devices``, the device) as one population."""
     from archsim.functional.train_population import train_population  # lazy: imports torch
@@ -209,6 +215,8 @@ def _train_population(tasks: list[dict], workload, arch, device, member_devices=
         kwargs["update_mode"] = opts["update_mode"]
     if opts.get("population_devices"):
         kwargs["member_devices"] = member_devices
+    if checkpoint_dir:
+        kwargs["out_dir"] = checkpoint_dir
     return train_population(workload, arch, device, seeds=[t["seed"] for t in tasks], **kwargs)
 
 

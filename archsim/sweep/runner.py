@@ -3,7 +3,9 @@
 Nothing is written until the whole sweep file, the backend (and Dask address) and the output folder
 are valid. Results go to ``<out>/results.jsonl`` (default ``reports/sweeps/<sweep name>/``) as they
 arrive; at the end the summary table (``summary.md``) and the plot (``plot.png``) are written
-atomically.
+atomically. A training point runs with its own checkpoint folder, ``<out>/checkpoints/<key>/``
+(deleted once the point is stored), so a sweep killed half-way through a long point resumes it
+from its last checkpoint (a minute of work at most is lost) rather than from the start.
 
 Failed points (see :mod:`archsim.sweep.spec` for the policy) do not stop the sweep: a point the
 evaluator could not compute is stored with its error, one whose specs do not validate is listed
@@ -13,6 +15,7 @@ without being stored; both appear in the table and under "Failed points" in the 
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -130,6 +133,9 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
         valid = [task for point, task, _ in planned if point.index not in invalid]
         tasks = [t for t in group_populations(valid)
                  if any(m["key"] in todo for m in t.get("group", [t]))]
+        for task in tasks:
+            if task.get("kind") == "train" or "group" in task:
+                task["checkpoint_dir"] = str(out_dir / CHECKPOINTS / task["key"])
         outputs = run_points(worker, tasks, backend=backend,
                              address=address, jobs=jobs, connect_timeout=connect_timeout)
         bar = None
@@ -139,7 +145,7 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
             bar = tqdm(total=len(todo), desc=f"sweep {sweep.name}", unit="pt", file=sys.stderr,
                        disable=not progress, dynamic_ncols=True)
             out_dir.mkdir(parents=True, exist_ok=True)
-            for output in (o for group in outputs for o in group.get("outputs", [group])):
+            for output in _each_point(outputs, out_dir):
                 if "error" in output:
                     err = output["error"]
                     raise WorkerError(err["message"], int(err.get("exit_status", 1)))
@@ -156,6 +162,7 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
                 else:
                     record["result"] = output["result"]
                 new += int(store.append(record))
+                _drop_checkpoint(out_dir, output["key"])
                 bar.update(1)
         finally:
             if bar is not None:
@@ -179,6 +186,30 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
         atomic_write_bytes(outcome.summary_path, _summary_markdown(sweep, outcome).encode())
         outcome.plot_path = write_plot(sweep, rows, columns, out_dir / "plot.png")
     return outcome
+
+
+#: Folder of the training points' checkpoints under a sweep's output folder.
+CHECKPOINTS = "checkpoints"
+
+
+def _each_point(outputs, out_dir: Path):
+    """The per-point outputs of the workers' outputs (a population's one by one; its checkpoint
+    folder is deleted after its last point was handed on)."""
+    for output in outputs:
+        yield from output.get("outputs", [output])
+        if "outputs" in output:
+            _drop_checkpoint(out_dir, output["key"])
+
+
+def _drop_checkpoint(out_dir: Path, key: str) -> None:
+    """Delete a stored point's checkpoint folder (and the checkpoints folder once empty)."""
+    folder = out_dir / CHECKPOINTS / key
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        try:
+            folder.parent.rmdir()
+        except OSError:
+            pass
 
 
 # -- summary -------------------------------------------------------------------------------
