@@ -24,23 +24,53 @@ the same comparison at a lower learning rate (0.02) or with `training.grad_clip`
 
 """
 
-rows, curves = [], {}
-for run, label in (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline (fast update)")):
-    curves[run] = curve = load_curve(HERE / "run" / run / "curve.json")
-    if curve and curve[-1].get("diverged"):
-        end = curve[-1]
-        rows.append(f"| {label} | {end['chars'] / 5538004:.2f} | {end['train_loss']:.1f} | - | - | "
-                    f"diverged at step {end['step']} ({end['chars']:,} chars) |")
-    else:
-        rows.append(run_row(label, curve, unfinished="stopped here when the session ended"))
-marks = []
-for p in curves["rpu_baseline"]:
-    if p.get("valid_loss") is None:
-        continue
-    fp = valid_at(curves["fp"], p["chars"])
-    if fp is not None and fp["chars"] == p["chars"]:
-        marks.append(f"| {p['chars']:,} | {p['epoch']:.2f} | {fp['valid_loss']:.3f} | "
-                     f"{p['valid_loss']:.3f} | {p['valid_loss'] - fp['valid_loss']:+.3f} |")
+COMMAND_LR002 = ("nice -n 15 python -m archsim train workloads/lstm2x512.yaml --device DEVICE "
+                 "--data ../shared/data/linux_kernel_input.txt --epochs 2 --seed 0 --threads 1 "
+                 "--lr 0.02 --out RUN_DIR --no-progress --json")
+
+
+def runs(folder):
+    """The run table's rows, the curves and the validation gaps at common points of ``folder``."""
+    rows, curves = [], {}
+    for run, label in (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline (fast update)")):
+        curves[run] = curve = load_curve(HERE / folder / run / "curve.json")
+        if curve and curve[-1].get("diverged"):
+            end = curve[-1]
+            rows.append(f"| {label} | {end['chars'] / 5538004:.2f} | {end['train_loss']:.1f} | - | - | "
+                        f"diverged at step {end['step']} ({end['chars']:,} chars) |")
+        else:
+            rows.append(run_row(label, curve, unfinished="stopped here when the session ended"))
+    marks = []
+    for p in curves["rpu_baseline"]:
+        if p.get("valid_loss") is None:
+            continue
+        fp = valid_at(curves["fp"], p["chars"])
+        if fp is not None and fp["chars"] == p["chars"]:
+            marks.append(f"| {p['chars']:,} | {p['epoch']:.2f} | {fp['valid_loss']:.3f} | "
+                         f"{p['valid_loss']:.3f} | {p['valid_loss'] - fp['valid_loss']:+.3f} |")
+    return rows, curves, marks
+
+
+rows, curves, marks = runs("run")
+rows2, curves2, marks2 = runs("run_lr0.02")
+LR002 = "" if not any(curves2.values()) else f"""
+## At learning rate 0.02 (both sides)
+
+The same network, data and budget at lr 0.02, each side an `archsim train` run of its own (the
+two ran side by side, beside the resolution claim's sweep, on the 2-core session machine, at nice
+15; DEVICE = `ideal` for floating point). The runs' checkpoints (outside the repository) are not
+committed: a run that stopped when the session ended restarts from scratch on another machine.
+
+{command_and_run_table(COMMAND_LR002, rows2)}
+
+Validation loss at the same points (the gap is rpu_baseline - floating point):
+
+| chars | epoch | floating point | rpu_baseline | gap |
+|---|---|---|---|---|
+{chr(10).join(marks2) or "| - | - | - | - | - |"}
+
+Curves: `run_lr0.02/*/curve.png`.
+"""
 text = f"""# LSTM2-512 on the Linux-kernel corpus: floating point vs `rpu_baseline` (issue 13, item 5)
 
 The seed paper's main workload, never trained by archsim before: 2 layers x 512 units, vocabulary
@@ -66,5 +96,5 @@ that did not finish cannot be resumed on a fresh machine (its checkpoint is not 
 the command (here the floating-point side took 77 minutes and rpu_baseline ran at about 1.2 s a
 step, which would be 70 minutes for the 3,460 steps, both beside other work). Curves: `run/*/curve.png`. Regenerate this page with
 `python reports/lstm2x512_linux_fp_vs_rpu/summarize.py`.
-"""
+{LR002}"""
 (HERE / "README.md").write_text(text)
