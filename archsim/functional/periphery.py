@@ -143,7 +143,9 @@ class Periphery:
         if self.saturation_known is not None:
             return self.saturation_known
         lo, hi = torch.aminmax(y)
-        return hi.item() >= self.sat_level or lo.item() <= -self.sat_level
+        # Written so that a NaN anywhere answers yes: the other rows (in a population, the other
+        # members) are then still clipped where they saturate.
+        return not (hi.item() < self.sat_level and lo.item() > -self.sat_level)
 
     def finish(self, x, y, alpha, transposed: bool, bound_management: bool) -> torch.Tensor:
         """ADC clipping (with the saturation count and bound management) and the scaling of the

@@ -43,9 +43,8 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     """Train ``workload`` on ``arch`` with ``device`` once per seed in ``seeds`` (two or more,
     distinct), as one population. Budget, learning rate and evaluation as in
     :func:`~archsim.functional.train.train`; returns one :class:`TrainResult` or
-    :class:`DivergenceError` per seed, in order. Each member's validation and test losses use its
-    own evaluation seed (``seed + eval_seed_offset``) for nothing but the population's noise
-    stream: evaluation noise is shared too, seeded from the first member's.
+    :class:`DivergenceError` per seed, in order. Evaluation noise comes from one stream for the
+    whole population, seeded with the first member's ``seed + eval_seed_offset``.
 
     ``member_devices`` (one device spec per seed): member k trains on ``member_devices[k]``
     (:class:`~archsim.functional.lstm.AnalogLSTM`); a seed may then repeat with other devices.
