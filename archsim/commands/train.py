@@ -54,6 +54,10 @@ def register(sub) -> None:
                                    "simulated RPU tiles; report train/valid/test cross-entropy in "
                                    "nats per character.")
     add_common_arguments(p)
+    p.add_argument("--population", type=seed_int, nargs="+", metavar="S",
+                   help="train one model per seed S (two or more, instead of --seed) as one batched "
+                        "population: each equals its separate run in distribution; outputs per seed "
+                        "in DIR/seed<S>/, one checkpoint.pt for all in DIR")
     p.add_argument("--out", metavar="DIR",
                    help="write checkpoint.pt (+ .json), curve.json, curve.png, result.json here "
                         "(default: runs/<workload>-<device>-seed<S>)")
@@ -131,6 +135,8 @@ def print_json(result, out: Path) -> int:
 
 
 def run(args) -> int:
+    if args.population is not None:
+        return run_population(args)
     workload, arch, device = load_inputs(args)
     from archsim.functional.train import train
 
@@ -156,5 +162,66 @@ def run(args) -> int:
         if note not in said:
             print(f"note: {note}")
     print(f"outputs: {out}/ (curve.png, curve.json, result.json, checkpoint.pt, checkpoint.json)",
+          file=sys.stderr)
+    return 0
+
+
+def run_population(args) -> int:
+    """``--population S S ...``: the seeds as one population (archsim.functional.train_population)."""
+    seeds = list(dict.fromkeys(args.population))
+    if args.seed is not None:
+        raise SpecError("command line", "--seed/--population", f"{args.seed}/{seeds}",
+                        "give one: --seed for one model, --population for several")
+    if len(seeds) < 2:
+        raise SpecError("command line", "--population", args.population, "expected two or more distinct seeds")
+    workload, arch, device = load_inputs(args)
+    from archsim.errors import DivergenceError
+    from archsim.fsutil import check_out_dir
+    from archsim.functional.train import CHECKPOINT_NAME, plot_curves, write_json
+    from archsim.functional.train_population import train_population
+
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{workload.name}-{device.name}-population{'-'.join(map(str, seeds))}")
+    check_out_dir(out, "--out")
+    ckpt = out / CHECKPOINT_NAME
+    if ckpt.is_file() and not (args.resume or args.force):
+        raise SpecError(ckpt, "--out", "a folder holding a checkpoint",
+                        "use --resume to continue it or --force to start over")
+    if args.force and ckpt.is_file():
+        ckpt.unlink()
+    results = train_population(
+        workload, arch, device, seeds=seeds, data_path=args.data, epochs=args.epochs,
+        max_chars=args.max_chars, update_mode=args.update_mode, progress=not args.no_progress,
+        torch_device=args.torch_device, learning_rate=args.lr, eval_every=args.eval_every,
+        out_dir=out)
+    rows, records = [], []
+    for seed, r in zip(seeds, results):
+        folder = out / f"seed{seed}"
+        folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(r, DivergenceError):
+            record = {"seed": seed, "diverged": True, "error": str(r)}
+            rows.append([seed, "-", "-", "-", "diverged"])
+        else:
+            record = {"seed": seed, **r.to_dict()}
+            write_json(folder / "curve.json", {"run": {"seed": seed, "device": r.device}, "curve": r.curve})
+            plot_curves(folder / "curve.png", {f"seed {seed}": r.curve},
+                        title=f"{workload.name} on {arch.name} / {r.device}, seed {seed} (population)")
+            rows.append([seed, f"{r.train_loss:.4f}", f"{r.valid_loss:.4f}", f"{r.test_loss:.4f}", "finished"])
+        write_json(folder / "result.json", record)
+        records.append(record)
+    if all(isinstance(r, DivergenceError) for r in results):
+        raise results[0]
+    if args.json:
+        print(json.dumps({"out_dir": str(out), "members": records}, default=float))
+        return 0
+    from tabulate import tabulate
+
+    done = next(r for r in results if not isinstance(r, DivergenceError))
+    print(f"{workload.name} on {arch.name} with {device.name} ({args.update_mode} update), "
+          f"lr {done.learning_rate:g}, population of {len(seeds)}, {done.epochs:.3f} epochs, "
+          f"{done.seconds:.1f} s")
+    print(tabulate(rows, headers=["seed", "train", "valid", "test (nats/char)", "state"],
+                   tablefmt="simple"))
+    print(f"outputs: {out}/seed<S>/ (curve.png, curve.json, result.json); checkpoint {ckpt}",
           file=sys.stderr)
     return 0

@@ -1,0 +1,58 @@
+"""``archsim train --population S S ...``: several seeds as one population from the command line."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+
+from archsim.cli import main  # noqa: E402
+
+TEXT = "the quick brown fox jumps over the lazy dog; " * 60
+WORKLOAD = """\
+name: pop_cli
+model: {layers: 1, hidden_size: 8, vocab_size: 32}
+training: {seq_len: 10, batch_size: 2, learning_rate: 0.1, data: text.txt, epochs: 1}
+architecture: rpu2016
+device: rpu_baseline
+baselines: []
+"""
+
+
+@pytest.fixture
+def workload(tmp_path):
+    (tmp_path / "text.txt").write_text(TEXT)
+    path = tmp_path / "w.yaml"
+    path.write_text(WORKLOAD)
+    return path
+
+
+def test_population_writes_each_seed_and_resumes(workload, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["train", str(workload), "--population", "3", "4", "--max-chars", "400", "--out", str(out),
+            "--no-progress", "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert [m["seed"] for m in first["members"]] == [3, 4]
+    for seed in (3, 4):
+        result = json.loads((out / f"seed{seed}" / "result.json").read_text())
+        assert result["seed"] == seed and result["test_loss"] > 0
+        assert (out / f"seed{seed}" / "curve.png").is_file()
+    # The checkpoint is refused without --resume/--force; --resume returns the finished run again.
+    assert main(args) == 2
+    assert "use --resume" in capsys.readouterr().err
+    assert main(args + ["--resume"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert [m["test_loss"] for m in again["members"]] == [m["test_loss"] for m in first["members"]]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--population", "3"], "two or more distinct seeds"),
+    (["--population", "3", "3"], "two or more distinct seeds"),
+    (["--population", "3", "4", "--seed", "1"], "give one: --seed for one model"),
+])
+def test_population_flags_are_checked_with_one_line(workload, tmp_path, capsys, extra, message):
+    assert main(["train", str(workload), "--out", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
