@@ -14,7 +14,7 @@ A sweep file looks like::
       device.up_down: [0.0, 0.05]
     kind: estimate                    # estimate | train | both  (echo: a cheap test evaluator)
     seeds: [0]                        # every point runs once per seed
-    train: {max_chars: 20000, epochs: 1}
+    train: {max_chars: 20000, epochs: 1}   # + population: true (seeds as one batched model)
     plot: {x: workload.training.batch_size, y: energy_J}
     columns: [energy_J, time_s]       # result keys in the summary table
 
