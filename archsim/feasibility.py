@@ -177,11 +177,17 @@ _SHRINKABLE = {"h": "model.hidden_size", "L": "model.layers", "T": "training.seq
 
 
 def check_training_memory(workload, arch, device, *, vocab_size: int | None = None,
-                          update_mode: str = "fast", available: int | None = None) -> int:
-    """Raise one line if a training run would need more memory than this machine has."""
+                          update_mode: str = "fast", available: int | None = None,
+                          members: int = 1) -> int:
+    """Raise one line if a training run (``members``: a population of that many models, each
+    with its own devices and activations) would need more memory than this machine has."""
     sizes = _sizes(workload, arch, device, vocab_size, update_mode)
-    need = _memory(**sizes)
+    need = _memory(**sizes) * members
     have = available if available is not None else physical_memory_bytes()
+    if need > MEMORY_SHARE * have and members > 1 and _memory(**sizes) <= MEMORY_SHARE * have:
+        raise SpecError("command line", "population", f"{members} members",
+                        f"a population of {members} would need about {_gib(need)} of memory; this "
+                        f"machine has {_gib(have)}: train fewer members at once")
     if need > MEMORY_SHARE * have:
         key = min((k for k in _SHRINKABLE if sizes[k]), key=lambda k: _memory(**{**sizes, k: 1}))
         field = _SHRINKABLE[key]

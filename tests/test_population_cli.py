@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +57,18 @@ def test_population_flags_are_checked_with_one_line(workload, tmp_path, capsys, 
     assert main(["train", str(workload), "--out", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_a_population_too_large_for_memory_is_one_line():
+    from archsim.errors import SpecError
+    from archsim.feasibility import check_training_memory
+    from archsim.specs import load_architecture, load_device, load_workload
+
+    w = load_workload(str(Path(__file__).resolve().parent.parent / "workloads" / "lstm2x512.yaml"))
+    arch, dev = load_architecture("rpu2016"), load_device("rpu_baseline")
+    one = check_training_memory(w, arch, dev, vocab_size=98, available=10**15)
+    assert check_training_memory(w, arch, dev, vocab_size=98, available=10**15, members=16) == 16 * one
+    with pytest.raises(SpecError, match="a population of 16 would need") as info:
+        check_training_memory(w, arch, dev, vocab_size=98, available=4 * one, members=16)
+    assert "train fewer members" in str(info.value)
+    check_training_memory(w, arch, dev, vocab_size=98, available=4 * one, members=2)   # fits

@@ -72,7 +72,8 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                                                  update_mode=update_mode)
     steps_per_epoch = len(batches)
     eval_every = eval_every or max(1, steps_per_epoch // 10)
-    check_training_memory(workload, arch, device, vocab_size=corpus.vocab_size, update_mode=update_mode)
+    check_training_memory(workload, arch, device, vocab_size=corpus.vocab_size, update_mode=update_mode,
+                          members=K)
     try:
         model = build_model(workload, arch, device, corpus.vocab_size, seed=seeds[0],
                             update_mode=update_mode, torch_device=dev, seeds=seeds,
