@@ -178,14 +178,15 @@ _SHRINKABLE = {"h": "model.hidden_size", "L": "model.layers", "T": "training.seq
 
 def check_training_memory(workload, arch, device, *, vocab_size: int | None = None,
                           update_mode: str = "fast", available: int | None = None,
-                          members: int = 1) -> int:
+                          members: int = 1,
+                          where: tuple[str, str] = ("command line", "--population")) -> int:
     """Raise one line if a training run (``members``: a population of that many models, each
     with its own devices and activations) would need more memory than this machine has."""
     sizes = _sizes(workload, arch, device, vocab_size, update_mode)
     need = _memory(**sizes) * members
     have = available if available is not None else physical_memory_bytes()
     if need > MEMORY_SHARE * have and members > 1 and _memory(**sizes) <= MEMORY_SHARE * have:
-        raise SpecError("command line", "population", f"{members} members",
+        raise SpecError(*where, f"{members} members",
                         f"a population of {members} would need about {_gib(need)} of memory; this "
                         f"machine has {_gib(have)}: train fewer members at once")
     if need > MEMORY_SHARE * have:

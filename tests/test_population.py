@@ -555,3 +555,68 @@ def test_members_may_differ_in_per_device_parameters_only():
                    member_devices=[devs[0], other])
     with pytest.raises(ValueError, match="population"):
         AnalogLSTM(12, 8, 2, cfg, array_rows=4096, array_cols=4096, member_devices=devs[:1])
+
+
+def test_a_retired_member_gets_no_updates_even_from_noisy_errors():
+    """Without noise management, the output noise of the transposed MVMs reaches a retired
+    member's zero rows; its recorded errors are zeroed, so its weights stay 0."""
+    cfg = _config("rpu_baseline", arch_overrides={"periphery": {"noise_management": "none"}})
+    pop = AnalogLSTM(V, H, L, cfg, array_rows=ONE_TILE, array_cols=ONE_TILE, seeds=SEEDS)
+    ids, tg = _data(1)
+    state = pop.zero_state(B)
+    _, state = pop.train_step(ids, tg, state, 0.1)
+    state = pop.retire(1, state)
+    for _ in range(3):
+        _, state = pop.train_step(ids, tg, state, 0.1)
+    for name, w in pop.weights().items():
+        assert torch.count_nonzero(w[1]) == 0, name
+        assert torch.count_nonzero(w[0]) > 0 and torch.count_nonzero(w[2]) > 0
+
+
+@pytest.mark.parametrize("preset, overrides", [
+    ("rpu_symmetric", [{"up_down": 0.0}, {"up_down": 0.05}]),      # 'symmetric' differs: allowed
+    ("ecram_tang2018", [{"w_max": 0.6}, {"w_max": 1.2}]),          # spec-built reference bound
+])
+def test_member_devices_equal_their_separate_runs_in_every_tensor(preset, overrides):
+    from archsim.functional.devices import make_devices
+
+    arch = load_architecture("rpu2016")
+    devs = [load_device(preset, o) for o in overrides]
+    cfg = RPUConfig.from_specs(devs[0], arch, "fast")
+    pop = AnalogLSTM(V, H, L, cfg, array_rows=ONE_TILE, array_cols=ONE_TILE, seeds=[1, 2],
+                     member_devices=devs)
+    for k, (dev, seed) in enumerate(zip(devs, (1, 2))):
+        single = AnalogLSTM(V, H, L, RPUConfig.from_specs(dev, arch, "fast"), array_rows=ONE_TILE,
+                            array_cols=ONE_TILE, seed=seed)
+        for ms, mp in zip(single.matrices, pop.matrices):
+            one, many = ms.tiles[0].devices, mp.tiles[0].devices
+            n = one.step_up.shape[0]
+            for name, value in vars(one).items():
+                if isinstance(value, torch.Tensor) and value.dim() == 2:
+                    assert torch.equal(getattr(many, name)[k * n:(k + 1) * n], value), (name, k)
+    assert make_devices  # the family's own construction is what is compared
+    ids, tg = _data(2)
+    losses, _ = pop.train_step(ids, tg, pop.zero_state(B), 0.1)
+    assert all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (benchmarks/device_session.sh runs it)")
+def test_population_on_cuda_starts_as_and_trains_like_separate_runs():
+    cfg = _config("ideal")
+    kw = dict(array_rows=ONE_TILE, array_cols=ONE_TILE, device="cuda")
+    pop = AnalogLSTM(V, H, L, cfg, seeds=SEEDS, **kw)
+    singles = [AnalogLSTM(V, H, L, cfg, seed=s, **kw) for s in SEEDS]
+    ids, tg = _data(3)
+    losses, _ = pop.train_step(ids, tg, pop.zero_state(B), 0.1)
+    for k, single in enumerate(singles):
+        loss, _ = single.train_step(ids, tg, single.zero_state(B), 0.1)
+        assert losses[k] == pytest.approx(loss, rel=1e-5)
+    rpu = _config("rpu_baseline")
+    pop = AnalogLSTM(V, H, L, rpu, seeds=SEEDS, **kw)
+    for k, s in enumerate(SEEDS):
+        single = AnalogLSTM(V, H, L, rpu, seed=s, **kw)
+        for ms, mp in zip(single.matrices, pop.matrices):
+            for name, t in ms.tiles[0].devices.tensors().items():
+                assert torch.equal(mp.tiles[0].devices.tensors()[name].view(len(SEEDS), *t.shape)[k], t)
+    losses, _ = pop.train_step(ids, tg, pop.zero_state(B), 0.1)
+    assert all(math.isfinite(v) for v in losses)

@@ -72,3 +72,27 @@ def test_a_population_too_large_for_memory_is_one_line():
         check_training_memory(w, arch, dev, vocab_size=98, available=4 * one, members=16)
     assert "train fewer members" in str(info.value)
     check_training_memory(w, arch, dev, vocab_size=98, available=4 * one, members=2)   # fits
+
+
+def test_a_damaged_population_checkpoint_is_one_line(workload, tmp_path, capsys):
+    import pickle
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["train", str(workload), "--population", "3", "4", "--max-chars", "400", "--out", str(out),
+            "--no-progress", "--resume"]
+    for content in (b"garbage, not a checkpoint", pickle.dumps({"format": object()})):
+        (out / "checkpoint.pt").write_bytes(content)
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "checkpoint.pt" in err[0] and "delete it to start over" in err[0]
+
+
+def test_population_refuses_tiki_taka_on_the_command_line(workload, tmp_path, capsys):
+    arch = tmp_path / "tt.yaml"
+    arch.write_text("inherits: rpu2016\nname: rpu2016_tt\nupdate:\n  algorithm: tiki_taka\n")
+    status = main(["train", str(workload), "--arch", str(arch), "--population", "3", "4",
+                   "--max-chars", "400", "--out", str(tmp_path / "o"), "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1
+    assert "command line: --population" in err[0] and "Tiki-Taka" in err[0]

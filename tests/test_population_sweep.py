@@ -276,3 +276,14 @@ def test_an_interrupted_population_resumes_from_its_checkpoint(tmp_path, monkeyp
     with pytest.raises(SpecError, match="another configuration"):
         train_population(workload, arch, device, seeds=[0, 2], max_chars=400, eval_every=7,
                          out_dir=out)
+
+
+def test_a_repeated_seed_is_one_member(tmp_path):
+    path = write_sweep(tmp_path, """\
+        axes: {device.up_down: [0.0]}
+        kind: train
+        seeds: [0, 0, 1]
+        train: {max_chars: 200, population: true}
+        """)
+    outcome = run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
+    assert outcome.unique == 2 and outcome.new == 2

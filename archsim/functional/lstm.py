@@ -260,7 +260,9 @@ class AnalogLSTM:
                  grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None,
                  bptt_state: str = "store", seeds=None, member_devices=None):
         self.shape = NetworkShape(vocab_size, hidden_size, layers)
-        self.seeds = [int(s) for s in seeds] if seeds is not None and len(seeds) > 1 else None
+        if seeds is not None and len(seeds) == 1:
+            seed, seeds = int(seeds[0]), None      # a population of one is one network
+        self.seeds = [int(s) for s in seeds] if seeds is not None else None
         self.members = Members(len(self.seeds)) if self.seeds else None
         #: Population: 1 for a member still training, 0 for one retired (:meth:`retire`).
         self.alive = None if self.members is None else [1] * self.members.K
@@ -451,9 +453,10 @@ class AnalogLSTM:
     @torch.no_grad()
     def retire(self, k: int, state=None):
         """Stop training member ``k`` of a population (it diverged): its weights become 0, so
-        that its outputs stay finite, and it gets no further updates (the others go on, and
-        their numbers do not change). ``state``: a state whose member-``k`` rows are zeroed
-        too (returned)."""
+        that its outputs stay finite, and it gets no further updates; the others go on (their
+        numbers equal those of a population without it where nothing is random; with noise they
+        differ in draws only, the shared streams being consumed alike). ``state``: a state whose
+        member-``k`` rows are zeroed too (returned)."""
         if self.members is None:
             raise ValueError("retire() is for a population's members")
         self.alive[k] = 0
@@ -748,10 +751,15 @@ class AnalogLSTM:
         d = logp.exp_()
         d.scatter_(1, tgt, picked.exp_().sub_(1.0))
         d.mul_(1.0 / B)
-        if K > 1 and not all(self.alive):
-            # Retired members: no errors, so no updates (and no transposed-MVM traffic of theirs).
-            d.view(T, K, B, V).mul_(torch.tensor(self.alive, device=d.device, dtype=d.dtype).view(1, K, 1, 1))
         self.backward(d.view(T, B * K, V))
+        if K > 1 and not all(self.alive):
+            # Retired members get no updates: their rows of every recorded error are zeroed (the
+            # errors BPTT carried to them hold the other ops' noise even from zero logit errors).
+            dead = [k for k, a in enumerate(self.alive) if not a]
+            for m in self.matrices:
+                if m.recorded is not None:
+                    rec = m.recorded[1]
+                    rec.view(-1, K, B, rec.shape[-1])[:, dead] = 0.0
         for sweep in self.program(T, B).phase_sweeps("update"):
             # The sweep's T ops of B rank-one updates each, applied in recording order (with
             # Tiki-Taka the tiles transfer where the sweep's transfer ops say, checked in use_program).

@@ -124,15 +124,8 @@ class AnalogTile:
                             coincidences=self._pending[_COINC])
             self._fast = FastUpdate(self.weight, self.devices, self._writes, self._workspace,
                                     generator=generator, members=members, **counters)
-            if members is None:
-                self._exact = ExactUpdate(config, self.weight, self.devices, self._writes,
-                                          generator=generator, device=self.device, **counters)
-            else:
-                # Exact mode runs member by member, each on its rows of the weights and devices.
-                rows = [slice(k * self.out_size, (k + 1) * self.out_size) for k in range(K)]
-                self._exact = [ExactUpdate(config, self.weight[r], self.devices.rows(r),
-                                           self._writes[r], generator=generator,
-                                           device=self.device, **counters) for r in rows]
+            self._counters = counters
+            self._exact = self._make_exact()
         # The weight in use is out_scale * the device weight (a no-op for floating-point tiles).
         self._out_scale = self.periphery.out_scale
         # Views that stay current (the weights change in place): the matrix of the MVMs, and
@@ -162,6 +155,16 @@ class AnalogTile:
             if part is not None:
                 part.generator = value
 
+    def _make_exact(self):
+        """The exact update: one, or per member one on its rows of the weights and devices
+        (views of their tensors: made again whenever the devices' tensors are replaced)."""
+        kw = dict(generator=self._generator, device=self.device, **self._counters)
+        if self.members is None:
+            return ExactUpdate(self.config, self.weight, self.devices, self._writes, **kw)
+        rows = [slice(k * self.out_size, (k + 1) * self.out_size) for k in range(self.members.K)]
+        return [ExactUpdate(self.config, self.weight[r], self.devices.rows(r), self._writes[r], **kw)
+                for r in rows]
+
     def _make_devices(self, member_generators, member_devices=None):
         """The devices of every member, drawn from each member's generator (one member: the
         tile's generator) with its device spec."""
@@ -176,18 +179,39 @@ class AnalogTile:
             raise ValueError(f"a population tile of {K} members got {len(specs)} device specs")
         parts = [make_devices(sp, self.out_size, self.in_size, g, *args)
                  for sp, g in zip(specs, member_generators)]
-        # One device object serves all members: what it keeps as a number must be the same.
-        shared = {k: v for k, v in vars(parts[0]).items() if not isinstance(v, torch.Tensor)}
-        differ = sorted({k for p in parts[1:] for k, v in vars(p).items()
-                         if not isinstance(v, torch.Tensor) and shared.get(k) != v})
-        if differ:
-            raise ValueError(f"population members' devices differ in {', '.join(differ)}, which the "
-                             f"{parts[0].kind} family keeps as one number per tile: members may "
-                             "differ only in what is drawn per device")
-        stacked = make_devices(spec, self.members.K * self.out_size, self.in_size,
+        # One device object serves all members: its per-device tensors are the members' stacked
+        # (drawn ones and those built from the spec alike), its coefficients derived from them.
+        stacked = make_devices(spec, K * self.out_size, self.in_size,
                                torch.Generator(device=self.device).manual_seed(0), *args)
-        stacked.load_tensors({name: torch.cat([p.tensors()[name] for p in parts])
-                              for name in parts[0].tensors()})
+        shape = (self.out_size, self.in_size)
+        for name, value in vars(parts[0]).items():
+            if isinstance(value, torch.Tensor) and tuple(value.shape) == shape:
+                setattr(stacked, name, torch.cat([getattr(p, name) for p in parts]))
+        stacked._derive()
+        # ... which must then be each member's own device on its rows, in every tensor and
+        # number (``symmetric`` only selects a cheaper, equal formula).
+        rows = [slice(k * self.out_size, (k + 1) * self.out_size) for k in range(K)]
+        differ = set()
+        for name, value in vars(stacked).items():
+            if name == "symmetric":
+                continue
+            for r, p in zip(rows, parts):
+                mine = getattr(p, name, None)
+                if isinstance(value, torch.Tensor) and value.dim() == 2 and value.shape[0] == K * shape[0]:
+                    same = isinstance(mine, torch.Tensor) and torch.equal(value[r], mine)
+                elif isinstance(value, torch.Tensor):
+                    same = isinstance(mine, torch.Tensor) and torch.equal(value, mine)
+                else:
+                    same = value == mine
+                if not same:
+                    differ.add(name)
+        if differ:
+            fields = sorted({k for sp in specs[1:] for k, v in sp.model_dump().items()
+                             if v != specs[0].model_dump().get(k)})
+            raise ValueError(f"population members' devices differ in {', '.join(fields) or 'nothing'}, "
+                             f"which the {parts[0].kind} family does not only draw per device (it "
+                             f"changes its {', '.join(sorted(differ))} for the whole tile): members "
+                             "may differ only in what is drawn per device")
         return stacked
 
     # ---- state --------------------------------------------------------------------------
@@ -265,6 +289,8 @@ class AnalogTile:
         self.weight.copy_(state["weight"])
         if self.devices is not None and "devices" in state:
             self.devices.load_tensors(state["devices"])
+            if self.members is not None:   # the members' exact updates hold views of the old ones
+                self._exact = self._make_exact()
         self.activity = TileActivity(**state.get("activity", {}))
         if self._writes is not None and "device_writes" in state:
             self._writes.copy_(state["device_writes"])

@@ -389,13 +389,15 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
           torch_device: str | None = "cpu", learning_rate: float | None = None,
           eval_every: int | None = None, eval_seed_offset: int = 1_000_003,
           corpus: CharCorpus | None = None, progress_label: str | None = None,
-          checkpoint_seconds: float | None = CHECKPOINT_SECONDS) -> TrainResult:
+          checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
+          write_plots: bool = True) -> TrainResult:
     """Train ``workload``'s LSTM on ``arch``'s tiles with ``device``'s devices.
 
     Budget: ``max_chars`` training characters (rounded up to whole steps) or ``epochs`` passes
     (default the workload's ``training.epochs``); not both. ``seed`` defaults to the workload's.
     With ``out_dir`` the run writes ``checkpoint.pt`` (+ ``checkpoint.json``), ``curve.json``,
-    ``curve.png`` and ``result.json`` there. Checkpoints are written at every curve point, at the
+    ``curve.png`` (unless ``write_plots`` is False) and ``result.json`` there. Checkpoints are
+    written at every curve point, at the
     end of the budget and, in between, whenever ``checkpoint_seconds`` of wall time have passed
     since the last one (0: after every step; None: only at curve points); when a checkpoint is
     written never changes what the run records.
@@ -540,8 +542,9 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         if out is None:
             return
         write_json(out / "curve.json", {"run": info, "curve": curve})
-        plot_curves(out / "curve.png", {f"{device.name}": curve},
-                    title=f"{workload.name} on {arch.name} / {device.name} ({update_mode})")
+        if write_plots:
+            plot_curves(out / "curve.png", {f"{device.name}": curve},
+                        title=f"{workload.name} on {arch.name} / {device.name} ({update_mode})")
         if final_result is not None:
             write_json(out / "result.json", final_result.to_dict())
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                      torch_device: str | None = "cpu", learning_rate: float | None = None,
                      eval_every: int | None = None, eval_seed_offset: int = 1_000_003,
                      corpus: CharCorpus | None = None, member_devices=None,
-                     out_dir: str | Path | None = None,
-                     checkpoint_seconds: float = CHECKPOINT_SECONDS) -> list[TrainResult | DivergenceError]:
+                     out_dir: str | Path | None = None, checkpoint_seconds: float = CHECKPOINT_SECONDS,
+                     where: tuple[str, str] = ("command line", "--population"),
+                     write_plots: bool = True) -> list[TrainResult | DivergenceError]:
     """Train ``workload`` on ``arch`` with ``device`` once per seed in ``seeds`` (two or more,
     distinct), as one population. Budget, learning rate and evaluation as in
     :func:`~archsim.functional.train.train`; returns one :class:`TrainResult` or
@@ -48,13 +50,17 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
 
     ``member_devices`` (one device spec per seed): member k trains on ``member_devices[k]``
     (:class:`~archsim.functional.lstm.AnalogLSTM`); a seed may then repeat with other devices.
-    ``device`` is the first member's."""
+    ``device`` is the first member's. ``where``: the file and field that errors about the
+    population itself name (a sweep passes its file and ``train.population``).
+    ``write_plots`` is accepted for symmetry with :func:`train` (a population writes none)."""
     seeds = [int(s) for s in seeds]
     devices = list(member_devices) if member_devices is not None else [device] * len(seeds)
     members = [(s, d.model_dump_json()) for s, d in zip(seeds, devices)]
     if len(seeds) < 2 or len(set(members)) != len(seeds) or len(devices) != len(seeds):
-        raise SpecError("command line", "seeds", seeds,
-                        "a population needs two or more members, each a distinct seed and device")
+        raise SpecError(*where, seeds, "a population needs two or more members, each a distinct "
+                        "seed and device")
+    if not 0 <= checkpoint_seconds < math.inf:
+        raise SpecError(*where, checkpoint_seconds, "checkpoint_seconds: a finite number of seconds >= 0")
     if epochs is not None and max_chars is not None:
         raise SpecError("command line", "--epochs/--max-chars", f"{epochs}/{max_chars}",
                         "give one budget: epochs or max-chars")
@@ -73,14 +79,16 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     steps_per_epoch = len(batches)
     eval_every = eval_every or max(1, steps_per_epoch // 10)
     check_training_memory(workload, arch, device, vocab_size=corpus.vocab_size, update_mode=update_mode,
-                          members=K)
+                          members=K, where=where)
     try:
         model = build_model(workload, arch, device, corpus.vocab_size, seed=seeds[0],
                             update_mode=update_mode, torch_device=dev, seeds=seeds,
                             member_devices=member_devices)
     except ValueError as exc:   # Tiki-Taka, weight mapping, devices unlike per tile
-        field = "train.population_devices" if "devices differ" in str(exc) else "train.population"
-        raise SpecError("sweep", field, True, f"{exc}; train these points one by one") from None
+        file, field = where
+        if "devices differ" in str(exc) and field == "train.population":
+            field = "train.population_devices"
+        raise SpecError(file, field, True, f"{exc}; train these models one by one") from None
     ln_v = math.log(corpus.vocab_size)
     eval_seed = seeds[0] + eval_seed_offset
 
@@ -97,7 +105,9 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if ckpt is not None and ckpt.is_file():
         try:
-            ck = torch.load(io.BytesIO(ckpt.read_bytes()), weights_only=True)
+            with warnings.catch_warnings():   # torch warns about foreign pickles: one line only
+                warnings.simplefilter("ignore")
+                ck = torch.load(io.BytesIO(ckpt.read_bytes()), weights_only=True)
             if ck.get("format") != CHECKPOINT_FORMAT or ck.get("key") != key:
                 raise ValueError("a checkpoint of another configuration")
             if ck["step"] > total_steps:
@@ -110,9 +120,12 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                 r.extend(values)
             failed = [None if m is None else DivergenceError(m) for m in ck["failed"]]
             state = [(h.to(dev), c.to(dev)) for h, c in ck["state"]]
-        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, EOFError) as exc:
-            raise SpecError(ckpt, "population", str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
-                            "this population's checkpoint; delete the folder to start over") from None
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is one line, never a traceback
+            text = str(exc).strip().splitlines()
+            got = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+            raise SpecError(ckpt, "checkpoint", got[:200], "a checkpoint of this population's "
+                            "configuration (archsim's torch.save of plain data); delete it to start "
+                            "over") from None
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - t_start

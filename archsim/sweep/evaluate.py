@@ -41,8 +41,8 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
         kwargs["update_mode"] = opts["update_mode"]
     if task.get("checkpoint_dir") and "out_dir" in inspect.signature(train).parameters:
         # The point's own folder (the runner deletes it once the point is stored): a sweep killed
-        # half-way through a long point continues it from its last checkpoint.
-        kwargs.update(out_dir=task["checkpoint_dir"], resume=True)
+        # half-way through a long point continues it from its last checkpoint. No plots there.
+        kwargs.update(out_dir=task["checkpoint_dir"], resume=True, write_plots=False)
     outcome = train(workload, arch, device, **kwargs)
     return compact(outcome)
 
@@ -217,6 +217,7 @@ def _train_population(tasks: list[dict], workload, arch, device, member_devices=
         kwargs["member_devices"] = member_devices
     if checkpoint_dir:
         kwargs["out_dir"] = checkpoint_dir
+    kwargs["where"] = (tasks[0].get("sweep_file") or f"sweep {tasks[0]['sweep']}", "train.population")
     return train_population(workload, arch, device, seeds=[t["seed"] for t in tasks], **kwargs)
 
 

@@ -76,7 +76,7 @@ def options_for(sweep: Sweep, kind: str) -> dict[str, Any]:
             # A member's numbers depend on the whole population (shared noise streams): key them
             # by its seeds (and device values). Left out when off, so that points stored before
             # these options existed keep their keys.
-            options["population_seeds"] = list(sweep.spec.seeds)
+            options["population_seeds"] = list(dict.fromkeys(sweep.spec.seeds))
             if devices:
                 options["population_devices"] = {axis: list(values) for axis, values in
                                                  sweep.spec.axes.items() if axis.startswith("device.")}
@@ -111,6 +111,7 @@ def make_task(sweep: Sweep, point: Point) -> dict[str, Any]:
             overrides["workload"][kind] = ref
     return {
         "sweep": sweep.name,
+        "sweep_file": str(sweep.file),
         "index": point.index,
         "values": point.values,
         "seed": point.seed,

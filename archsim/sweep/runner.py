@@ -4,8 +4,10 @@ Nothing is written until the whole sweep file, the backend (and Dask address) an
 are valid. Results go to ``<out>/results.jsonl`` (default ``reports/sweeps/<sweep name>/``) as they
 arrive; at the end the summary table (``summary.md``) and the plot (``plot.png``) are written
 atomically. A training point runs with its own checkpoint folder, ``<out>/checkpoints/<key>/``
-(deleted once the point is stored), so a sweep killed half-way through a long point resumes it
-from its last checkpoint (a minute of work at most is lost) rather than from the start.
+(a population: ``population-<key of its first point>/``; deleted once stored), so a sweep killed
+half-way through a long point resumes it from its last checkpoint (with the local backend, or
+Dask workers that share the file system: a minute of work at most is lost) rather than from the
+start.
 
 Failed points (see :mod:`archsim.sweep.spec` for the policy) do not stop the sweep: a point the
 evaluator could not compute is stored with its error, one whose specs do not validate is listed
@@ -134,8 +136,12 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
         tasks = [t for t in group_populations(valid)
                  if any(m["key"] in todo for m in t.get("group", [t]))]
         for task in tasks:
-            if task.get("kind") == "train" or "group" in task:
-                task["checkpoint_dir"] = str(out_dir / CHECKPOINTS / task["key"])
+            # Absolute: the workers may run elsewhere (a Dask worker needs the same file system
+            # for a killed point to resume there; otherwise it starts over, as before).
+            if "group" in task:
+                task["checkpoint_dir"] = str((out_dir / CHECKPOINTS / f"population-{task['key']}").resolve())
+            elif task.get("kind") == "train":
+                task["checkpoint_dir"] = str((out_dir / CHECKPOINTS / task["key"]).resolve())
         outputs = run_points(worker, tasks, backend=backend,
                              address=address, jobs=jobs, connect_timeout=connect_timeout)
         bar = None
@@ -198,7 +204,7 @@ def _each_point(outputs, out_dir: Path):
     for output in outputs:
         yield from output.get("outputs", [output])
         if "outputs" in output:
-            _drop_checkpoint(out_dir, output["key"])
+            _drop_checkpoint(out_dir, f"population-{output['key']}")
 
 
 def _drop_checkpoint(out_dir: Path, key: str) -> None:

@@ -99,10 +99,11 @@ class TrainBudget(Spec):
     population_devices: bool = Field(
         False, description="With population: also gather the points that differ only in "
                            "`device.*` axes into one population (e.g. the asymmetry scan's "
-                           "up_down values x seeds). The values may change only what the device "
-                           "family draws per device (up_down, the *_dtod spreads, the bounds of "
-                           "a constant-step device), not dw_min or dw_min_std: such a group "
-                           "fails with one line naming the field.")
+                           "up_down values x seeds). The values may change only per-device "
+                           "tensors of the device family (for constant-step devices up_down, the "
+                           "*_dtod spreads and the bounds); one the family keeps as a number per "
+                           "tile (dw_min, dw_min_std, an exp-step device's up_down) stops the "
+                           "sweep with one line naming the field.")
 
 
 class EstimateOptions(Spec):
