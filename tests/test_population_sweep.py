@@ -287,3 +287,18 @@ def test_a_repeated_seed_is_one_member(tmp_path):
         """)
     outcome = run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
     assert outcome.unique == 2 and outcome.new == 2
+
+
+def test_train_torch_device_is_passed_keyed_and_checked(tmp_path, capsys):
+    from archsim.cli import main
+
+    body = "axes: {device.up_down: [0.0]}\nkind: train\nseeds: [0, 1]\ntrain: {max_chars: 200%s}\n"
+    plain = keys(write_sweep(tmp_path, body % ""))
+    cpu = write_sweep(tmp_path, body % ", torch_device: cpu, population: true", "cpu.yaml")
+    assert not set(keys(cpu)) & set(plain)
+    outcome = run_sweep(cpu, jobs=1, out=tmp_path / "out", progress=False)
+    assert all(r["result"]["torch_device"] == "cpu" for r in outcome.rows)
+    bad = write_sweep(tmp_path, body % ", torch_device: tpu", "bad.yaml")
+    assert main(["sweep", str(bad), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "train.torch_device" in err and "tpu" in err

@@ -39,6 +39,8 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
             raise ArchsimError("train.update_mode is set in the sweep, but this archsim's trainer "
                                "has no update_mode option")
         kwargs["update_mode"] = opts["update_mode"]
+    if opts.get("torch_device") is not None:
+        kwargs["torch_device"] = opts["torch_device"]
     if task.get("checkpoint_dir") and "out_dir" in inspect.signature(train).parameters:
         # The point's own folder (the runner deletes it once the point is stored): a sweep killed
         # half-way through a long point continues it from its last checkpoint. No plots there.
@@ -211,8 +213,9 @@ def _train_population(tasks: list[dict], workload, arch, device, member_devices=
         workload = workload.model_copy(deep=True)
         workload.training.epochs = int(opts["epochs"])
     kwargs: dict[str, Any] = {"max_chars": opts.get("max_chars")}
-    if opts.get("update_mode") is not None:
-        kwargs["update_mode"] = opts["update_mode"]
+    for name in ("update_mode", "torch_device"):
+        if opts.get(name) is not None:
+            kwargs[name] = opts[name]
     if opts.get("population_devices"):
         kwargs["member_devices"] = member_devices
     if checkpoint_dir:

@@ -71,6 +71,8 @@ def options_for(sweep: Sweep, kind: str) -> dict[str, Any]:
     block = {"estimate": sweep.spec.estimate, "train": sweep.spec.train, "echo": sweep.spec.echo}[kind]
     options = block.model_dump(mode="json")
     if kind == "train":
+        if options.get("torch_device") is None:
+            options.pop("torch_device")   # left out unless set: stored points keep their keys
         devices = options.pop("population_devices")
         if options.pop("population"):
             # A member's numbers depend on the whole population (shared noise streams): key them

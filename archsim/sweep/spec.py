@@ -90,6 +90,9 @@ class TrainBudget(Spec):
     epochs: PositiveInt | None = Field(None, description="Override workload.training.epochs.")
     update_mode: str | None = Field(
         None, description="Update implementation passed to the trainer (None: the trainer's default).")
+    torch_device: str | None = Field(
+        None, description="Where torch trains each point: cpu, cuda, cuda:N or auto (None: cpu). "
+                          "Part of the points' keys when set: CUDA draws other random numbers.")
     population: bool = Field(
         False, description="Train the seeds of each axis combination together, as one population "
                            "(archsim.functional.train_population: one batched model, one process). "
@@ -202,6 +205,9 @@ def load_sweep(path: str | Path) -> Sweep:
         if len(set(lengths.values())) > 1:
             shown = ", ".join(f"{a}: {n}" for a, n in lengths.items())
             raise sweep.error("axes", shown, "mode: zip needs value lists of equal length")
+    dev = spec.train.torch_device
+    if dev is not None and not re.fullmatch(r"cpu|cuda|cuda:\d+|auto", dev):
+        raise sweep.error("train.torch_device", dev, "allowed: cpu, cuda, cuda:N, auto")
     if spec.train.population_devices and not spec.train.population:
         raise sweep.error("train.population_devices", True, "needs train.population: true")
     if spec.plot.x is not None and spec.plot.x not in spec.axes:
