@@ -53,6 +53,51 @@ def runs(folder):
 
 rows, curves, marks = runs("run")
 rows2, curves2, marks2 = runs("run_lr0.02")
+rows3, curves3, _ = runs("run_lr0.02_clip")
+COMMAND_CLIP = ("nice -n 12 python -m archsim train reports/lstm2x512_linux_fp_vs_rpu/lstm2x512_clip.yaml "
+                "--device ideal --data ../shared/data/linux_kernel_input.txt --epochs 2 --seed 0 "
+                "--threads 1 --out RUN_DIR --no-progress --json")
+
+
+def diverged(curve):
+    """The diverged point of a curve, or None."""
+    return curve[-1] if curve and curve[-1].get("diverged") else None
+
+
+def last_valid(curve):
+    pts = [p for p in curve if p.get("valid_loss") is not None]
+    return pts[-1] if pts else None
+
+
+FINDINGS = []
+fp2, rpu2 = diverged(curves2["fp"]), diverged(curves2["rpu_baseline"])
+if fp2 is not None:
+    before = last_valid(curves2["fp"])
+    FINDINGS.append(
+        f"**Floating point itself diverged at lr 0.02**: its validation loss was {before['valid_loss']:.3f} "
+        f"at step {before['step']}, and by step {fp2['step']} ({fp2['chars']:,} characters) its training "
+        f"loss was {fp2['train_loss']:.1f} nats/char. At lr 0.05 it had spiked near the same place (valid "
+        "2.66 at step 519, 3.62 at step 692) and recovered. So the instability is the recipe's (plain SGD "
+        "with no clipping, on this corpus, in the first epoch), not the devices'; a lower learning rate "
+        "alone does not cure it.")
+if rpu2 is None and curves2["rpu_baseline"]:
+    end = curves2["rpu_baseline"][-1]
+    FINDINGS.append(
+        f"rpu_baseline at lr 0.02 had not diverged when the session ended (step {end['step']}, "
+        f"{end['chars']:,} characters, epoch {end['epoch']:.2f}).")
+elif rpu2 is not None:
+    FINDINGS.append(f"rpu_baseline at lr 0.02 diverged too, at step {rpu2['step']} "
+                    f"({rpu2['chars']:,} characters).")
+CLIP = "" if not curves3["fp"] else f"""
+### Floating point with the errors clipped (lr 0.02, `training.grad_clip: 0.05`)
+
+`lstm2x512_clip.yaml` here: the workload at lr 0.02 with every error at a tile's outputs clipped
+to +-0.05 (archsim's `grad_clip`: element-wise, on the update and on the transposed MVMs, which is
+what analog hardware can do; there is no gradient to take a norm of). Only the floating-point
+side was run, to see whether the clip removes the divergence.
+
+{command_and_run_table(COMMAND_CLIP, rows3[:1])}
+"""
 LR002 = "" if not any(curves2.values()) else f"""
 ## At learning rate 0.02 (both sides)
 
@@ -69,7 +114,9 @@ Validation loss at the same points (the gap is rpu_baseline - floating point):
 |---|---|---|---|---|
 {chr(10).join(marks2) or "| - | - | - | - | - |"}
 
-Curves: `run_lr0.02/*/curve.png`.
+{chr(10).join(chr(10) + f for f in FINDINGS)}
+{CLIP}
+Curves: `run_lr0.02*/*/curve.png`.
 """
 text = f"""# LSTM2-512 on the Linux-kernel corpus: floating point vs `rpu_baseline` (issue 13, item 5)
 
