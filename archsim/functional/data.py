@@ -19,6 +19,8 @@ Conventions (those of the char-rnn papers, Karpathy et al. 2015; Gokmen, Rasch &
 """
 from __future__ import annotations
 
+import hashlib
+
 import os
 import sysconfig
 from dataclasses import dataclass
@@ -132,6 +134,9 @@ class CharCorpus:
     train: torch.Tensor  # int64 ids
     valid: torch.Tensor
     test: torch.Tensor
+    digest: str = ""
+    """SHA-256 (first 16 hex digits) of the text: what a run's checkpoint key names the data by,
+    so that the same text under another path (another machine) resumes."""
 
     @property
     def vocab_size(self) -> int:
@@ -177,7 +182,8 @@ def corpus_from_text(text: str, *, train_fraction: float = 0.9, source: str = "<
             raise SpecError(source, "", f"{n} characters ({len(part)} in the {name} split)",
                             f"too short: every split needs at least batch_size*seq_len+1 = {need} "
                             f"characters, i.e. a text of about {int(need / min(train_fraction, (1 - train_fraction) / 2)) + 1}")
-    return CharCorpus(source, vocab, splits["train"], splits["valid"], splits["test"])
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return CharCorpus(source, vocab, splits["train"], splits["valid"], splits["test"], digest)
 
 
 def load_corpus(path: Path | None, *, train_fraction: float = 0.9, batch_size: int = 1,

@@ -254,7 +254,9 @@ def _run_key(workload, arch, device, *, seed, update_mode, lr, corpus: CharCorpu
     w = workload.model_copy(deep=True)
     w.training.epochs = 1  # the budget may change between segments
     return spec_hash(w, arch, device, extra={
-        "seed": seed, "update_mode": update_mode, "lr": lr, "data": corpus.source,
+        "seed": seed, "update_mode": update_mode, "lr": lr,
+        # The text by its content, not its path: a checkpoint resumes on another machine.
+        "data": corpus.digest or corpus.source,
         "chars": corpus.n_chars, "vocab": "".join(corpus.vocab)})
 
 
