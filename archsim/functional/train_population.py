@@ -41,7 +41,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                      corpus: CharCorpus | None = None, member_devices=None,
                      out_dir: str | Path | None = None, checkpoint_seconds: float = CHECKPOINT_SECONDS,
                      where: tuple[str, str] = ("command line", "--population"),
-                     write_plots: bool = True) -> list[TrainResult | DivergenceError]:
+                     ) -> list[TrainResult | DivergenceError]:
     """Train ``workload`` on ``arch`` with ``device`` once per seed in ``seeds`` (two or more,
     distinct), as one population. Budget, learning rate and evaluation as in
     :func:`~archsim.functional.train.train`; returns one :class:`TrainResult` or
@@ -51,8 +51,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     ``member_devices`` (one device spec per seed): member k trains on ``member_devices[k]``
     (:class:`~archsim.functional.lstm.AnalogLSTM`); a seed may then repeat with other devices.
     ``device`` is the first member's. ``where``: the file and field that errors about the
-    population itself name (a sweep passes its file and ``train.population``).
-    ``write_plots`` is accepted for symmetry with :func:`train` (a population writes none)."""
+    population itself name (a sweep passes its file and ``train.population``)."""
     seeds = [int(s) for s in seeds]
     devices = list(member_devices) if member_devices is not None else [device] * len(seeds)
     members = [(s, d.model_dump_json()) for s, d in zip(seeds, devices)]

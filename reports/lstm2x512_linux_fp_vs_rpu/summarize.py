@@ -29,6 +29,13 @@ COMMAND_LR002 = ("nice -n 15 python -m archsim train workloads/lstm2x512.yaml --
                  "--lr 0.02 --out RUN_DIR --no-progress --json")
 
 
+def gap_table(marks):
+    """The validation losses of both sides at their common curve points, and the gap."""
+    return ("Validation loss at the same points (the gap is rpu_baseline - floating point):\n\n"
+            "| chars | epoch | floating point | rpu_baseline | gap |\n|---|---|---|---|---|\n"
+            + ("\n".join(marks) or "| - | - | - | - | - |"))
+
+
 def runs(folder):
     """The run table's rows, the curves and the validation gaps at common points of ``folder``."""
     rows, curves = [], {}
@@ -115,11 +122,7 @@ first, to see whether the clip removes the divergence; rpu_baseline once it had 
 
 {command_and_run_table(COMMAND_CLIP, rows3)}
 
-Validation loss at the same points (the gap is rpu_baseline - floating point):
-
-| chars | epoch | floating point | rpu_baseline | gap |
-|---|---|---|---|---|
-{chr(10).join(marks3) or "| - | - | - | - | - |"}
+{gap_table(marks3)}
 {chr(10).join(chr(10) + f for f in CLIP_FINDINGS)}
 """
 LR002 = "" if not any(curves2.values()) else f"""
@@ -132,11 +135,7 @@ committed: a run that stopped when the session ended restarts from scratch on an
 
 {command_and_run_table(COMMAND_LR002, rows2)}
 
-Validation loss at the same points (the gap is rpu_baseline - floating point):
-
-| chars | epoch | floating point | rpu_baseline | gap |
-|---|---|---|---|---|
-{chr(10).join(marks2) or "| - | - | - | - | - |"}
+{gap_table(marks2)}
 
 {chr(10).join(chr(10) + f for f in FINDINGS)}
 {CLIP}
@@ -156,11 +155,7 @@ copied into `run/` here):
 
 {command_and_run_table(COMMAND, rows)}
 
-Validation loss at the same points (the gap is rpu_baseline - floating point):
-
-| chars | epoch | floating point | rpu_baseline | gap |
-|---|---|---|---|---|
-{chr(10).join(marks) or "| - | - | - | - | - |"}
+{gap_table(marks)}
 
 {DIVERGED if any(p.get("diverged") for p in curves["rpu_baseline"]) else ""}Floating point overfits this split by the second epoch (train 1.09, valid 1.54 nats/char). A run
 that did not finish cannot be resumed on a fresh machine (its checkpoint is not committed): rerun
