@@ -620,3 +620,29 @@ def test_population_on_cuda_starts_as_and_trains_like_separate_runs():
                 assert torch.equal(mp.tiles[0].devices.tensors()[name].view(len(SEEDS), *t.shape)[k], t)
     losses, _ = pop.train_step(ids, tg, pop.zero_state(B), 0.1)
     assert all(math.isfinite(v) for v in losses)
+
+
+@pytest.mark.parametrize("mode", ["fast", "exact"])
+def test_a_member_nan_step_leaves_activity_and_writes_finite(mode):
+    """A member whose step went NaN (it is then retired) must not turn the population's pulse
+    counters or its devices' write counts into NaN: the training result reports both."""
+    from archsim.functional.train import _activity_dict
+
+    pop = AnalogLSTM(V, H, L, _config("rpu_baseline", mode), array_rows=ONE_TILE,
+                     array_cols=ONE_TILE, seeds=SEEDS)
+    ids, tg = _data(1)
+    state = pop.zero_state(B)
+    _, state = pop.train_step(ids, tg, state, 0.1)
+    pop.output.tiles[0].weight3[1].fill_(float("nan"))          # member 1 blows up
+    losses, state = pop.train_step(ids, tg, state, 0.1)
+    assert not math.isfinite(losses[1]) and math.isfinite(losses[0])
+    state = pop.retire(1, state)
+    _, state = pop.train_step(ids, tg, state, 0.1)
+    activity = _activity_dict(pop)
+    for key in ("row_pulses", "col_pulses", "coincidences", "pulse_slots"):
+        assert math.isfinite(activity[key]) and activity[key] > 0, (key, activity[key])
+    for m in pop.matrices:
+        for tile in m.tiles:
+            writes = tile.device_writes
+            assert bool(torch.isfinite(writes).all()), m.name
+            assert float(writes.view(pop.K, -1)[0].sum()) > 0

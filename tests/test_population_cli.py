@@ -96,3 +96,33 @@ def test_population_refuses_tiki_taka_on_the_command_line(workload, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1
     assert "command line: --population" in err[0] and "Tiki-Taka" in err[0]
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_a_partly_diverged_population_exits_3_after_its_outputs(workload, tmp_path, capsys,
+                                                                 monkeypatch, as_json):
+    """Members that finished are written and printed; the status says that not all did."""
+    from archsim.functional.lstm import AnalogLSTM
+
+    original = AnalogLSTM.train_step
+
+    def blow_up_second_member(self, ids, targets, state, lr):
+        losses, state = original(self, ids, targets, state, lr)
+        losses[1] = float("nan")
+        return losses, state
+
+    monkeypatch.setattr(AnalogLSTM, "train_step", blow_up_second_member)
+    out = tmp_path / "out"
+    args = ["train", str(workload), "--population", "3", "4", "--max-chars", "400", "--out", str(out),
+            "--no-progress"] + (["--json"] if as_json else [])
+    assert main(args) == 3
+    captured = capsys.readouterr()
+    err = [line for line in captured.err.splitlines() if line.startswith("archsim: error")]
+    assert len(err) == 1 and "1 of 2 members diverged (seed 4)" in err[0]
+    if as_json:
+        members = json.loads(captured.out)["members"]
+        assert [m.get("diverged", False) for m in members] == [False, True]
+    else:
+        assert "diverged" in captured.out and "finished" in captured.out
+    assert json.loads((out / "seed3" / "result.json").read_text())["test_loss"] > 0
+    assert json.loads((out / "seed4" / "result.json").read_text())["diverged"] is True

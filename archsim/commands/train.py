@@ -211,9 +211,21 @@ def run_population(args) -> int:
         records.append(record)
     if all(isinstance(r, DivergenceError) for r in results):
         raise results[0]
+    diverged = [seed for seed, r in zip(seeds, results) if isinstance(r, DivergenceError)]
+
+    def status() -> int:
+        # Exit 3 like a single run that diverged, after the finished members' outputs: a script
+        # checking the status must not take a partly diverged population for a finished one.
+        if not diverged:
+            return 0
+        print(f"archsim: error: {len(diverged)} of {len(seeds)} members diverged (seed "
+              f"{', '.join(map(str, diverged))}); {out}/seed<S>/result.json says where, the others "
+              f"finished", file=sys.stderr)
+        return 3
+
     if args.json:
         print(json.dumps({"out_dir": str(out), "members": records}, default=float))
-        return 0
+        return status()
     from tabulate import tabulate
 
     done = next(r for r in results if not isinstance(r, DivergenceError))
@@ -224,4 +236,4 @@ def run_population(args) -> int:
                    tablefmt="simple"))
     print(f"outputs: {out}/seed<S>/ (curve.png, curve.json, result.json); checkpoint {ckpt}",
           file=sys.stderr)
-    return 0
+    return status()

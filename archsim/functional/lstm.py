@@ -463,6 +463,12 @@ class AnalogLSTM:
         for m in self.matrices:
             for tile in m.tiles:
                 tile.weight3[k].zero_()
+                # The step that diverged may have written NaN counts onto its devices: those
+                # counts become 0 (the member is stopped; its finite counts stay).
+                writes = tile.device_writes
+                if writes is not None:
+                    writes.view(self.K, -1, writes.shape[-1])[k].nan_to_num_(nan=0.0, posinf=0.0,
+                                                                            neginf=0.0)
         if state is None:
             return None
         K, out = self.K, []

@@ -148,7 +148,9 @@ class FastUpdate:
         # Pulse counts: row lines fire BL*p, column lines BL*q, coincidences BL*p*q in total.
         x_sum = ax.sum(1)
         d_sum = ad.sum(1)
-        self.row_pulses += (a * x_sum * bl).sum()
-        self.col_pulses += (b * d_sum * bl).sum()
-        self.coincidences += (x_sum * d_sum).sum() * c
+        # nansum: a population member whose step went NaN (it is retired after this step) adds
+        # nothing, instead of turning the whole population's counters into NaN for good.
+        self.row_pulses += torch.nansum(a * x_sum * bl)
+        self.col_pulses += torch.nansum(b * d_sum * bl)
+        self.coincidences += torch.nansum(x_sum * d_sum) * c
         dev.apply_moments_(self.weight, m_all, m_sgn, v_all, v_sgn, self.generator)
