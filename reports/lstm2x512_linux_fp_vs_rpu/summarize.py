@@ -108,10 +108,73 @@ if rpu3 is not None:
         f"**It does not cure rpu_baseline**: ahead of floating point in validation loss until then "
         f"({before['valid_loss']:.3f} against {valid_at(curves3['fp'], before['chars'])['valid_loss']:.3f} "
         f"at step {before['step']}), it diverged at step {rpu3['step']} ({rpu3['chars']:,} characters), "
-        "about where the unclipped runs of both sides diverged (steps 729 and 797). Something in this "
-        "stretch of the corpus drives the errors up; on the devices, clipping the errors at 0.05 is not "
-        "enough. Next: find the stretch (the streams' characters at those steps) and try a smaller clip "
-        "or learning rate on both sides, then the 2 epochs of rpu_baseline.")
+        "about where the unclipped runs of both sides diverged (steps 729 and 797). Why: the next "
+        "section.")
+def diagnosis_rows(path):
+    """One table row per experiment of ``diagnosis/step832.txt`` (diagnose_divergence.py's output)."""
+    rows = []
+    for block in path.read_text().split("\n$ "):
+        lines = [line for line in block.strip().splitlines() if line]
+        if not lines:
+            continue
+        flags = lines[0].split("--steps", 1)[1].split(None, 1)
+        change = flags[1] if len(flags) > 1 else "nothing (the run as it was)"
+        losses = [float(line.split("loss ")[1].split()[0]) for line in lines if line.startswith("step ")]
+        steps = [int(line.split()[1].rstrip(":")) for line in lines if line.startswith("step ")]
+        end = (f"diverged at step {steps[-1]}" if lines[-1].startswith("diverged") else
+               f"{losses[-1]:.2f} at step {steps[-1]}")
+        rows.append(f"| `{change}` | {losses[0]:.2f} | {losses[1]:.2f} | {max(losses):.2f} | {end} |")
+    return rows
+
+
+DIAG_FILE = HERE / "diagnosis" / "step832.txt"
+DIAGNOSIS = "" if not DIAG_FILE.exists() else f"""
+### Why rpu_baseline diverged at lr 0.02: the weights it had reached, not its update
+
+The run's last checkpoint (step 832, ten steps before the divergence) was continued step by step
+with one thing changed at a time, on the batches the run would have seen, by
+`diagnose_divergence.py` here (output: `diagnosis/step832.txt`, with each command; RUN_DIR held the
+run's 95 MB checkpoint, which is not committed). The same program on the current code gives the
+run's own losses at steps 833-842 to the last digit, so it continues the run faithfully.
+
+| changed from step 832 on | loss at 833 | at 834 | largest | end |
+|---|---|---|---|---|
+{chr(10).join(diagnosis_rows(DIAG_FILE))}
+
+- **The learning rate is what matters.** At lr 0.02 every variant's loss rises within two steps
+  (3.47 to 3.9-4.3 at step 834) and then diverges or stays far above where it was; at lr 0.01 the
+  loss falls at once (2.87 at step 835, 2.57 at step 854).
+- **Not the devices' update.** Floating point started from the same weights (`--as-ideal`) diverges
+  at lr 0.02 (step 839, with the output weights growing past the devices' bounds) and recovers at
+  lr 0.01, like the devices.
+- **Not the noise.** Without cycle-to-cycle update noise (`dw_min_std` 0) or without output noise
+  the losses at step 834 are the same to 0.002, and both rise to 11-12 nats/char within 12 steps;
+  other random draws (`--generator-seed 5`) reach 13.7 (just under the divergence limit of 13.8)
+  and are still at 4.1 twenty steps later.
+- **Not the clip.** Clipping the errors at 0.01 instead of 0.05 does not help.
+
+So the rpu_baseline run had reached weights where a step of lr 0.02 overshoots (its loss at step
+832, 3.47, was already above its 2.83 average at step 692), which the floating-point run at lr
+0.02 with the clip never reached. Hence the recipe below: lr 0.01 with the same clip, both sides.
+"""
+
+RUNS4 = HERE / "run_lr0.01_clip"
+rows4, curves4, marks4 = runs("run_lr0.01_clip") if RUNS4.exists() else ([], {}, [])
+COMMAND_LR001 = ("nice -n 10 python -m archsim train reports/lstm2x512_linux_fp_vs_rpu/lstm2x512_lr0.01_clip.yaml "
+                 "--device DEVICE --data ../shared/data/linux_kernel_input.txt --epochs 2 --seed 0 "
+                 "--threads 1 --out RUN_DIR --no-progress --json")
+LR001 = "" if not rows4 else f"""
+## At learning rate 0.01 with the errors clipped at 0.05 (both sides)
+
+`lstm2x512_lr0.01_clip.yaml` here (the clip recipe at half the learning rate), both sides started
+together from clean exports on the 2-core session machine beside the diagnosis above and other
+work (so the times are not benchmarks); DEVICE = `ideal` for floating point.
+
+{command_and_run_table(COMMAND_LR001, rows4)}
+
+{gap_table(marks4)}
+"""
+
 CLIP = "" if not curves3["fp"] else f"""
 ### Both sides with the errors clipped (lr 0.02, `training.grad_clip: 0.05`)
 
@@ -124,7 +187,9 @@ first, to see whether the clip removes the divergence; rpu_baseline once it had 
 
 {gap_table(marks3)}
 {chr(10).join(chr(10) + f for f in CLIP_FINDINGS)}
-"""
+{DIAGNOSIS}"""
+
+
 LR002 = "" if not any(curves2.values()) else f"""
 ## At learning rate 0.02 (both sides)
 
@@ -140,8 +205,33 @@ committed: a run that stopped when the session ended restarts from scratch on an
 {chr(10).join(chr(10) + f for f in FINDINGS)}
 {CLIP}
 Curves: `run_lr0.02*/*/curve.png`.
-"""
+{LR001}"""
+
+
+def state(curve):
+    """A run's state in a few words, from its curve."""
+    if not curve:
+        return "not started"
+    end = curve[-1]
+    if end.get("diverged"):
+        return f"diverged at step {end['step']}"
+    if end.get("final"):
+        return f"finished, test {end['test_loss']:.3f}"
+    return f"at step {end['step']} (epoch {end['epoch']:.2f}, valid {end['valid_loss']:.3f}) when the session ended"
+
+
+RECIPES = [("lr 0.05 (the workload's)", curves), ("lr 0.02", curves2),
+           ("lr 0.02, errors clipped at 0.05", curves3)] + (
+    [("lr 0.01, errors clipped at 0.05", curves4)] if rows4 else [])
+STATUS = "\n".join(f"| {name} | {state(c.get('fp', []))} | {state(c.get('rpu_baseline', []))} |"
+                    for name, c in RECIPES)
 text = f"""# LSTM2-512 on the Linux-kernel corpus: floating point vs `rpu_baseline` (issue 13, item 5)
+
+Where it stands (2 epochs asked; each recipe below in its own section):
+
+| recipe | floating point | rpu_baseline |
+|---|---|---|
+{STATUS}
 
 The seed paper's main workload, never trained by archsim before: 2 layers x 512 units, vocabulary
 98, T = 100, batch 32, lr 0.05 (the workload's), 2 epochs of the 5.5 M-character training split
