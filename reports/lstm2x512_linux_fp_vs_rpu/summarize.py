@@ -163,6 +163,39 @@ rows4, curves4, marks4 = runs("run_lr0.01_clip") if RUNS4.exists() else ([], {},
 COMMAND_LR001 = ("nice -n 10 python -m archsim train reports/lstm2x512_linux_fp_vs_rpu/lstm2x512_lr0.01_clip.yaml "
                  "--device DEVICE --data ../shared/data/linux_kernel_input.txt --epochs 2 --seed 0 "
                  "--threads 1 --out RUN_DIR --no-progress --json")
+
+
+def lr001_findings():
+    """What the lr 0.01 runs show, from their curves."""
+    if not rows4:
+        return ""
+    fp, rpu = curves4["fp"], curves4["rpu_baseline"]
+    gaps = []
+    for p in rpu:
+        q = valid_at(fp, p["chars"]) if p.get("valid_loss") is not None else None
+        if q is not None and q["chars"] == p["chars"] and p["epoch"] >= 0.2:
+            gaps.append(p["valid_loss"] - q["valid_loss"])
+    out = []
+    if diverged(rpu) is None and rpu and rpu[-1]["step"] > 842:
+        out.append(f"rpu_baseline passed the stretch where it diverged at lr 0.02 (steps 797-842) and "
+                   f"went on to step {rpu[-1]['step']}.")
+    if gaps and all(g < 0 for g in gaps):
+        out.append(f"From epoch 0.2 on, its validation loss is below floating point's at every common "
+                   f"point, by {-max(gaps):.3f} to {-min(gaps):.3f} nats/char: at this learning rate the "
+                   "devices learn faster than floating point in the first epochs (as at lr 0.02 before "
+                   "either diverged). Why was not investigated. The expected update is floating point's "
+                   "(tests/test_functional_update.py: the exact update's mean against -lr d x, the fast "
+                   "update's mean and variance against the exact one's), so the difference lies in what "
+                   "the devices add: bounded weights (about +-0.6), noise, quantization.")
+    end_fp, end_rpu = fp[-1] if fp else None, rpu[-1] if rpu else None
+    if end_fp is not None and end_rpu is not None and end_fp.get("final") and end_rpu.get("final"):
+        out.append(f"**After 2 epochs: test {end_rpu['test_loss']:.3f} (rpu_baseline) against "
+                   f"{end_fp['test_loss']:.3f} (floating point), a gap of "
+                   f"{end_rpu['test_loss'] - end_fp['test_loss']:+.3f} nats/char**, one seed. Both are "
+                   "far from converged at this learning rate (floating point at lr 0.05 reached 1.685).")
+    return "\n\n".join(out)
+
+
 LR001 = "" if not rows4 else f"""
 ## At learning rate 0.01 with the errors clipped at 0.05 (both sides)
 
@@ -173,6 +206,10 @@ work (so the times are not benchmarks); DEVICE = `ideal` for floating point.
 {command_and_run_table(COMMAND_LR001, rows4)}
 
 {gap_table(marks4)}
+
+{lr001_findings()}
+
+Curves: `run_lr0.01_clip/*/curve.png`.
 """
 
 CLIP = "" if not curves3["fp"] else f"""
