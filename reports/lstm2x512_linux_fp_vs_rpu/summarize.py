@@ -111,6 +111,8 @@ if rpu3 is not None:
         f"at step {before['step']}), it diverged at step {rpu3['step']} ({rpu3['chars']:,} characters), "
         "about where the unclipped runs of both sides diverged (steps 729 and 797). Why: the next "
         "section.")
+
+
 def diagnosis_rows(path):
     """One table row per experiment of ``diagnosis/step832.txt`` (diagnose_divergence.py's output)."""
     rows = []
