@@ -84,4 +84,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    from archsim.errors import ArchsimError
+
+    try:
+        main()
+    except (ArchsimError, OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+        # One line, exit 2: a missing or foreign run folder, a bad override, a bad spec.
+        print(f"diagnose_divergence: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(2)
