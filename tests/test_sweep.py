@@ -269,6 +269,41 @@ def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path, capsys):
     assert final[: len(survived)] == survived  # earlier results unchanged, in place
 
 
+def test_points_run_seed_by_seed_after_those_in_progress(tmp_path):
+    # One job runs the tasks in the order handed to the backend, so the store's lines show it.
+    path = write_sweep(tmp_path, """\
+        axes:
+          workload.training.batch_size: [1, 2, 3]
+        kind: echo
+        seeds: [5, 0]
+        """)
+    sweep = load_sweep(path)
+    out = tmp_path / "out"
+    in_progress = next(p for p in expand(sweep) if p.values["workload.training.batch_size"] == 3
+                       and p.seed == 0)
+    _, key = resolve_point(sweep, in_progress)
+    (out / "checkpoints" / key).mkdir(parents=True)
+    (out / "checkpoints" / key / "checkpoint.pt").write_bytes(b"left by a killed run")
+    run_sweep(path, out=out, jobs=1, progress=False)
+    records = [json.loads(line) for line in lines_of(out / "results.jsonl")]
+    order = [(r["point"]["workload.training.batch_size"], r["seed"]) for r in records]
+    assert order == [(3, 0), (1, 5), (2, 5), (3, 5), (1, 0), (2, 0)]
+    assert not (out / "checkpoints" / key).exists()   # stored, so its checkpoint is gone
+
+
+def test_run_order_keeps_population_tasks_in_the_first_round(tmp_path):
+    from archsim.sweep.runner import run_order
+
+    tasks = [{"seed": 1, "key": "a"}, {"seed": 0, "key": "b"}, {"group": [], "key": "c"},
+             {"seed": 0, "key": "d"}]
+    assert [t["key"] for t in run_order(tasks, [0, 1], tmp_path)] == ["b", "c", "d", "a"]
+    assert [t["key"] for t in run_order(tasks, [1, 0], tmp_path)] == ["a", "c", "b", "d"]
+    (tmp_path / "checkpoints" / "population-c").mkdir(parents=True)
+    assert [t["key"] for t in run_order(tasks, [1, 0], tmp_path)] == ["a", "c", "b", "d"]  # empty
+    (tmp_path / "checkpoints" / "population-c" / "checkpoint.pt").write_bytes(b"")
+    assert [t["key"] for t in run_order(tasks, [1, 0], tmp_path)] == ["c", "a", "b", "d"]
+
+
 def _reference_kind() -> str:
     """Real estimate once the estimate engine exists; the echo evaluator until then."""
     return "estimate" if importlib.util.find_spec("archsim.estimate") else "echo"

@@ -7,7 +7,8 @@ atomically. A training point runs with its own checkpoint folder, ``<out>/checkp
 (a population: ``population-<key of its first point>/``; deleted once stored), so a sweep killed
 half-way through a long point resumes it from its last checkpoint (with the local backend, or
 Dask workers that share the file system: a minute of work at most is lost) rather than from the
-start.
+start. Points in progress (with a checkpoint) run first, then the others seed by seed
+(:func:`run_order`), so that a long sweep stopped part way leaves whole one-seed curves.
 
 Failed points (see :mod:`archsim.sweep.spec` for the policy) do not stop the sweep: a point the
 evaluator could not compute is stored with its error, one whose specs do not validate is listed
@@ -138,10 +139,9 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
         for task in tasks:
             # Absolute: the workers may run elsewhere (a Dask worker needs the same file system
             # for a killed point to resume there; otherwise it starts over, as before).
-            if "group" in task:
-                task["checkpoint_dir"] = str((out_dir / CHECKPOINTS / f"population-{task['key']}").resolve())
-            elif task.get("kind") == "train":
-                task["checkpoint_dir"] = str((out_dir / CHECKPOINTS / task["key"]).resolve())
+            if "group" in task or task.get("kind") == "train":
+                task["checkpoint_dir"] = str(checkpoint_folder(out_dir, task).resolve())
+        tasks = run_order(tasks, sweep.spec.seeds, out_dir)
         outputs = run_points(worker, tasks, backend=backend,
                              address=address, jobs=jobs, connect_timeout=connect_timeout)
         bar = None
@@ -196,6 +196,33 @@ def run_sweep(sweep_path: str | Path, *, backend: str = "local", address: str | 
 
 #: Folder of the training points' checkpoints under a sweep's output folder.
 CHECKPOINTS = "checkpoints"
+
+
+def checkpoint_folder(out_dir: Path, task: dict) -> Path:
+    """Where a task's checkpoint lives under the sweep's output folder."""
+    name = f"population-{task['key']}" if "group" in task else task["key"]
+    return out_dir / CHECKPOINTS / name
+
+
+def run_order(tasks: list[dict], seeds: list[int], out_dir: Path) -> list[dict]:
+    """The order the tasks are handed to the backend: points that a killed run left a checkpoint
+    for first (so that no half-done point waits behind new ones), then seed by seed: every axis
+    combination's first seed before any combination's second. A long sweep that is stopped part
+    way therefore leaves whole curves, one seed after another, rather than a few points with all
+    their seeds. Within a round the sweep's own order is kept; the order changes no result (each
+    point is keyed and seeded on its own), and a population task (all seeds at once) keeps its
+    place in the first round."""
+    rank = {seed: i for i, seed in enumerate(dict.fromkeys(seeds))}
+
+    def in_progress(task: dict) -> bool:
+        folder = checkpoint_folder(out_dir, task)
+        return folder.is_dir() and any(folder.iterdir())
+
+    def round_of(task: dict) -> int:
+        return 0 if "group" in task else rank.get(task.get("seed"), 0)
+
+    order = sorted(range(len(tasks)), key=lambda i: (not in_progress(tasks[i]), round_of(tasks[i]), i))
+    return [tasks[i] for i in order]
 
 
 def _each_point(outputs, out_dir: Path):
