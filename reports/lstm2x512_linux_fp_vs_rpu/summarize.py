@@ -1,4 +1,5 @@
 """Write README.md of this folder from the run's curves (rerun after copying newer curves in)."""
+import re
 from pathlib import Path
 
 from archsim.functional.report_tables import command_and_run_table, load_curve, run_row
@@ -193,10 +194,11 @@ def lr001_findings():
         if behind:
             text += (f"; from epoch {behind[0][0]:.1f} on it is above (by {min(g for _, g in behind):+.3f} to "
                      f"{max(g for _, g in behind):+.3f} nats/char): floating point overtakes it")
-        out.append(text + ". Why was not investigated. The expected update is floating point's "
+        out.append(text + ". The expected update is floating point's "
                    "(tests/test_functional_update.py: the exact update's mean against -lr d x, the fast "
                    "update's mean and variance against the exact one's), so the difference lies in what "
-                   "the devices add: bounded weights (about +-0.6), noise, quantization.")
+                   "the devices add: bounded weights (about +-0.6), noise, quantization. Where the "
+                   "weights ended: the next section.")
     end_fp, end_rpu = fp[-1] if fp else None, rpu[-1] if rpu else None
     if end_fp is not None and end_rpu is not None and end_fp.get("final") and end_rpu.get("final"):
         out.append(f"**After 2 epochs: test {end_rpu['test_loss']:.3f} (rpu_baseline) against "
@@ -205,6 +207,102 @@ def lr001_findings():
                    "far from converged at this learning rate (floating point at lr 0.05 reached 1.685).")
     return "\n\n".join(out)
 
+
+WEIGHTS_FILE = HERE / "diagnosis" / "weights_lr0.01_clip.txt"
+
+
+def weight_tables(path):
+    """The two tables of ``weight_stats.py``'s output as markdown, and their rows as dicts."""
+    blocks = [b for b in path.read_text().split("\n\n") if b.strip()]
+    tables, moved, where = [], [], []
+    for block in blocks:
+        lines = [line for line in block.splitlines() if line and not line.startswith(("$", "floating point:", "device run:"))]
+        if not lines:
+            continue
+        # Columns are separated by two or more spaces (cells hold single spaces).
+        cells = [[c.strip() for c in re.split(r"\s{2,}", line.strip())] for line in lines]
+        head, body = cells[0], cells[1:]
+        def row(r):   # a | inside a cell (|w|) would end it
+            return "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |"
+        tables.append("\n".join([row(head), "|" + "---|" * len(head)] + [row(r) for r in body]))
+        if "moved fp" in head:
+            moved = [dict(zip(head, r)) for r in body]
+        elif "at a bound" in head:
+            where = [dict(zip(head, r)) for r in body]
+    return tables, moved, where
+
+
+def percent(rows, side, column):
+    """The largest percentage of ``column`` over ``rows`` of ``side`` ("device": the device run)."""
+    values = [float(r[column].rstrip(" %")) for r in rows if r[column].endswith("%")
+              and (r["side"] == "floating point") == (side == "fp")]
+    return max(values) if values else float("nan")
+
+
+def span(rows, column, fmt="{:.3f}"):
+    """``lo-hi`` of a numeric column over rows (one number when they agree)."""
+    values = [float(r[column].replace(",", "")) for r in rows]
+    lo, hi = fmt.format(min(values)), fmt.format(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def weights_section():
+    if not WEIGHTS_FILE.exists():
+        return ""
+    tables, moved, where = weight_tables(WEIGHTS_FILE)
+    command = WEIGHTS_FILE.read_text().splitlines()[0].lstrip("$ ")
+    lstm = [m for m in moved if m["matrix"].startswith("lstm")]
+    ratio = [float(m["random walk"]) / float(m["moved fp"]) for m in lstm]
+    findings = []
+    if lstm:
+        findings.append(
+            f"- **The devices' weights moved {span(lstm, 'moved device')} (rms) in the LSTM layers, "
+            f"floating point's {span(lstm, 'moved fp')}.** The pulsed update's sampling noise alone (a "
+            f"random walk of each device's {span(lstm, 'coincidences per device (mean)', '{:,.0f}')} "
+            f"coincidences on average) accounts for {span(lstm, 'random walk')}, "
+            f"{min(ratio):.1f}-{max(ratio):.1f} times floating point's whole movement. A rank-one "
+            "update moves a device by one step with probability about |lr x d| / dw_min: the mean is "
+            "floating point's update, the variance about dw_min |lr x d|. Over a step's 3,200 rank-one "
+            "updates (batch 32 x 100 timesteps) the means of terms of opposite sign cancel, as in "
+            "floating point's summed gradient; their variances add up.")
+        findings.append(
+            "- **The devices' own up/down imbalance** (`up_down_dtod` 0.01) drifts each weight by "
+            "n/2 (step_up - step_down) if half of its n coincidences go each way; this column is an "
+            "upper end (the most-written devices would pass their bounds, and few do), so the three "
+            "parts in quadrature exceed the measured movement.")
+    if where:
+        lstm_w = [r for r in where if r["matrix"].startswith("lstm")]
+        out_w = [r for r in where if not r["matrix"].startswith("lstm")]
+        outside = "outside the devices' bounds"
+        findings.append(
+            f"- **Not the bounds:** at most {percent(lstm_w, 'device', 'at a bound'):.2f} % of the LSTM "
+            f"layers' devices ({percent(out_w, 'device', 'at a bound'):.2f} % of the output layer's) end "
+            "within one step of a bound, and floating point's weights would fit inside the devices' "
+            f"bounds but for {percent(lstm_w, 'fp', outside):.2f} % "
+            f"({percent(out_w, 'fp', outside):.2f} %) of them (first table).")
+    if lstm:
+        findings.append(
+            f"- At this learning rate floating point's LSTM weights moved less ({span(lstm, 'moved fp')}) "
+            "than their initial spread (rms "
+            f"{span([{'w0': m['rms |w0| (fp, device)'].split(',')[0]} for m in lstm], 'w0')}): the "
+            "learned signal per device is small against the update's noise, which grows with the "
+            "number of coincidences. That the gap opens as training goes on fits this reading; it is "
+            "one seed's final state, not a measurement over time.")
+    return f"""
+### Where the weights ended (lr 0.01, after 2 epochs)
+
+`weight_stats.py` here reads both runs' final checkpoints (not committed; FP_RUN_DIR and RPU_RUN_DIR
+held them) and rebuilds the initial weights from the seed (output, with the command:
+`diagnosis/weights_lr0.01_clip.txt`):
+
+    {command}
+
+{chr(10).join(t + chr(10) for t in tables)}
+{chr(10).join(findings)}
+"""
+
+
+WEIGHTS = weights_section()
 
 LR001 = "" if not rows4 else f"""
 ## At learning rate 0.01 with the errors clipped at 0.05 (both sides)
@@ -220,7 +318,7 @@ work (so the times are not benchmarks); DEVICE = `ideal` for floating point.
 {lr001_findings()}
 
 Curves: `run_lr0.01_clip/*/curve.png`.
-"""
+{WEIGHTS}"""
 
 CLIP = "" if not curves3["fp"] else f"""
 ### Both sides with the errors clipped (lr 0.02, `training.grad_clip: 0.05`)
