@@ -78,6 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("fp_run", help="the floating-point run's --out folder")
     p.add_argument("rpu_run", help="the device run's --out folder")
     p.add_argument("--workload", help="the runs' workload file: also compare with the initial weights")
+    p.add_argument("--device", help="with --workload: the device run's device file, when it was not "
+                   "a preset (default: the preset its checkpoint names)")
     args = p.parse_args(argv)
     fp_meta, fp = load(args.fp_run)
     rpu_meta, rpu = load(args.rpu_run)
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(header, rows)
     if args.workload:
         print()
-        print_table(*moved(args.workload, names, fp_meta, fp, rpu_meta, rpu))
+        print_table(*moved(args.workload, names, fp_meta, fp, rpu_meta, rpu, args.device))
 
 
 def print_table(header, rows) -> None:
@@ -119,7 +121,7 @@ def print_table(header, rows) -> None:
         print("  ".join(str(v).ljust(wd) for v, wd in zip(r, widths)).rstrip())
 
 
-def moved(workload_path: str, names, fp_meta, fp, rpu_meta, rpu):
+def moved(workload_path: str, names, fp_meta, fp, rpu_meta, rpu, device_path: str | None = None):
     """How far each side's weights moved from their initial values, and the random walk that the
     device run's coincidences alone would give."""
     from archsim.errors import SpecError
@@ -129,7 +131,7 @@ def moved(workload_path: str, names, fp_meta, fp, rpu_meta, rpu):
     try:
         wl = load_workload(workload_path)
         arch = load_architecture(rpu_meta["architecture"])
-        device = load_device(rpu_meta["device"])
+        device = load_device(device_path or rpu_meta["device"])
         ideal = load_device(fp_meta["device"])
     except SpecError as exc:
         fail(str(exc))
