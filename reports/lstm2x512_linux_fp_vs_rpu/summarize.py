@@ -304,6 +304,56 @@ held them) and rebuilds the initial weights from the seed (output, with the comm
 
 WEIGHTS = weights_section()
 
+# Which part of the update: the same lr 0.01 + clip recipe on two diagnostic devices.
+PARTS = (("rpu_fine_steps", "rpu_fine_steps (dw_min 0.00025: half the random walk, the same imbalance drift)",
+          "reports/lstm2x64_warpeace_fp_vs_rpu/diagnostics/states/rpu_fine_steps.yaml"),
+         ("rpu_symmetric", "rpu_symmetric (up_down_dtod 0: no imbalance drift, the same step)", "rpu_symmetric"))
+COMMAND_PARTS = ("nice -n 5 python -m archsim train reports/lstm2x512_linux_fp_vs_rpu/lstm2x512_lr0.01_clip.yaml "
+                 "--device DEVICE --data ../shared/data/linux_kernel_input.txt --epochs 2 --seed 0 "
+                 "--threads 1 --out RUN_DIR --no-progress --json")
+
+
+def parts_section():
+    curves = {name: load_curve(RUNS4 / name / "curve.json") for name, _, _ in PARTS}
+    if not any(curves.values()) or not rows4:
+        return ""
+    rows = [run_row(label, curves[name], unfinished="stopped here when the session ended")
+            for name, label, _ in PARTS]
+    devices = ", ".join(f"`{device}`" for _, _, device in PARTS)
+    base = {**{"fp": curves4["fp"], "rpu_baseline": curves4["rpu_baseline"]}, **curves}
+    head = ["epoch", "floating point", "rpu_baseline", *[name for name, _, _ in PARTS]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    common = sorted({p["chars"] for p in curves4["fp"] if p.get("valid_loss") is not None})
+    for chars in common:
+        vals = {}
+        for name, curve in base.items():
+            q = valid_at(curve, chars)
+            vals[name] = q["valid_loss"] if q is not None and q["chars"] == chars else None
+        if all(vals[name] is None for name, _, _ in PARTS):
+            continue
+        fp = vals["fp"]
+        cells = [f"{chars / 5538004:.2f}", f"{fp:.3f}"]
+        for name in head[2:]:
+            v = vals[name]
+            cells.append("-" if v is None else f"{v:.3f} ({v - fp:+.3f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return f"""
+### Which part of the update: two more device runs
+
+The two terms of the table above, each removed in a run of its own with the same recipe and seed
+(DEVICE = {devices}; started together from a clean export, beside each other on the 2-core
+session machine):
+
+{command_and_run_table(COMMAND_PARTS, rows)}
+
+Validation loss at floating point's curve points (the gap to floating point in brackets):
+
+{chr(10).join(lines)}
+"""
+
+
+PARTS_SECTION = parts_section()
+
 LR001 = "" if not rows4 else f"""
 ## At learning rate 0.01 with the errors clipped at 0.05 (both sides)
 
@@ -318,7 +368,7 @@ work (so the times are not benchmarks); DEVICE = `ideal` for floating point.
 {lr001_findings()}
 
 Curves: `run_lr0.01_clip/*/curve.png`.
-{WEIGHTS}"""
+{WEIGHTS}{PARTS_SECTION}"""
 
 CLIP = "" if not curves3["fp"] else f"""
 ### Both sides with the errors clipped (lr 0.02, `training.grad_clip: 0.05`)
