@@ -320,7 +320,7 @@ def parts_section():
     rows = [run_row(label, curves[name], unfinished="stopped here when the session ended")
             for name, label, _ in PARTS]
     devices = ", ".join(f"`{device}`" for _, _, device in PARTS)
-    base = {**{"fp": curves4["fp"], "rpu_baseline": curves4["rpu_baseline"]}, **curves}
+    base = {"fp": curves4["fp"], "rpu_baseline": curves4["rpu_baseline"], **curves}
     head = ["epoch", "floating point", "rpu_baseline", *[name for name, _, _ in PARTS]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     common = sorted({p["chars"] for p in curves4["fp"] if p.get("valid_loss") is not None})

@@ -63,6 +63,11 @@ def matrix(tiles: dict, i: int) -> dict:
     return parts[0]
 
 
+def rms(t: torch.Tensor) -> float:
+    """Root mean square, in double precision."""
+    return float(t.double().pow(2).mean().sqrt())
+
+
 def pct(t: torch.Tensor) -> str:
     return f"{100.0 * float(t.double().mean()):.2f} %"
 
@@ -105,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         outside = (w_fp > w_max) | (w_fp < w_min)
         for side, t, bound, out in (("floating point", w_fp, "-", pct(outside)),
                                     (rpu_meta["device"], w, pct(at_bound), "-")):
-            rows.append((name, side, f"{float(t.double().pow(2).mean().sqrt()):.3f}",
+            rows.append((name, side, f"{rms(t):.3f}",
                          f"{quantile(t.abs(), 0.99):.3f}", f"{float(t.abs().max()):.3f}", bound, out))
         rows.append((name, "device bounds", "-", f"w_max p1 {quantile(w_max, 0.01):.3f}",
                      f"w_max min {float(w_max.min()):.3f}", "-", "-"))
@@ -151,11 +156,11 @@ def moved(workload_path: str, names, fp_meta, fp, rpu_meta, rpu, device_path: st
         dev, n = b["devices"], b["device_writes"].double()
         walk = (n * (dev["step_up"].double() ** 2 + dev["step_down"].double() ** 2) / 2
                 * (1 + std ** 2)).mean().sqrt()
-        drift = (n / 2 * (dev["step_up"].double() - dev["step_down"].double())).pow(2).mean().sqrt()
-        moved_fp = float((a["weight"] - init["fp"][i]).double().pow(2).mean().sqrt())
-        moved_dev = float((b["weight"] - init["rpu"][i]).double().pow(2).mean().sqrt())
+        drift = rms(n / 2 * (dev["step_up"].double() - dev["step_down"].double()))
+        moved_fp = rms(a["weight"] - init["fp"][i])
+        moved_dev = rms(b["weight"] - init["rpu"][i])
         total = (moved_fp ** 2 + float(walk) ** 2 + float(drift) ** 2) ** 0.5
-        rms0 = [f"{float(init[k][i].double().pow(2).mean().sqrt()):.3f}" for k in ("fp", "rpu")]
+        rms0 = [f"{rms(init[k][i]):.3f}" for k in ("fp", "rpu")]
         rows.append((name, ", ".join(rms0),
                      f"{moved_fp:.3f}", f"{moved_dev:.3f}", f"{float(walk):.3f}", f"{float(drift):.3f}",
                      f"{total:.3f}", f"{float(n.mean()):,.0f}"))
