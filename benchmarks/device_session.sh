@@ -1,25 +1,52 @@
 #!/usr/bin/env bash
-# The one prepared script for a session that is lent a GPU (issue 13, item 6): the functional
-# simulator's CUDA step per mode, then populations of K = 1, 4, 8, 16 models per step per model,
-# against cuDNN's floating-point step measured in the same run; raw JSON into $OUT (the device
-# tool's output folder; default reports/functional_step_benchmark/), logs beside it. Then the
-# CUDA tests (population on CUDA included). About 6-8 minutes on an H200; the stages' time limits
-# (200 + 260 + 100 s) add up to under the device tool's 600 s per command, so a hang leaves the
-# others' results.
+# The one prepared script for a session that is lent a GPU (issue 13, item 6). Stages, each under
+# its own time limit so that a hang leaves the others' results (together about 7 minutes, under
+# the device tool's 600 s per command):
+#   1. populations of K = 1, 4, 8, 16, 32, 64 models per step per model against cuDNN's
+#      floating-point step, measured in the same run (the item's target: <= 3x cuDNN at 2x512);
+#   2. the functional simulator's step per mode (fp, ideal, fast, exact);
+#   3. one profiled step at 2x512, K = 1 and K = 16: GPU busy time against wall time, kernel
+#      launches and host waits per step (what a CUDA-graph version would have to remove);
+#   4. the CUDA tests.
+# Raw JSON, profiles and the log go to $OUT (the device tool's output folder; default
+# reports/functional_step_benchmark/device_session).
 #
 #   bash benchmarks/device_session.sh                       # on the GPU machine
 #   TORCH_DEVICE=cpu SIZES=64 MEMBERS=1,2 STEPS=1 bash benchmarks/device_session.sh   # a dry run
+#   STAGES="populations tests" ROUNDS=2 STEPS=5 bash benchmarks/device_session.sh      # a subset
 set -u -o pipefail
-OUT=${OUT:-reports/functional_step_benchmark}
+OUT=${OUT:-reports/functional_step_benchmark/device_session}
+PY=${PYTHON:-python3}
 DEV=${TORCH_DEVICE:-cuda}
 SIZES=${SIZES:-64,512}
-MEMBERS=${MEMBERS:-1,4,8,16}
+MEMBERS=${MEMBERS:-1,4,8,16,32,64}
 STEPS=${STEPS:-3}
+ROUNDS=${ROUNDS:-1}
+STAGES=${STAGES:-populations modes profiles tests}
+PROFILE_MEMBERS=${PROFILE_MEMBERS:-1 16}
+PROFILE_SIZE=${PROFILE_SIZE:-512}
+LOG="$OUT/device_session.log"
 mkdir -p "$OUT"
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$OUT/device_session.log"
-nvidia-smi --query-gpu=name,power.draw,memory.used --format=csv >> "$OUT/device_session.log" 2>&1 || true
-timeout 200 python benchmarks/functional_step.py --torch-device "$DEV" --sizes "$SIZES" --rounds 1 \
-    --steps "$STEPS" --json "$OUT/functional_$DEV.json" 2>&1 | tee -a "$OUT/device_session.log"
-timeout 260 python benchmarks/functional_step.py --torch-device "$DEV" --sizes "$SIZES" --rounds 1 \
-    --steps "$STEPS" --members "$MEMBERS" --json "$OUT/population_$DEV.json" 2>&1 | tee -a "$OUT/device_session.log"
-timeout 100 python -m pytest -q -p no:cacheprovider tests -k "cuda or population" 2>&1 | tail -5 | tee -a "$OUT/device_session.log"
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" | tee "$LOG"
+nvidia-smi --query-gpu=name,driver_version,power.draw,clocks.sm,memory.used --format=csv >> "$LOG" 2>&1 || true
+stage() { echo "== $1 ($(date +%T))" | tee -a "$LOG"; }
+wanted() { [[ " $STAGES " == *" $1 "* ]]; }
+stage "populations"
+wanted populations && timeout "${POP_LIMIT:-220}" $PY benchmarks/functional_step.py --torch-device "$DEV" --sizes "$SIZES" --rounds "$ROUNDS" \
+    --steps "$STEPS" --members "$MEMBERS" --json "$OUT/population_$DEV.json" 2>&1 | tee -a "$LOG"
+stage "modes"
+wanted modes && timeout 120 $PY benchmarks/functional_step.py --torch-device "$DEV" --sizes "$SIZES" --rounds "$ROUNDS" \
+    --steps "$STEPS" --json "$OUT/functional_$DEV.json" 2>&1 | tee -a "$LOG"
+stage "profiles"
+wanted profiles && for K in $PROFILE_MEMBERS; do
+    timeout 40 $PY benchmarks/functional_step.py --worker --mode fast --hidden "$PROFILE_SIZE" \
+        --population "$K" --torch-device "$DEV" --steps 1 \
+        --profile "$OUT/profile_${PROFILE_SIZE}_K$K.txt" 2>&1 | tail -1 | tee -a "$LOG"
+    head -3 "$OUT/profile_${PROFILE_SIZE}_K$K.txt" 2>/dev/null | tee -a "$LOG"
+done
+stage "CUDA tests"
+wanted tests && timeout 90 $PY -m pytest -q -p no:cacheprovider tests/test_population.py tests/test_functional_lstm.py \
+    tests/test_functional_tile.py tests/test_functional_update.py tests/test_train_cli.py -k cuda 2>&1 \
+    | tail -15 | tee -a "$LOG"
+nvidia-smi --query-gpu=name,power.draw,clocks.sm,memory.used --format=csv >> "$LOG" 2>&1 || true
+stage "done"

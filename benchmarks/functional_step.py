@@ -110,12 +110,55 @@ def worker(args) -> dict:
         sync()
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    if args.profile:
+        profile_step(step, sync, dev, args.profile)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     gpu_peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     out = {"times": times, "cpu": cpu, "peak_rss_bytes": peak, "gpu_peak_bytes": gpu_peak}
     if args.mode != "fp" and args.phases:
         out["phases"] = {k: v[1:] for k, v in phases.items()}   # without the warm-up step
     return out
+
+
+def profile_step(step, sync, dev, path: str) -> None:
+    """One more step under torch.profiler; its top ops and a summary go to ``path``. The summary
+    says whether the step is launch-bound: the wall time against the time the GPU spent in
+    kernels, and how many kernel launches and host waits (synchronizations, device-to-host
+    copies: the step's data-dependent branches) one step makes."""
+    import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = dev.type == "cuda"
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        step()
+        sync()
+        wall = time.perf_counter() - t0
+    events = prof.key_averages()
+
+    def self_device_us(e) -> float:
+        return float(getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0)))
+
+    def calls(*names) -> int:
+        return sum(e.count for e in events if any(n in e.key for n in names))
+
+    # Only the kernels' own rows: an aten op's row repeats the time of the kernels it launched.
+    kernel_us = sum(self_device_us(e) for e in events
+                    if getattr(e, "device_type", None) == DeviceType.CUDA)
+    lines = [f"wall {wall * 1e3:.1f} ms (under the profiler); GPU busy in kernels "
+             f"{kernel_us / 1e3:.1f} ms ({kernel_us / 1e4 / wall:.0f} % of wall)" if cuda else
+             f"wall {wall * 1e3:.1f} ms (under the profiler)",
+             f"kernel launches {calls('cudaLaunchKernel', 'cuLaunchKernel')}, "
+             f"stream/device synchronizations {calls('cudaStreamSynchronize', 'cudaDeviceSynchronize')}, "
+             f"memcpy calls {calls('cudaMemcpy')}, aten::item/_local_scalar_dense "
+             f"{calls('aten::_local_scalar_dense')}, aten::nonzero {calls('aten::nonzero')}", ""]
+    sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    lines.append(events.table(sort_by=sort, row_limit=30))
+    lines.append(events.table(sort_by="cpu_time_total", row_limit=20))
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
 
 
 def run_one(args, hidden: int, mode: str, members: int = 1) -> dict:
@@ -149,6 +192,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the measurements here")
     p.add_argument("--phases", action="store_true",
                    help="also time archsim's forward, backward and update apart (CPU time)")
+    p.add_argument("--profile", metavar="FILE",
+                   help="worker only: profile one more step and write its top ops here")
     p.add_argument("--members", metavar="K,K,...",
                    help="time populations of K models (fast update) per step per model instead")
     # worker-only

@@ -130,8 +130,15 @@ def test_bounds_are_never_exceeded_even_with_a_huge_learning_rate(kind, mode, de
     target = torch.where(col_sign.to(dev) > 0, dv.w_min, dv.w_max)   # -sign(d x) = -col_sign
     if kind == "constant_step":
         assert (w == target).double().mean() > 0.95
-    else:   # soft bounds approach the bound asymptotically
-        assert (w / target).min() > 0.8
+    else:
+        # Soft bounds approach the bound asymptotically. A device whose own step is near zero
+        # (gain 1 + dw_min_dtod*xi, clipped at 0: xi < -2.5 happens in a few of 408 devices, and
+        # which ones depends on the random stream, i.e. on the device type) cannot get there in
+        # 12 pushes; every other device ends within 5 % of its bound (30 seeds on CPU: >= 0.995).
+        push = torch.where(col_sign.to(dev) > 0, dv.step_down, dv.step_up)
+        able = push >= 0.25 * spec["dw_min"]
+        assert able.double().mean() > 0.97
+        assert (w / target)[able].min() > 0.95
 
 
 @pytest.mark.parametrize("mode", ["exact", "fast"])
