@@ -151,7 +151,8 @@ def profile_step(step, sync, dev, path: str) -> None:
              f"{kernel_us / 1e3:.1f} ms ({kernel_us / 1e4 / wall:.0f} % of wall)" if cuda else
              f"wall {wall * 1e3:.1f} ms (under the profiler)",
              f"kernel launches {calls('cudaLaunchKernel', 'cuLaunchKernel')}, "
-             f"stream/device synchronizations {calls('cudaStreamSynchronize', 'cudaDeviceSynchronize')}, "
+             "stream/device synchronizations "
+             f"{calls('cudaStreamSynchronize', 'cudaDeviceSynchronize')}, "
              f"memcpy calls {calls('cudaMemcpy')}, aten::item/_local_scalar_dense "
              f"{calls('aten::_local_scalar_dense')}, aten::nonzero {calls('aten::nonzero')}", ""]
     sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
