@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> None:
     names = ["lstm1", "lstm2", "output"] if len(fp["tiles"]) == 3 else [f"matrix {i}" for i in range(len(fp["tiles"]))]
     if len(fp["tiles"]) != len(rpu["tiles"]):
         fail(f"{args.fp_run} has {len(fp['tiles'])} matrices, {args.rpu_run} {len(rpu['tiles'])}")
+    # The second table first, so that a bad workload or device file fails before any output.
+    movement = moved(args.workload, names, fp_meta, fp, rpu_meta, rpu, args.device) if args.workload else None
     print(f"floating point: {fp_meta['device']}, step {fp['step']} of {fp_meta['total_steps']} "
           f"(workload {fp_meta['workload']}, seed {fp_meta['seed']})")
     print(f"device run:     {rpu_meta['device']}, step {rpu['step']} of {rpu_meta['total_steps']} "
@@ -115,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((name, "device bounds", "-", f"w_max p1 {quantile(w_max, 0.01):.3f}",
                      f"w_max min {float(w_max.min()):.3f}", "-", "-"))
     print_table(header, rows)
-    if args.workload:
+    if movement is not None:
         print()
-        print_table(*moved(args.workload, names, fp_meta, fp, rpu_meta, rpu, args.device))
+        print_table(*movement)
 
 
 def print_table(header, rows) -> None:
