@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared script for a session that is lent a GPU (issue 13, item 6). Stages, each under
-# its own time limit so that a hang leaves the others' results (together about 7 minutes, under
-# the device tool's 600 s per command):
+# its own time limit so that a hang leaves the others' results (all four took 219 s on an H200,
+# well under the device tool's 600 s per command):
 #   1. populations of K = 1, 4, 8, 16, 32, 64 models per step per model against cuDNN's
 #      floating-point step, measured in the same run (the item's target: <= 3x cuDNN at 2x512);
 #   2. the functional simulator's step per mode (fp, ideal, fast, exact);
@@ -10,6 +10,14 @@
 #   4. the CUDA tests.
 # Raw JSON, profiles and the log go to $OUT (the device tool's output folder; default
 # reports/functional_step_benchmark/device_session).
+#
+# The GPU machine's image has torch but not pydantic, ruamel.yaml or simpy: download their wheels
+# for Python 3.12 into an ignored .whl/ here (the device tool's README says how), carry .whl, and
+# start the command with
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+#   export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1;
+# (run on 2026-11-30: pydantic 2.14.4, pydantic-core 2.50.5, annotated-types 0.8.0,
+# typing-inspection 0.4.5, typing_extensions 4.16.0, ruamel.yaml 0.19.1, simpy 4.1.2).
 #
 #   bash benchmarks/device_session.sh                       # on the GPU machine
 #   TORCH_DEVICE=cpu SIZES=64 MEMBERS=1,2 STEPS=1 bash benchmarks/device_session.sh   # a dry run
