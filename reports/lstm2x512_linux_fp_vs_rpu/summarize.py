@@ -402,6 +402,74 @@ def parts_weights():
 
 PARTS_SECTION = parts_section()
 
+SEED1 = HERE / "run_lr0.01_clip_seed1"
+SEED1_RUNS = (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline"),
+              ("rpu_symmetric", "rpu_symmetric"))
+COMMAND_SEED1 = COMMAND_PARTS.replace("--seed 0", "--seed 1")
+
+
+def seed1_section():
+    """The same recipe at seed 1 (floating point, rpu_baseline, rpu_symmetric), set beside seed 0:
+    does removing the up/down imbalance close the gap at another seed too?"""
+    curves1 = {name: load_curve(SEED1 / name / "curve.json") for name, _ in SEED1_RUNS}
+    if not any(curves1.values()):
+        return ""
+    rows = [run_row(f"{label}, seed 1", curves1[name], unfinished="stopped here when the session ended")
+            if not diverged(curves1[name]) else
+            f"| {label}, seed 1 | - | - | - | - | diverged at step {curves1[name][-1]['step']} |"
+            for name, label in SEED1_RUNS]
+    seed0 = {"fp": curves4.get("fp", []), "rpu_baseline": curves4.get("rpu_baseline", []),
+             "rpu_symmetric": load_curve(RUNS4 / "rpu_symmetric" / "curve.json")}
+
+    def test(curve):
+        return curve[-1]["test_loss"] if curve and curve[-1].get("final") else None
+
+    lines = ["| seed | floating point | rpu_baseline (gap) | rpu_symmetric (gap) | share of the gap removed |",
+             "|---|---|---|---|---|"]
+    removed = {}
+    for seed, cs in ((0, seed0), (1, curves1)):
+        fp, base, sym = (test(cs[n]) for n in ("fp", "rpu_baseline", "rpu_symmetric"))
+        cells = [str(seed), "-" if fp is None else f"{fp:.3f}"]
+        for v in (base, sym):
+            cells.append("-" if v is None else f"{v:.3f}" + ("" if fp is None else f" ({v - fp:+.3f})"))
+        if None not in (fp, base, sym) and base > fp:
+            removed[seed] = (base - sym) / (base - fp)
+            cells.append(f"{100 * removed[seed]:.0f} %")
+        else:
+            cells.append("-")
+        lines.append("| " + " | ".join(cells) + " |")
+    verdict = ""
+    if len(removed) == 2:
+        both = all(r >= 0.5 for r in removed.values())
+        verdict = ("\n**Both seeds: removing the devices' up/down imbalance closes most of rpu_baseline's "
+                   f"gap** ({100 * min(removed.values()):.0f}-{100 * max(removed.values()):.0f} %)."
+                   if both else
+                   "\n**The seeds disagree**: removing the imbalance closes "
+                   + " and ".join(f"{100 * r:.0f} % (seed {s})" for s, r in removed.items())
+                   + " of the gap, so one seed's finding does not carry.") + "\n"
+    elif curves1["rpu_baseline"] and curves1["rpu_symmetric"]:
+        b, y = test(curves1["rpu_baseline"]), test(curves1["rpu_symmetric"])
+        if b is not None and y is not None:
+            verdict = (f"\nSeed 1 without its floating-point side yet: rpu_symmetric {y:.3f} against "
+                       f"rpu_baseline {b:.3f} ({y - b:+.3f}).\n")
+    return f"""
+### A second seed
+
+The same recipe at seed 1 (the networks' initial weights, the devices' variations and the data
+order all change with it), run on the 2-core session machine beside other work:
+
+{command_and_run_table(COMMAND_SEED1, rows)}
+
+Test loss after 2 epochs, each seed's gap to its own floating-point run:
+
+{chr(10).join(lines)}
+{verdict}
+Curves: `run_lr0.01_clip_seed1/*/curve.png`.
+"""
+
+
+SEED1_SECTION = seed1_section()
+
 LR001 = "" if not rows4 else f"""
 ## At learning rate 0.01 with the errors clipped at 0.05 (both sides)
 
@@ -416,7 +484,7 @@ work (so the times are not benchmarks); DEVICE = `ideal` for floating point.
 {lr001_findings()}
 
 Curves: `run_lr0.01_clip/*/curve.png`.
-{WEIGHTS}{PARTS_SECTION}"""
+{WEIGHTS}{PARTS_SECTION}{SEED1_SECTION}"""
 
 CLIP = "" if not curves3["fp"] else f"""
 ### Both sides with the errors clipped (lr 0.02, `training.grad_clip: 0.05`)
