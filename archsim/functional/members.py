@@ -10,9 +10,10 @@ those products: the tiles keep a member's weights as rows ``k*out .. (k+1)*out``
 ``[K*out, in]`` tensor (so the per-device rules of :mod:`archsim.functional.devices` run on all
 members at once) and view it as ``[K, out, in]`` here.
 
-Why batched: at the paper's sizes on a CPU most of a training step is per-op overhead on small
-matrices, and on an accelerator the step is launch-bound; ``K`` members cost one op where ``K``
-separate runs cost ``K``. The random draws of every op (output noise, rounding, update noise,
+Why batched: on an accelerator a training step is launch-bound, and ``K`` members cost one op
+where ``K`` separate runs cost ``K`` (on an H200, 16 LSTM2-512 members train at about cuDNN's
+floating-point step per model, one alone at 8-19x; ``reports/functional_step_benchmark/``). On a
+CPU it saves nothing: at batch 32 the ops are already compute- or memory-bound there. The random draws of every op (output noise, rounding, update noise,
 dropout) come from one stream for the whole population, so a member equals a separate run with its
 seed in distribution, not draw for draw; its initial weights and device-to-device variations come
 from its own seed and equal the separate run's exactly.
