@@ -380,11 +380,11 @@ def parts_findings(curves):
 PARTS_WEIGHTS_FILE = HERE / "diagnosis" / "weights_lr0.01_clip_parts.txt"
 
 
-def parts_weights():
-    """The movement tables of ``weight_stats.py`` for the two runs (one block per run), if written."""
-    if not PARTS_WEIGHTS_FILE.exists():
+def parts_weights(path=PARTS_WEIGHTS_FILE):
+    """The movement tables of ``weight_stats.py`` in ``path`` (one block per run), if written."""
+    if not path.exists():
         return ""
-    blocks = PARTS_WEIGHTS_FILE.read_text().split("\n$ ")
+    blocks = path.read_text().split("\n$ ")
     out = []
     for block in blocks:
         block = block.strip()
@@ -397,12 +397,13 @@ def parts_weights():
     if not out:
         return ""
     return ("\nWhere their weights ended (`weight_stats.py` against the floating-point run; output, with "
-            "each command: `diagnosis/weights_lr0.01_clip_parts.txt`):\n\n" + "\n\n".join(out) + "\n")
+            f"each command: `diagnosis/{path.name}`):\n\n" + "\n\n".join(out) + "\n")
 
 
 PARTS_SECTION = parts_section()
 
 SEED1 = HERE / "run_lr0.01_clip_seed1"
+SEED1_WEIGHTS_FILE = HERE / "diagnosis" / "weights_lr0.01_clip_seed1.txt"
 SEED1_RUNS = (("fp", "floating point (ideal device)"), ("rpu_baseline", "rpu_baseline"),
               ("rpu_symmetric", "rpu_symmetric"))
 COMMAND_SEED1 = COMMAND_PARTS.replace("--seed 0", "--seed 1")
@@ -438,6 +439,17 @@ def seed1_section():
         else:
             cells.append("-")
         lines.append("| " + " | ".join(cells) + " |")
+    # Validation loss every half epoch, each device run's gap to floating point in brackets.
+    marks = ["| epoch | floating point | rpu_baseline | rpu_symmetric |", "|---|---|---|---|"]
+    for p in curves1["fp"]:
+        if p.get("valid_loss") is None or p.get("final") or round(p["epoch"] * 10) % 5:
+            continue
+        cells = [f"{p['epoch']:.1f}", f"{p['valid_loss']:.3f}"]
+        for name in ("rpu_baseline", "rpu_symmetric"):
+            q = valid_at(curves1[name], p["chars"])
+            cells.append("-" if q is None or q["chars"] != p["chars"] else
+                         f"{q['valid_loss']:.3f} ({q['valid_loss'] - p['valid_loss']:+.3f})")
+        marks.append("| " + " | ".join(cells) + " |")
     verdict = ""
     if len(removed) == 2:
         both = all(r >= 0.5 for r in removed.values())
@@ -460,12 +472,16 @@ order all change with it), run on the 2-core session machine beside other work:
 
 {command_and_run_table(COMMAND_SEED1, rows)}
 
+Validation loss at seed 1, every half epoch (the gap to floating point in brackets):
+
+{chr(10).join(marks)}
+
 Test loss after 2 epochs, each seed's gap to its own floating-point run:
 
 {chr(10).join(lines)}
 {verdict}
 Curves: `run_lr0.01_clip_seed1/*/curve.png`.
-"""
+{parts_weights(SEED1_WEIGHTS_FILE)}"""
 
 
 SEED1_SECTION = seed1_section()
