@@ -9,7 +9,8 @@
 #      launches and host waits per step (what a CUDA-graph version would have to remove);
 #   4. the CUDA tests.
 # Raw JSON, profiles and the log go to $OUT (the device tool's output folder; default
-# reports/functional_step_benchmark/device_session).
+# /tmp/archsim_device_session, so that a dry run cannot overwrite the committed GPU data in
+# reports/functional_step_benchmark/device_session*/, where a run's files are copied by hand).
 #
 # The GPU machine's image has torch but not pydantic, ruamel.yaml or simpy: download their wheels
 # for Python 3.12 into an ignored .whl/ here (the device tool's README says how), carry .whl, and
@@ -23,7 +24,7 @@
 #   TORCH_DEVICE=cpu SIZES=64 MEMBERS=1,2 STEPS=1 bash benchmarks/device_session.sh   # a dry run
 #   STAGES="populations tests" ROUNDS=2 STEPS=5 bash benchmarks/device_session.sh      # a subset
 set -u -o pipefail
-OUT=${OUT:-reports/functional_step_benchmark/device_session}
+OUT=${OUT:-/tmp/archsim_device_session}
 PY=${PYTHON:-python3}
 DEV=${TORCH_DEVICE:-cuda}
 SIZES=${SIZES:-64,512}
