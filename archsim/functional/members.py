@@ -13,10 +13,11 @@ members at once) and view it as ``[K, out, in]`` here.
 Why batched: on an accelerator a training step is launch-bound, and ``K`` members cost one op
 where ``K`` separate runs cost ``K`` (on an H200, 16 LSTM2-512 members train at about cuDNN's
 floating-point step per model, one alone at 8-19x; ``reports/functional_step_benchmark/``). On a
-CPU it saves nothing: at batch 32 the ops are already compute- or memory-bound there. The random draws of every op (output noise, rounding, update noise,
-dropout) come from one stream for the whole population, so a member equals a separate run with its
-seed in distribution, not draw for draw; its initial weights and device-to-device variations come
-from its own seed and equal the separate run's exactly.
+CPU it saves nothing: at batch 32 the ops are already compute- or memory-bound there. The random
+draws of every op (output noise, rounding, update noise, dropout) come from one stream for the
+whole population, so a member equals a separate run with its seed in distribution, not draw for
+draw; its initial weights and device-to-device variations come from its own seed and equal the
+separate run's exactly.
 """
 from __future__ import annotations
 

@@ -249,8 +249,9 @@ def span(rows, column, fmt="{:.3f}"):
 def weights_section():
     if not WEIGHTS_FILE.exists():
         return ""
-    tables, moved, where = weight_tables(WEIGHTS_FILE.read_text())
-    command = WEIGHTS_FILE.read_text().splitlines()[0].lstrip("$ ")
+    text = WEIGHTS_FILE.read_text()
+    tables, moved, where = weight_tables(text)
+    command = text.splitlines()[0].lstrip("$ ")
     lstm = [m for m in moved if m["matrix"].startswith("lstm")]
     ratio = [float(m["random walk"]) / float(m["moved fp"]) for m in lstm]
     findings = []
@@ -353,6 +354,11 @@ Validation loss at floating point's curve points (the gap to floating point in b
 {parts_weights()}"""
 
 
+def final_test(curve):
+    """A finished run's test loss (None while it is unfinished or missing)."""
+    return curve[-1]["test_loss"] if curve and curve[-1].get("final") else None
+
+
 def parts_findings(curves):
     """The test losses of the finished runs against floating point's and rpu_baseline's."""
     fp, base = curves4["fp"], curves4["rpu_baseline"]
@@ -361,11 +367,11 @@ def parts_findings(curves):
     gap = base[-1]["test_loss"] - fp[-1]["test_loss"]
     out = []
     for name, _, _ in PARTS:
-        end = curves[name][-1] if curves[name] else None
-        if end is None or not end.get("final"):
+        test = final_test(curves[name])
+        if test is None:
             continue
-        g = end["test_loss"] - fp[-1]["test_loss"]
-        out.append(f"`{name}` {end['test_loss']:.3f} ({g:+.3f}, {100 * (gap - g) / gap:.0f} % of the gap removed)")
+        g = test - fp[-1]["test_loss"]
+        out.append(f"`{name}` {test:.3f} ({g:+.3f}, {100 * (gap - g) / gap:.0f} % of the gap removed)")
     if not out:
         return ""
     return (f"\n**Test loss after 2 epochs, against floating point {fp[-1]['test_loss']:.3f} and rpu_baseline "
@@ -422,14 +428,11 @@ def seed1_section():
     seed0 = {"fp": curves4.get("fp", []), "rpu_baseline": curves4.get("rpu_baseline", []),
              "rpu_symmetric": load_curve(RUNS4 / "rpu_symmetric" / "curve.json")}
 
-    def test(curve):
-        return curve[-1]["test_loss"] if curve and curve[-1].get("final") else None
-
     lines = ["| seed | floating point | rpu_baseline (gap) | rpu_symmetric (gap) | share of the gap removed |",
              "|---|---|---|---|---|"]
     removed, ends = {}, {}
     for seed, cs in ((0, seed0), (1, curves1)):
-        fp, base, sym = ends[seed] = tuple(test(cs[n]) for n in ("fp", "rpu_baseline", "rpu_symmetric"))
+        fp, base, sym = ends[seed] = tuple(final_test(cs[n]) for n in ("fp", "rpu_baseline", "rpu_symmetric"))
         cells = [str(seed), "-" if fp is None else f"{fp:.3f}"]
         for v in (base, sym):
             cells.append("-" if v is None else f"{v:.3f}" + ("" if fp is None else f" ({v - fp:+.3f})"))
@@ -465,7 +468,7 @@ def seed1_section():
                    + " and ".join(f"{100 * r:.0f} % (seed {s})" for s, r in removed.items())
                    + " of the gap, so one seed's finding does not carry.") + "\n"
     elif curves1["rpu_baseline"] and curves1["rpu_symmetric"]:
-        b, y = test(curves1["rpu_baseline"]), test(curves1["rpu_symmetric"])
+        b, y = final_test(curves1["rpu_baseline"]), final_test(curves1["rpu_symmetric"])
         if b is not None and y is not None:
             verdict = (f"\nSeed 1 without its floating-point side yet: rpu_symmetric {y:.3f} against "
                        f"rpu_baseline {b:.3f} ({y - b:+.3f}).\n")
