@@ -20,10 +20,14 @@ seeds trained as one batched model (``AnalogLSTM(seeds=...)``, fast update), and
 per step *per model* against the floating-point step, with the issue's targets: at 2x64, K = 16 at
 most 1x the floating-point step per model; at 2x512, no worse per model than K = 1 (on a GPU: at
 most 3x cuDNN's fp32 step per model). ``benchmarks/device_session.sh`` runs it on a GPU machine.
+``--unlike-periphery`` adds, for every K > 1, a population whose members differ in their DAC
+(the resolution scan's shape: bits cycling 3..9, rounding alternating deterministic/stochastic;
+:mod:`archsim.functional.periphery_members`), and its cost against the population of like members.
 
     python benchmarks/functional_step.py                       # 2x64 and 2x512, batch 32, T=100
     python benchmarks/functional_step.py --sizes 64 --rounds 3 --torch-device cuda
     python benchmarks/functional_step.py --members 1,4,8,16 --sizes 64,512 --steps 2 --rounds 1
+    python benchmarks/functional_step.py --members 1,4 --sizes 64 --unlike-periphery
 """
 from __future__ import annotations
 
@@ -72,8 +76,14 @@ def worker(args) -> dict:
         device = load_device("ideal" if args.mode == "ideal" else args.device)
         cfg = RPUConfig.from_specs(device, arch, "exact" if args.mode == "exact" else "fast")
         seeds = list(range(args.population)) if args.population > 1 else None
+        member_configs = None
+        if args.unlike and seeds:
+            import dataclasses
+
+            member_configs = [dataclasses.replace(cfg, inp_res=1.0 / (2 ** (3 + k % 7) - 2),
+                                                  inp_sto_round=bool(k % 2)) for k in seeds]
         model = AnalogLSTM(V, H, L, cfg, array_rows=arch.array.rows, array_cols=arch.array.cols,
-                           seed=0, device=str(dev), seeds=seeds)
+                           seed=0, device=str(dev), seeds=seeds, member_configs=member_configs)
         state = model.zero_state(B)
         phases = {"forward": [], "backward": [], "update": []}
 
@@ -162,7 +172,7 @@ def profile_step(step, sync, dev, path: str) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
-def run_one(args, hidden: int, mode: str, members: int = 1) -> dict:
+def run_one(args, hidden: int, mode: str, members: int = 1, unlike: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--hidden", str(hidden),
            "--layers", str(args.layers), "--batch", str(args.batch), "--seq", str(args.seq),
            "--vocab", str(args.vocab), "--steps", str(args.steps), "--threads", str(args.threads),
@@ -170,6 +180,8 @@ def run_one(args, hidden: int, mode: str, members: int = 1) -> dict:
            "--population", str(members)]
     if args.phases:
         cmd.append("--phases")
+    if unlike:
+        cmd.append("--unlike")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         raise SystemExit(f"worker {hidden}/{mode} failed:\n{proc.stderr[-3000:]}")
@@ -198,7 +210,10 @@ def main(argv=None) -> int:
     p.add_argument("--members", metavar="K,K,...",
                    help="time populations of K models (fast update) per step per model instead")
     # worker-only
+    p.add_argument("--unlike-periphery", action="store_true",
+                   help="with --members: also time populations whose members' DACs differ")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--unlike", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
     p.add_argument("--population", type=int, default=1, help=argparse.SUPPRESS)
@@ -286,6 +301,9 @@ def members_table(args) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",")]
     ks = [int(k) for k in args.members.split(",")]
+    runs = [("fp", "fp", 1, False)] + [(f"K={k}", "fast", k, False) for k in ks]
+    if args.unlike_periphery:
+        runs += [(f"K={k} unlike", "fast", k, True) for k in ks if k > 1]
     cpu: dict[tuple[int, str], list[float]] = {}
     wall: dict[tuple[int, str], list[float]] = {}
     phases: dict[tuple[int, str], dict[str, list[float]]] = {}
@@ -293,8 +311,8 @@ def members_table(args) -> int:
     t_start = time.time()
     for hidden in sizes:
         for r in range(args.rounds):
-            for label, mode, k in [("fp", "fp", 1)] + [(f"K={k}", "fast", k) for k in ks]:
-                res = run_one(args, hidden, mode, k)
+            for label, mode, k, unlike in runs:
+                res = run_one(args, hidden, mode, k, unlike)
                 for name, values in res.get("phases", {}).items():
                     phases.setdefault((hidden, label), {}).setdefault(name, []).extend(
                         v / k for v in values)
@@ -312,10 +330,13 @@ def members_table(args) -> int:
     for hidden in sizes:
         fp = statistics.median(basis[(hidden, "fp")])
         one = statistics.median(basis[(hidden, f"K={ks[0]}")]) if ks[0] == 1 else None
-        for label in ["fp"] + [f"K={k}" for k in ks]:
+        for label in [r[0] for r in runs]:
             t = statistics.median(basis[(hidden, label)])
             target, ok = "", ""
-            if hidden == 64 and label == "K=16":
+            if label.endswith("unlike"):
+                like = statistics.median(basis[(hidden, label.split()[0])])
+                target = f"{t / like:.2f}x like members"
+            elif hidden == 64 and label == "K=16":
                 target, ok = "<= 1x fp", "yes" if t <= fp else "NO"
             elif hidden == 512 and label != "fp" and on_gpu:     # item 6: the GPU path
                 target, ok = "<= 3x fp", "yes" if t <= 3 * fp else "NO"

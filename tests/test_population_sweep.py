@@ -302,3 +302,92 @@ def test_train_torch_device_is_passed_keyed_and_checked(tmp_path, capsys):
     assert main(["sweep", str(bad), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "train.torch_device" in err and "tpu" in err
+
+
+def test_population_periphery_gathers_converter_axes_into_one_population(tmp_path, capsys,
+                                                                         monkeypatch):
+    """The resolution scan's shape (DAC bits x rounding x seeds) as one population: one group,
+    keyed apart from per-combination populations, its tiles built with each member's converters,
+    every point stored with its own numbers, and a lost point recomputed with the numbers the
+    first run stored."""
+    from archsim.cli import main
+    from archsim.functional.periphery_members import MemberPeriphery
+
+    built = []
+    original = MemberPeriphery.__init__
+
+    def spy(self, config, weight, *, member_configs, **kw):
+        built.append([(round(1 / c.inp_res), c.inp_sto_round) for c in member_configs])
+        original(self, config, weight, member_configs=member_configs, **kw)
+
+    monkeypatch.setattr(MemberPeriphery, "__init__", spy)
+
+    body = """\
+        axes: {architecture.dac.bits: [3, 7], architecture.periphery.inp_sto_round: [false, true]%s}
+        kind: train
+        seeds: [0, 1]
+        train: {max_chars: 400, population: true%s}
+        """
+    path = write_sweep(tmp_path, body % ("", ", population_periphery: true"))
+    sweep = load_sweep(path)
+    groups = group_populations([resolve_point(sweep, p)[0] for p in expand(sweep)])
+    assert len(groups) == 1 and len(groups[0]["group"]) == 8
+    per_combination = keys(write_sweep(tmp_path, body % ("", ""), "t.yaml"))
+    assert not set(keys(path)) & set(per_combination)
+    out = tmp_path / "out"
+    outcome = run_sweep(path, jobs=1, out=out, progress=False)
+    assert outcome.computed == 8 and outcome.new == 8
+    # every tile of the one population: members in seed order within each combination
+    assert built and all(b == [(6, False)] * 2 + [(6, True)] * 2 + [(126, False)] * 2 +
+                         [(126, True)] * 2 for b in built)
+    first = records(out / "results.jsonl")
+    losses = [r["result"]["test_loss"] for r in first.values()]
+    assert all(math.isfinite(v) for v in losses) and len(set(losses)) == 8
+    lines = (out / "results.jsonl").read_text().splitlines()
+    gone = json.loads(lines[5])["key"]
+    (out / "results.jsonl").write_text("\n".join(lines[:5] + lines[6:]) + "\n")
+    again = run_sweep(path, jobs=1, out=out, progress=False)
+    assert again.computed == 1 and again.new == 1
+    redo = records(out / "results.jsonl")[gone]["result"]
+    assert {k: v for k, v in redo.items() if k != "seconds"} == \
+        {k: v for k, v in first[gone]["result"].items() if k != "seconds"}
+    # Another architecture axis still splits the sweep into populations.
+    split = write_sweep(tmp_path, body % (", architecture.update.desired_bl: [10, 31]",
+                                          ", population_periphery: true"), "u.yaml")
+    sweep = load_sweep(split)
+    groups = group_populations([resolve_point(sweep, p)[0] for p in expand(sweep)])
+    assert [len(g["group"]) for g in groups] == [8, 8]
+    # Without a converter axis, or without population: one line, exit 2.
+    none = write_sweep(tmp_path, (body % ("", ", population_periphery: true")).replace(
+        "architecture.dac.bits: [3, 7], architecture.periphery.inp_sto_round: [false, true]",
+        "device.up_down: [0.0]"), "none.yaml")
+    assert main(["sweep", str(none), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "population_periphery" in err[0] and "architecture.dac.bits" in err[0]
+    lone = write_sweep(tmp_path, (body % ("", ", population_periphery: true")).replace(
+        "population: true, ", ""), "lone.yaml")
+    assert main(["sweep", str(lone), "--no-progress"]) == 2
+    assert "needs train.population" in capsys.readouterr().err
+
+
+def test_member_archs_unlike_beyond_the_converters_are_refused_in_one_line(tmp_path):
+    (tmp_path / "text.txt").write_text(TEXT)
+    (tmp_path / "base.yaml").write_text(BASE)
+    workload = load_workload(str(tmp_path / "base.yaml"))
+    arch, device = load_architecture("rpu2016"), load_device("rpu_baseline")
+    other = load_architecture("rpu2016", overrides={"update.desired_bl": 31})
+    from archsim.errors import SpecError
+
+    with pytest.raises(SpecError, match="desired_bl") as exc:
+        train_population(workload, arch, device, seeds=[0, 1], member_archs=[arch, other],
+                         max_chars=400)
+    assert "train these models one by one" in str(exc.value)
+    wide = load_architecture("rpu2016", overrides={"array.rows": 512})
+    with pytest.raises(SpecError, match="array size"):
+        train_population(workload, arch, device, seeds=[0, 1], member_archs=[arch, wide],
+                         max_chars=400)
+    # Unlike converters only: it trains.
+    coarse = load_architecture("rpu2016", overrides={"dac.bits": 3})
+    results = train_population(workload, arch, device, seeds=[0, 0], member_archs=[arch, coarse],
+                               max_chars=400)
+    assert results[0].test_loss != results[1].test_loss

@@ -108,7 +108,7 @@ class TiledMatrix:
     def __init__(self, mapped: MatrixMapping, config, *, generator: torch.Generator,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  tile_cls=None, init_weight: torch.Tensor | None = None, members=None,
-                 member_generators=None, member_devices=None):
+                 member_generators=None, member_devices=None, member_configs=None):
         if members is not None and (getattr(config, "tiki_taka", False) or tile_cls is not None):
             raise ValueError("a population runs on plain analog tiles (no Tiki-Taka, no other tile class)")
         if tile_cls is None and getattr(config, "tiki_taka", False):
@@ -142,6 +142,8 @@ class TiledMatrix:
             configs = [dataclasses.replace(config, out_scale=a) for a in self.mapping_scales]
         extra = {} if members is None else dict(members=members, member_generators=member_generators,
                                                 member_devices=member_devices)
+        if member_configs is not None:
+            extra.update(member_devices=None, member_configs=member_configs)
         self.tiles = [tile_cls(b.rows, b.cols, c, generator=generator, device=device, dtype=dtype,
                                **extra) for b, c in zip(self.blocks, configs)]
         self.single = len(self.blocks) == 1
@@ -251,14 +253,17 @@ class AnalogLSTM:
     value per member, :meth:`weights` gives ``[K, rows, cols]``; ``seed`` is ignored.
     ``member_devices`` (one device spec per member; default ``config.device``) lets the members'
     devices differ in what is drawn per device (:class:`AnalogTile`), on the LSTM layers and on
-    an analog output layer alike.
+    an analog output layer alike. ``member_configs`` (one :class:`RPUConfig` per member, instead
+    of ``member_devices``) lets them differ in their periphery's converters too (the fields of
+    :data:`~archsim.functional.periphery_members.MEMBER_PERIPHERY_FIELDS`); a floating-point
+    ``output_config`` stays the same for all.
     """
 
     def __init__(self, vocab_size: int, hidden_size: int, layers: int, config, *, array_rows: int,
                  array_cols: int, output_config=None, seed: int = 0, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, dropout: float = 0.0,
                  grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None,
-                 bptt_state: str = "store", seeds=None, member_devices=None):
+                 bptt_state: str = "store", seeds=None, member_devices=None, member_configs=None):
         self.shape = NetworkShape(vocab_size, hidden_size, layers)
         if seeds is not None and len(seeds) == 1:
             seed, seeds = int(seeds[0]), None      # a population of one is one network
@@ -296,8 +301,10 @@ class AnalogLSTM:
             # Each member's device variations from its own stream, as its one-member network's.
             kw.update(members=self.members, member_devices=member_devices, member_generators=[
                 torch.Generator(device=self.device).manual_seed(s + 1) for s in self.seeds])
-        elif member_devices is not None:
-            raise ValueError("member_devices needs a population (two or more seeds)")
+        elif member_devices is not None or member_configs is not None:
+            raise ValueError("member_devices and member_configs need a population (two or more seeds)")
+        if member_configs is not None and len(member_configs) != self.members.K:
+            raise ValueError(f"{len(member_configs)} member configurations for {self.members.K} seeds")
         mapped = {m.name: m for m in self.mapping.matrices}
         # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream
         # (drawn before the tiles are made: weight mapping chooses their output gains from it).
@@ -312,10 +319,12 @@ class AnalogLSTM:
             init[name] = ((u * 2 - 1) * scale).to(dtype)
             if self.members is None:
                 init[name] = init[name][0]
+        layer_kw = kw if member_configs is None else dict(kw, member_configs=member_configs)
         self.layers = [TiledMatrix(mapped[f"lstm{i + 1}"], config, init_weight=init[f"lstm{i + 1}"],
-                                   **kw) for i in range(layers)]
+                                   **layer_kw) for i in range(layers)]
         self.output = TiledMatrix(mapped["output"], output_config or config,
-                                  init_weight=init["output"], **kw)
+                                  init_weight=init["output"],
+                                  **(layer_kw if output_config is None else kw))
         self._by_name = {m.name: m for m in self.matrices}
         self._kinds = {m.name: m.kind for m in self.mapping.matrices}
         self._tiki_taka = {m.name: m.tiki_taka for m in self.mapping.matrices}

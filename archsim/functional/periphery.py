@@ -8,7 +8,8 @@ and the ADC rounds to integer levels; the result goes back to weight units once,
 ADC clipping, the saturation count and bound management run only when some output may sit on the
 top level (one cheap host check on CPU). The periphery also counts the conversions, saturations
 and bound-management repeats (into its tile's :class:`~archsim.functional.activity.TileActivity`
-and on-device accumulator).
+and on-device accumulator). A population whose members' converters differ uses the subclass
+:class:`~archsim.functional.periphery_members.MemberPeriphery` (one set of constants per member).
 """
 from __future__ import annotations
 
@@ -163,10 +164,8 @@ class Periphery:
         """Clip ``y`` (ADC levels) in place, count saturated outputs, and with bound management
         repeat saturated rows with the input halved until none saturates. Returns the per-row
         scale back to weight units (``alpha*beta``; None: ``alpha`` unchanged and no NM)."""
-        top = self.out_levels
-        y.clamp_(-top, top)
-        # An output on the top ADC level counts as saturated (the ADC cannot tell it from larger).
-        sat = y.abs() >= self.sat_level
+        self.clip_(y)
+        sat = self.at_top(y)
         if not bound_management:
             self.pending_sat += sat.sum()
             return alpha
@@ -177,14 +176,16 @@ class Periphery:
             return alpha
         scale = alpha.clone() if alpha is not None else y.new_ones(y.shape[0], 1)
         factor = 1
-        # aihwkit's stop: after the first factor above max_bm_factor or above max_bm_res/inp_res.
-        while rows.numel() and factor <= self.max_bm_factor and factor <= self.bm_res_limit:
+        while rows.numel():
+            rows = self.repeating(rows, factor)
+            if not rows.numel():
+                break
             factor *= 2
             a_r = alpha.index_select(0, rows) if alpha is not None else None
-            yi = self.one_pass(x.index_select(0, rows), a_r, factor, transposed,
-                               rows=rows).clamp_(-top, top)
+            yi = self.clip_(self.one_pass(x.index_select(0, rows), a_r, factor, transposed,
+                                          rows=rows), rows)
             self.activity.bm_repeats += rows.numel()
-            sat_i = yi.abs() >= self.sat_level
+            sat_i = self.at_top(yi, rows)
             self.pending_sat += sat_i.sum()
             y.index_copy_(0, rows, yi)
             if a_r is None:
@@ -193,6 +194,22 @@ class Periphery:
                 scale.index_copy_(0, rows, a_r * factor)
             rows = rows[sat_i.any(dim=1)]
         return scale
+
+    def clip_(self, y: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The ADC's clip of outputs ``y`` (levels) to the top level, in place (``rows``: which
+        rows of a batch ``y``'s are, in a population whose members' converters differ)."""
+        return y.clamp_(-self.out_levels, self.out_levels)
+
+    def at_top(self, y: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Which clipped outputs count as saturated: those on the top ADC level (the ADC cannot
+        tell them from larger ones)."""
+        return y.abs() >= self.sat_level
+
+    def repeating(self, rows: torch.Tensor, factor: int) -> torch.Tensor:
+        """The saturated ``rows`` that bound management repeats after one at ``factor``:
+        aihwkit's stop comes after the first factor above max_bm_factor or above
+        max_bm_res/inp_res."""
+        return rows if factor <= self.max_bm_factor and factor <= self.bm_res_limit else rows[:0]
 
     # ---- converters -------------------------------------------------------------------------
     def round_levels(self, v: torch.Tensor, stochastic: bool) -> torch.Tensor:
@@ -225,17 +242,7 @@ class Periphery:
         scale ``max|u|`` of a row could depend on the columns ``rec`` (``|value| <= rec_bound``)."""
         N, out = u.shape[0], self.out_size
         unit = self.in_step if self.in_step > 0 else 1.0
-        alpha = prep.alpha
-        if self.noise_management:
-            alpha.zero_()
-            for known in (u[:, :rec.start], u[:, rec.stop:]):
-                if known.shape[1]:
-                    torch.maximum(alpha, known.abs().amax(1, keepdim=True), out=alpha)
-            if not bool((alpha >= rec_bound).all()):
-                raise ValueError(f"the known inputs of every row must reach {rec_bound} (max |u| "
-                                 "would depend on the recurrent inputs)")
-        else:
-            alpha.fill_(1.0)
+        alpha = self.prepared_alpha(prep, u, rec, rec_bound)
         torch.add(self.tiny, alpha, alpha=unit, out=prep.div)
         # Back to weight units: alpha*out_step*post_scale; one vector when every alpha is 1 (the
         # usual case: the bias input is the largest), else per row.
@@ -265,6 +272,22 @@ class Periphery:
             pre.mul_(beta)
         if w_hot is not None:
             pre.addcmul_(w_hot, self.dac(hot / prep.div).mul_(self.mm_scale))
+
+    def prepared_alpha(self, prep, u: torch.Tensor, rec: slice, rec_bound: float) -> torch.Tensor:
+        """Fill ``prep.alpha`` with the rows' noise-management scales ``max|u|`` over the known
+        columns (1 without noise management); ValueError where one could depend on ``rec``."""
+        alpha = prep.alpha
+        if self.noise_management:
+            alpha.zero_()
+            for known in (u[:, :rec.start], u[:, rec.stop:]):
+                if known.shape[1]:
+                    torch.maximum(alpha, known.abs().amax(1, keepdim=True), out=alpha)
+            if not bool((alpha >= rec_bound).all()):
+                raise ValueError(f"the known inputs of every row must reach {rec_bound} (max |u| "
+                                 "would depend on the recurrent inputs)")
+        else:
+            alpha.fill_(1.0)
+        return alpha
 
     def finish_prepared(self, prepared, views, u: torch.Tensor) -> torch.Tensor:
         """The rest of one step's forward MVMs of ``prepared`` (``views``: that step's entry of

@@ -21,7 +21,7 @@ import torch
 from archsim.functional.activity import TileActivity
 from archsim.functional.config import RPUConfig
 from archsim.functional.devices import make_devices
-from archsim.functional.periphery import Periphery
+from archsim.functional.periphery_members import make_periphery
 from archsim.functional.update_exact import ExactUpdate
 from archsim.functional.update_fast import FastUpdate, Workspace
 
@@ -82,14 +82,22 @@ class AnalogTile:
     device spec per member, default ``config.device`` for all): members may differ in whatever
     their device family draws per device (e.g. ``up_down``, the ``*_dtod`` spreads, the bounds of
     a constant-step device), not in what it keeps as one number for the tile (``dw_min``,
-    ``dw_min_std``, ...): ValueError naming those.
+    ``dw_min_std``, ...): ValueError naming those. ``member_configs`` (one configuration per
+    member, instead of ``member_devices``): members may also differ in their periphery's
+    converters (:data:`~archsim.functional.periphery_members.MEMBER_PERIPHERY_FIELDS`: DAC/ADC
+    resolution and rounding, ranges, output noise, bound-management limits; see
+    :class:`~archsim.functional.periphery_members.MemberPeriphery`).
     """
 
     def __init__(self, out_size: int, in_size: int, config: RPUConfig, *, generator: torch.Generator,
                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                  init_std: float | None = None, members=None, member_generators=None,
-                 member_devices=None):
+                 member_devices=None, member_configs=None):
         self.out_size, self.in_size = int(out_size), int(in_size)
+        if member_configs is not None:
+            if member_devices is not None:
+                raise ValueError("give member_configs or member_devices, not both")
+            member_devices = [c.device for c in member_configs]
         self.config = config
         self._generator = generator
         self.device = torch.device(device)
@@ -115,9 +123,10 @@ class AnalogTile:
         self._workspace = Workspace(self.device, dtype)
         # The parts keep references to the weights (changed in place only), the counters (0-dim
         # views of _pending) and the generator: no lookup through the tile on their hot paths.
-        self.periphery = Periphery(config, self.weight if members is None else self.weight3,
-                                   generator=generator, activity=self._activity,
-                                   pending_sat=self._pending[_SAT], members=members)
+        self.periphery = make_periphery(config, self.weight if members is None else self.weight3,
+                                        generator=generator, activity=self._activity,
+                                        pending_sat=self._pending[_SAT], members=members,
+                                        member_configs=member_configs)
         self._fast = self._exact = None
         if self.devices is not None:
             counters = dict(row_pulses=self._pending[_ROW], col_pulses=self._pending[_COL],

@@ -174,14 +174,20 @@ def plot_curves(path: Path, runs: dict[str, list[dict]], title: str = "") -> Non
 
 def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mode: str = "fast",
                 torch_device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                seeds=None, member_devices=None):
+                seeds=None, member_devices=None, member_archs=None):
     """The :class:`AnalogLSTM` of a workload on an architecture's arrays with a device preset
-    (``seeds``: a population of one member per seed, ``member_devices`` their device specs; see
-    :class:`AnalogLSTM`)."""
+    (``seeds``: a population of one member per seed, ``member_devices`` their device specs and
+    ``member_archs`` their architectures, which may differ in the periphery's converters only;
+    see :class:`AnalogLSTM`)."""
     from archsim.functional.config import RPUConfig
     from archsim.functional.lstm import AnalogLSTM
 
     config = RPUConfig.from_specs(device, arch, update_mode)
+    member_configs = None
+    if member_archs is not None:
+        devices = member_devices if member_devices is not None else [device] * len(member_archs)
+        member_configs = [RPUConfig.from_specs(d, a, update_mode) for d, a in zip(devices, member_archs)]
+        member_devices = None
     output_config = None
     if not workload.model.output_layer:
         from archsim.specs import load_device
@@ -192,7 +198,8 @@ def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mo
                       array_rows=arch.array.rows, array_cols=arch.array.cols,
                       output_config=output_config, seed=seed, device=str(torch_device), dtype=dtype,
                       dropout=t.dropout, grad_clip=t.grad_clip,
-                      bptt_state=arch.system.bptt_state, seeds=seeds, member_devices=member_devices)
+                      bptt_state=arch.system.bptt_state, seeds=seeds, member_devices=member_devices,
+                      member_configs=member_configs)
 
 
 def evaluate(model, ids: torch.Tensor, batch_size: int, seq_len: int, *, seed: int,

@@ -38,7 +38,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                      max_chars: int | None = None, update_mode: str = "fast", progress: bool = False,
                      torch_device: str | None = "cpu", learning_rate: float | None = None,
                      eval_every: int | None = None, eval_seed_offset: int = 1_000_003,
-                     corpus: CharCorpus | None = None, member_devices=None,
+                     corpus: CharCorpus | None = None, member_devices=None, member_archs=None,
                      out_dir: str | Path | None = None, checkpoint_seconds: float = CHECKPOINT_SECONDS,
                      where: tuple[str, str] = ("command line", "--population"),
                      ) -> list[TrainResult | DivergenceError]:
@@ -50,14 +50,25 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
 
     ``member_devices`` (one device spec per seed): member k trains on ``member_devices[k]``
     (:class:`~archsim.functional.lstm.AnalogLSTM`); a seed may then repeat with other devices.
-    ``device`` is the first member's. ``where``: the file and field that errors about the
+    ``device`` is the first member's. ``member_archs`` (one architecture per seed; ``arch`` is
+    the first member's): member k's tiles take their periphery from ``member_archs[k]``, which
+    may differ from ``arch`` in the converters only (DAC/ADC bits, ``periphery``'s ranges,
+    rounding, output noise and bound-management limits:
+    :data:`~archsim.functional.periphery_members.MEMBER_PERIPHERY_FIELDS`); a seed may then
+    repeat with other settings. ``where``: the file and field that errors about the
     population itself name (a sweep passes its file and ``train.population``)."""
     seeds = [int(s) for s in seeds]
     devices = list(member_devices) if member_devices is not None else [device] * len(seeds)
-    members = [(s, d.model_dump_json()) for s, d in zip(seeds, devices)]
-    if len(seeds) < 2 or len(set(members)) != len(seeds) or len(devices) != len(seeds):
+    archs = list(member_archs) if member_archs is not None else [arch] * len(seeds)
+    members = [(s, d.model_dump_json(), a.model_dump_json()) for s, d, a in zip(seeds, devices, archs)]
+    if len(seeds) < 2 or len(set(members)) != len(seeds) or len(devices) != len(seeds) \
+            or len(archs) != len(seeds):
         raise SpecError(*where, seeds, "a population needs two or more members, each a distinct "
-                        "seed and device")
+                        "seed, device and architecture")
+    shared = {(a.array.rows, a.array.cols, a.system.bptt_state) for a in archs}
+    if len(shared) > 1:
+        raise SpecError(*where, sorted(shared), "the members' architectures must share their "
+                        "array size and system.bptt_state (one mapping, one program)")
     if not 0 <= checkpoint_seconds < math.inf:
         raise SpecError(*where, checkpoint_seconds, "checkpoint_seconds: a finite number of seconds >= 0")
     if epochs is not None and max_chars is not None:
@@ -82,11 +93,13 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     try:
         model = build_model(workload, arch, device, corpus.vocab_size, seed=seeds[0],
                             update_mode=update_mode, torch_device=dev, seeds=seeds,
-                            member_devices=member_devices)
+                            member_devices=member_devices, member_archs=member_archs)
     except ValueError as exc:   # Tiki-Taka, weight mapping, devices unlike per tile
         file, field = where
         if "devices differ" in str(exc) and field == "train.population":
             field = "train.population_devices"
+        elif "settings differ" in str(exc) and field == "train.population":
+            field = "train.population_periphery"
         raise SpecError(file, field, True, f"{exc}; train these models one by one") from None
     ln_v = math.log(corpus.vocab_size)
     eval_seed = seeds[0] + eval_seed_offset
@@ -99,8 +112,12 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     step, seconds_before = 0, 0.0
     from archsim.specs import spec_hash
 
-    key = _run_key(workload, arch, device, update_mode=update_mode, lr=lr, corpus=corpus, seed={
-        "population": seeds, "devices": [spec_hash(d) for d in devices], "eval_every": eval_every})
+    members_key = {"population": seeds, "devices": [spec_hash(d) for d in devices],
+                   "eval_every": eval_every}
+    if member_archs is not None:   # only then: checkpoints made before keep their keys
+        members_key["architectures"] = [spec_hash(a) for a in archs]
+    key = _run_key(workload, arch, device, update_mode=update_mode, lr=lr, corpus=corpus,
+                   seed=members_key)
     ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     if ckpt is not None and ckpt.is_file():
         try:
@@ -211,7 +228,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
         results.append(TrainResult(
             train_loss=train_loss, valid_loss=v, test_loss=test[k], chars_seen=step * B * T,
             seconds=seconds, steps=step, epochs=step / steps_per_epoch, curve=curve,
-            activity=activity, workload=workload.name, device=devices[k].name, architecture=arch.name,
+            activity=activity, workload=workload.name, device=devices[k].name, architecture=archs[k].name,
             data=corpus.source, vocab_size=corpus.vocab_size, n_tiles=model.n_tiles,
             learning_rate=lr, seed=seed, update_mode=update_mode, torch_device=str(dev),
             notes=[f"trained in a population of {K} (seeds {seeds}): seconds is the population's "

@@ -152,14 +152,17 @@ def group_populations(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _population_part(task: dict[str, Any]) -> dict[str, Any]:
     """What the members of one population share: the task without its seed (and, under
-    ``population_devices``, without the values of its ``device.*`` axes)."""
+    ``population_devices`` and ``population_periphery``, without the values of the axes they
+    gather)."""
     part = {k: v for k, v in task.items() if k not in ("seed", "index", "key")}
-    axes = task["options"].get("population_devices")
+    opts = task["options"]
+    axes = {*(opts.get("population_devices") or ()), *(opts.get("population_periphery") or ())}
     if axes:
         part["values"] = {a: v for a, v in task["values"].items() if a not in axes}
         part["resolved"] = {a: v for a, v in task.get("resolved", {}).items() if a not in axes}
-        part["overrides"] = {**task["overrides"], "device": {
-            k: v for k, v in task["overrides"]["device"].items() if f"device.{k}" not in axes}}
+        part["overrides"] = {**task["overrides"], **{
+            target: {k: v for k, v in task["overrides"][target].items() if f"{target}.{k}" not in axes}
+            for target in ("device", "architecture")}}
     return part
 
 
@@ -169,7 +172,9 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
     tasks = group["group"]
     start = time.perf_counter()
     seeds = [t["seed"] for t in tasks]
-    if not tasks[0]["options"].get("population_devices") and seeds != tasks[0]["options"]["population_seeds"]:
+    opts = tasks[0]["options"]
+    if not (opts.get("population_devices") or opts.get("population_periphery")) \
+            and seeds != opts["population_seeds"]:
         # The numbers of a member depend on the whole population: only the keyed one may run.
         return {"key": group["key"], "index": group["index"],
                 "error": {"type": "ArchsimError", "exit_status": 1,
@@ -180,7 +185,7 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
         workload, arch, device = specs[0]
         with point_failures(tasks[0], specs[0]):
             results = _train_population(tasks, workload, arch, device, [s[2] for s in specs],
-                                        group.get("checkpoint_dir"))
+                                        group.get("checkpoint_dir"), [s[1] for s in specs])
     except PointFailure as exc:
         seconds = time.perf_counter() - start
         return {"key": group["key"], "outputs": [{"key": t["key"], "index": t["index"], "seconds": seconds,
@@ -203,9 +208,10 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_population(tasks: list[dict], workload, arch, device, member_devices=None,
-                      checkpoint_dir=None) -> list:
+                      checkpoint_dir=None, member_archs=None) -> list:
     """The training runs of ``tasks`` (same specs and options but the seed and, under
-    ``population_devices``, the device) as one population."""
+    ``population_devices`` and ``population_periphery``, the device and the architecture's
+    converters) as one population."""
     from archsim.functional.train_population import train_population  # lazy: imports torch
 
     opts = tasks[0]["options"]
@@ -218,6 +224,8 @@ def _train_population(tasks: list[dict], workload, arch, device, member_devices=
             kwargs[name] = opts[name]
     if opts.get("population_devices"):
         kwargs["member_devices"] = member_devices
+    if opts.get("population_periphery"):
+        kwargs["member_archs"] = member_archs
     if checkpoint_dir:
         kwargs["out_dir"] = checkpoint_dir
     kwargs["where"] = (tasks[0].get("sweep_file") or f"sweep {tasks[0]['sweep']}", "train.population")

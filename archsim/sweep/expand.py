@@ -24,7 +24,7 @@ from archsim.specs import (
     ArchitectureSpec, DeviceSpec, WorkloadSpec, load_architecture, load_device, load_workload,
     spec_hash,
 )
-from archsim.sweep.spec import PRESET_AXES, Sweep
+from archsim.sweep.spec import PERIPHERY_AXES, PRESET_AXES, Sweep
 
 #: Options that change how a point runs but not its result (left out of the key).
 UNKEYED_OPTIONS = frozenset({"sleep_s"})
@@ -74,6 +74,7 @@ def options_for(sweep: Sweep, kind: str) -> dict[str, Any]:
         if options.get("torch_device") is None:
             options.pop("torch_device")   # left out unless set: stored points keep their keys
         devices = options.pop("population_devices")
+        periphery = options.pop("population_periphery")
         if options.pop("population"):
             # A member's numbers depend on the whole population (shared noise streams): key them
             # by its seeds (and device values). Left out when off, so that points stored before
@@ -82,6 +83,9 @@ def options_for(sweep: Sweep, kind: str) -> dict[str, Any]:
             if devices:
                 options["population_devices"] = {axis: list(values) for axis, values in
                                                  sweep.spec.axes.items() if axis.startswith("device.")}
+            if periphery:
+                options["population_periphery"] = {axis: list(values) for axis, values in
+                                                   sweep.spec.axes.items() if axis in PERIPHERY_AXES}
     return options
 
 

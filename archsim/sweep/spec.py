@@ -107,6 +107,20 @@ class TrainBudget(Spec):
                            "*_dtod spreads and the bounds); one the family keeps as a number per "
                            "tile (dw_min, dw_min_std, an exp-step device's up_down) stops the "
                            "sweep with one line naming the field.")
+    population_periphery: bool = Field(
+        False, description="With population: also gather the points that differ only in the "
+                           "periphery's converter axes (`architecture.dac.bits`, "
+                           "`architecture.adc.bits`, `architecture.periphery.` inp_bound, "
+                           "out_bound, out_noise, inp_sto_round, out_sto_round, max_bm_factor, "
+                           "max_bm_res) into one population (e.g. the resolution scan's bits x "
+                           "rounding x seeds): each member's tiles use its own converters "
+                           "(archsim.functional.periphery_members). Other architecture axes "
+                           "still split the sweep into populations.")
+
+#: The architecture axes ``train.population_periphery`` gathers into one population.
+PERIPHERY_AXES = ("architecture.dac.bits", "architecture.adc.bits", *(
+    f"architecture.periphery.{f}" for f in ("inp_bound", "out_bound", "out_noise", "inp_sto_round",
+                                            "out_sto_round", "max_bm_factor", "max_bm_res")))
 
 
 class EstimateOptions(Spec):
@@ -208,8 +222,12 @@ def load_sweep(path: str | Path) -> Sweep:
     dev = spec.train.torch_device
     if dev is not None and not re.fullmatch(r"cpu|cuda|cuda:\d+|auto", dev):
         raise sweep.error("train.torch_device", dev, "allowed: cpu, cuda, cuda:N, auto")
-    if spec.train.population_devices and not spec.train.population:
-        raise sweep.error("train.population_devices", True, "needs train.population: true")
+    for option in ("population_devices", "population_periphery"):
+        if getattr(spec.train, option) and not spec.train.population:
+            raise sweep.error(f"train.{option}", True, "needs train.population: true")
+    if spec.train.population_periphery and not any(a in PERIPHERY_AXES for a in spec.axes):
+        raise sweep.error("train.population_periphery", True, "needs an axis among "
+                          f"{', '.join(PERIPHERY_AXES)}")
     if spec.plot.x is not None and spec.plot.x not in spec.axes:
         raise sweep.error("plot.x", spec.plot.x, f"expected one of the axes: {', '.join(spec.axes)}")
     _check_presets(sweep)
