@@ -393,7 +393,9 @@ def test_member_archs_unlike_beyond_the_converters_are_refused_in_one_line(tmp_p
     assert results[0].test_loss != results[1].test_loss
 
 
-def test_the_shipped_gpu_resolution_sweep_is_one_population_of_42():
-    sweep = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / "resolution_full_population.yaml")
+@pytest.mark.parametrize("name, sizes", [("resolution_full_population", [42]),
+                                         ("asymmetry_full_population", [3, 18])])
+def test_the_shipped_gpu_sweeps_form_their_populations(name, sizes):
+    sweep = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / f"{name}.yaml")
     groups = group_populations([resolve_point(sweep, p)[0] for p in expand(sweep)])
-    assert len(groups) == 1 and len(groups[0]["group"]) == 42
+    assert [len(g["group"]) for g in groups] == sizes
