@@ -351,6 +351,13 @@ def test_population_periphery_gathers_converter_axes_into_one_population(tmp_pat
     redo = records(out / "results.jsonl")[gone]["result"]
     assert {k: v for k, v in redo.items() if k != "seconds"} == \
         {k: v for k, v in first[gone]["result"].items() if k != "seconds"}
+    # With population_devices too, device axes join the same population.
+    both = write_sweep(tmp_path, body % (", device.up_down: [0.0, 0.05]",
+                                         ", population_periphery: true, population_devices: true"),
+                       "both.yaml")
+    sweep = load_sweep(both)
+    groups = group_populations([resolve_point(sweep, p)[0] for p in expand(sweep)])
+    assert [len(g["group"]) for g in groups] == [16]
     # Another architecture axis still splits the sweep into populations.
     split = write_sweep(tmp_path, body % (", architecture.update.desired_bl: [10, 31]",
                                           ", population_periphery: true"), "u.yaml")
@@ -386,11 +393,17 @@ def test_member_archs_unlike_beyond_the_converters_are_refused_in_one_line(tmp_p
     with pytest.raises(SpecError, match="array size"):
         train_population(workload, arch, device, seeds=[0, 1], member_archs=[arch, wide],
                          max_chars=400)
-    # Unlike converters only: it trains.
+    # Unlike converters only: it trains, with unlike devices too.
     coarse = load_architecture("rpu2016", overrides={"dac.bits": 3})
     results = train_population(workload, arch, device, seeds=[0, 0], member_archs=[arch, coarse],
                                max_chars=400)
     assert results[0].test_loss != results[1].test_loss
+    skewed = load_device("rpu_baseline", overrides={"up_down": 0.05})
+    results = train_population(workload, arch, device, seeds=[0, 0, 1],
+                               member_archs=[arch, coarse, coarse],
+                               member_devices=[device, skewed, device], max_chars=400)
+    assert [r.device for r in results] == ["rpu_baseline"] * 3
+    assert all(math.isfinite(r.test_loss) for r in results)
 
 
 @pytest.mark.parametrize("name, sizes", [("resolution_full_population", [42]),
