@@ -198,7 +198,11 @@ def lr001_findings():
                    "(tests/test_functional_update.py: the exact update's mean against -lr d x, the fast "
                    "update's mean and variance against the exact one's), so the difference lies in what "
                    "the devices add: bounded weights (about +-0.6), noise, quantization. Where the "
-                   "weights ended: the next section.")
+                   "weights ended: the next section. Why the devices lead early: "
+                   "`../lstm2x64_warpeace_fp_vs_rpu/diagnostics/early_lead/` (LSTM2-64 at the same "
+                   "learning rate, where the devices also leave the unigram plateau first: most of "
+                   "that lead comes from their device-to-device up/down imbalance, the property "
+                   "behind most of the gap at the end).")
     end_fp, end_rpu = fp[-1] if fp else None, rpu[-1] if rpu else None
     if end_fp is not None and end_rpu is not None and end_fp.get("final") and end_rpu.get("final"):
         out.append(f"**After 2 epochs: test {end_rpu['test_loss']:.3f} (rpu_baseline) against "

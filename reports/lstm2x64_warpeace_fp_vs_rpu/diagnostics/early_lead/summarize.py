@@ -1,0 +1,256 @@
+"""Write this folder's README.md and curves.png from the runs in results/ (run.sh): which device or
+periphery property lets the devices leave the unigram plateau before floating point does.
+
+    python reports/lstm2x64_warpeace_fp_vs_rpu/diagnostics/early_lead/summarize.py
+"""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+#: Below this validation loss (nats/char) a run has left the plateau (about 3.1: the unigram
+#: model's loss on War and Peace; every run sits at 3.07-3.15 before it leaves).
+PLATEAU_EXIT = 3.0
+#: Run name -> (what differs from rpu_baseline, group in the table).
+RUNS = {
+    "ideal": ("floating point (ideal device)", "reference"),
+    "rpu_baseline": ("(none)", "reference"),
+    "exact": ("exact update (pulse trains sampled) instead of fast", "update implementation"),
+    "clean_periphery": ("no output noise, 16-bit DAC and ADC", "periphery"),
+    "no_out_noise": ("no output noise", "periphery"),
+    "no_c2c": ("no cycle-to-cycle step variation (dw_min_std 0)", "device"),
+    "symmetric": ("no device-to-device up/down imbalance (rpu_symmetric: up_down_dtod 0)", "device"),
+    "imbalance2x": ("twice the device-to-device up/down imbalance (up_down_dtod 0.02)", "device"),
+    "uniform": ("every device alike (every *_dtod 0)", "device"),
+    "uniform_clean": ("every device alike, clean periphery", "device + periphery"),
+    "uniform_fine_clean": ("every device alike, clean periphery, dw_min / 10", "device + periphery"),
+}
+
+
+def load() -> dict[str, list[dict]]:
+    """Per run name, the results of its seeds (``results/NAME.json``, ``results/NAME_s1.json``)."""
+    runs: dict[str, list[dict]] = {}
+    for path in sorted((HERE / "results").glob("*.json")):
+        name = path.stem[:-3] if path.stem.endswith(("_s1", "_s2")) else path.stem
+        runs.setdefault(name, []).append(json.loads(path.read_text()))
+    return runs
+
+
+def points(result: dict) -> list[tuple[float, float]]:
+    """(epoch, validation loss) of a run's curve, without the final repeat."""
+    return [(p["epoch"], p["valid_loss"]) for p in result["curve"]
+            if "valid_loss" in p and not p.get("final")]
+
+
+def exit_epoch(result: dict) -> float | None:
+    """The epoch at which the validation loss first falls below PLATEAU_EXIT (linear between the
+    curve's points, a tenth of an epoch apart); None: never."""
+    prev = None
+    for e, v in points(result):
+        if v < PLATEAU_EXIT:
+            if prev is None:
+                return e
+            e0, v0 = prev
+            return e0 + (e - e0) * (v0 - PLATEAU_EXIT) / (v0 - v)
+        prev = (e, v)
+    return None
+
+
+def at(result: dict, epoch: float) -> float:
+    return min(points(result), key=lambda p: abs(p[0] - epoch))[1]
+
+
+def fmt_seeds(values: list[float | None], spec: str = ".2f") -> str:
+    shown = ["-" if v is None else format(v, spec) for v in values]
+    return " / ".join(shown)
+
+
+def table(runs: dict[str, list[dict]]) -> list[str]:
+    lines = ["| run | differs from rpu_baseline in | seeds | epoch it leaves the plateau | "
+             "valid at 0.7 epochs | valid after 1 epoch |",
+             "|---|---|---|---|---|---|"]
+    for name, (change, _group) in RUNS.items():
+        rs = sorted(runs.get(name, []), key=lambda r: r["seed"])
+        if not rs:
+            continue
+        lines.append(f"| {name} | {change} | {', '.join(str(r['seed']) for r in rs)} | "
+                     f"{fmt_seeds([exit_epoch(r) for r in rs])} | "
+                     f"{fmt_seeds([at(r, 0.7) for r in rs], '.3f')} | "
+                     f"{fmt_seeds([r['valid_loss'] for r in rs], '.3f')} |")
+    return lines
+
+
+#: The runs of the left panel (all their seeds); the right panel has the others beside seed 0 of
+#: floating point and rpu_baseline.
+KEY_RUNS = ("ideal", "rpu_baseline", "symmetric", "imbalance2x")
+
+
+def plot(runs: dict[str, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = dict(zip(RUNS, plt.get_cmap("tab10").colors + ("black",)))
+    styles = {0: "-", 1: "--", 2: ":"}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, names, seeds in ((axes[0], KEY_RUNS, (0, 1, 2)),
+                             (axes[1], [n for n in RUNS if n not in KEY_RUNS[2:]], (0, 1))):
+        for name in names:
+            for r in runs.get(name, []):
+                if r["seed"] not in seeds or (ax is axes[1] and name in KEY_RUNS and r["seed"]):
+                    continue
+                e, v = zip(*points(r))
+                ax.plot(e, v, styles[r["seed"]], color=colors[name], lw=1.4,
+                        label=f"{name} (seed {r['seed']})")
+        ax.axhline(PLATEAU_EXIT, color="grey", lw=0.6)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("validation loss (nats/char)")
+    axes[0].set_title("imbalance spread: none, 1 % (baseline), 2 %")
+    axes[1].set_title("other properties removed (seed 0; uniform: 0 and 1)")
+    fig.suptitle("LSTM2-64 War and Peace, lr 0.01: leaving the unigram plateau")
+    fig.tight_layout()
+    fig.savefig(HERE / "curves.png", dpi=110)
+
+
+def moved(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """From weight_stats.py's output: per (device run, matrix) how far the weights moved (floating
+    point, device) and the random walk and imbalance drift that the device's coincidences give."""
+    out, run = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("device run:"):
+            run = line.split()[2].rstrip(",")
+        parts = line.split()
+        if run and len(parts) >= 8 and parts[0] in ("lstm1", "lstm2", "output") and parts[2][-1].isdigit() \
+                and "," in parts[1]:
+            out[(run, parts[0])] = dict(fp=float(parts[3]), device=float(parts[4]),
+                                        walk=float(parts[5]), drift=float(parts[6]))
+    return out
+
+
+def clip_check() -> float:
+    """The largest difference of seed 0's rpu_baseline validation curve from the same run
+    without the error clip (``../states/lr0.01/``); floating point's must be identical."""
+    diffs = {}
+    for mine, theirs in (("ideal", "fp"), ("rpu_baseline", "rpu_baseline")):
+        a = [v for _, v in points(json.loads((HERE / "results" / f"{mine}.json").read_text()))]
+        b = [p["valid_loss"] for p in json.loads(
+            (HERE.parent / "states" / "lr0.01" / f"{theirs}.json").read_text())["curve"]
+            if "valid_loss" in p][:len(a)]
+        diffs[mine] = max(abs(x - y) for x, y in zip(a, b))
+    if diffs["ideal"] != 0.0:
+        raise SystemExit(f"floating point's curve differs from the unclipped run's by {diffs['ideal']}")
+    return diffs["rpu_baseline"]
+
+
+def mean_exit(runs, name) -> float:
+    return statistics.mean(exit_epoch(r) for r in runs[name])
+
+
+def main() -> None:
+    runs = load()
+    plot(runs)
+    fp, base = mean_exit(runs, "ideal"), mean_exit(runs, "rpu_baseline")
+    sym, double = mean_exit(runs, "symmetric"), mean_exit(runs, "imbalance2x")
+    removed = (sym - base) / (fp - base)
+    n = {name: len(runs[name]) for name in ("ideal", "rpu_baseline", "symmetric", "imbalance2x")}
+    order = "holds" if double < base < sym <= fp else "does not hold"
+    one = {name: exit_epoch(runs[name][0]) for name in RUNS if name in runs}
+    sd_fp = statistics.stdev(exit_epoch(r) for r in runs["ideal"])
+    lines = [
+        "# Why the devices leave the unigram plateau before floating point",
+        "",
+        "Generated by `summarize.py` from the runs of `run.sh` (results in `results/`, one JSON per "
+        "run and seed). LSTM2-64 on War and Peace, learning rate 0.01, one epoch (900 steps of 32 x "
+        "100 characters), fast update unless stated. The workload is the LSTM2-512 report's "
+        "recipe (`lstm2x64_lr0.01_clip.yaml`: errors clipped at 0.05); the clip does not change "
+        "floating point's curve here (point for point that of `../states/lr0.01/fp.json`, made "
+        "without it), and rpu_baseline's differs from that folder's by at most "
+        f"{clip_check():.3f} nats/char.",
+        "",
+        "**The question.** At small learning rates every device run so far got ahead of floating "
+        "point early in training: LSTM2-512 on the Linux corpus at lr 0.01 (both seeds, "
+        "`../../../lstm2x512_linux_fp_vs_rpu/`) and LSTM2-64 at lr 0.01 (`../states/lr0.01/`), "
+        "before falling behind later. At these learning rates both sides first sit on the unigram "
+        "plateau (validation loss about 3.1 nats/char); the devices leave it sooner. This folder "
+        "finds which property of the devices or the periphery does that.",
+        "",
+        f"**Measure.** The epoch at which the validation loss first falls below {PLATEAU_EXIT} "
+        "(linear between curve points a tenth of an epoch apart). Floating point leaves at "
+        f"{fmt_seeds([exit_epoch(r) for r in runs['ideal']])} epochs (seeds 0/1/2; sd {sd_fp:.2f}), "
+        f"rpu_baseline at {fmt_seeds([exit_epoch(r) for r in runs['rpu_baseline']])}.",
+        "",
+        "\n".join(table(runs)),
+        "",
+        "![curves](curves.png)",
+        "",
+        "## Findings",
+        "",
+        f"- **The devices' device-to-device up/down imbalance causes most of the lead.** Without it "
+        f"(`rpu_symmetric`: `up_down_dtod` 0.01 -> 0) the devices leave the plateau at {sym:.2f} "
+        f"epochs (mean of {n['symmetric']} seeds), against {base:.2f} for rpu_baseline and {fp:.2f} "
+        f"for floating point ({n['ideal']} seeds each): {removed * 100:.0f} % of the lead is gone. With "
+        f"twice the imbalance (`up_down_dtod` 0.02) they leave at {double:.2f} ({n['imbalance2x']} "
+        f"seeds). The order imbalance x2 < rpu_baseline < symmetric <= floating point {order} "
+        "for the means: the more imbalance, the sooner the exit.",
+        f"- **The periphery does not cause it** (seed 0): without output noise and with 16-bit "
+        f"converters the devices leave at {one['clean_periphery']:.2f}, without output noise "
+        f"alone at {one['no_out_noise']:.2f}, against rpu_baseline's {one['rpu_baseline']:.2f}.",
+        f"- **Nor the cycle-to-cycle step variation** (`dw_min_std` 0: {one['no_c2c']:.2f}), **nor "
+        f"the fast update's moment matching** (exact update: {one['exact']:.2f}).",
+        f"- **Every device alike** (all `*_dtod` 0, which removes the imbalance with the other "
+        f"spreads): {fmt_seeds([exit_epoch(r) for r in runs['uniform']])} (seeds 0/1; mean "
+        f"{mean_exit(runs, 'uniform'):.2f}), near `rpu_symmetric`. With a clean periphery as well: "
+        f"{fmt_seeds([exit_epoch(r) for r in runs['uniform_clean']])} (mean "
+        f"{mean_exit(runs, 'uniform_clean'):.2f}), earlier than with the periphery by a "
+        f"difference that two seeds (sd {sd_fp:.2f} for one run of floating point) do not "
+        f"resolve; with a tenth of the step on top (the update's random walk about sqrt(10) "
+        f"times smaller): {one['uniform_fine_clean']:.2f} (one seed).",
+        "",
+    ]
+    weights = HERE / "weights_half_epoch.txt"
+    if weights.is_file():
+        m = moved(weights)
+        b2, s2 = m[("rpu_baseline", "lstm2")], m[("rpu_symmetric", "lstm2")]
+        bo, so = m[("rpu_baseline", "output")], m[("rpu_symmetric", "output")]
+        lines += [
+            "**How far the weights moved by half an epoch** (seed 0, `weights_half_epoch.txt`; "
+            "rms of `w - w0`; random walk and imbalance drift as `weight_stats.py` derives them "
+            "from each device's recorded coincidences):",
+            "",
+            "| matrix | floating point | rpu_baseline (random walk, imbalance drift) | rpu_symmetric (random walk) |",
+            "|---|---|---|---|",
+            *(f"| {mx} | {m[('rpu_baseline', mx)]['fp']:.3f} | {m[('rpu_baseline', mx)]['device']:.3f} "
+              f"({m[('rpu_baseline', mx)]['walk']:.3f}, {m[('rpu_baseline', mx)]['drift']:.3f}) | "
+              f"{m[('rpu_symmetric', mx)]['device']:.3f} ({m[('rpu_symmetric', mx)]['walk']:.3f}) |"
+              for mx in ("lstm1", "lstm2", "output")),
+            "",
+            "**Reading.** On the plateau the gradient asks for little, and in the LSTM layers the "
+            "devices' weights move mostly by what the pulsed update adds: the random walk of its "
+            "sampled coincidences, "
+            "and, in rpu_baseline, the drift of each device's own up/down imbalance "
+            "(`n/2 (step_up - step_down)` after `n` coincidences that go either way equally often: "
+            "a direction set by the device, the same at every update). By half an epoch the drift "
+            f"is larger than the random walk in the output layer ({bo['drift']:.3f} against "
+            f"{bo['walk']:.3f} rms) and smaller in the second LSTM layer ({b2['drift']:.3f} against "
+            f"{b2['walk']:.3f}). Without it (rpu_symmetric) the weights moved almost as far in "
+            f"total ({s2['device']:.3f} against {b2['device']:.3f} in lstm2, {so['device']:.3f} "
+            f"against {bo['device']:.3f} in the output layer), yet left the plateau "
+            f"{sym - base:.2f} epochs later: the exit tracks the systematic drift (and its dose), not "
+            "how far the weights move. Why a systematic drift moves the network off the plateau "
+            "sooner (much as "
+            "perturbations let gradient descent leave a saddle point) is our reading, not shown "
+            "here. The same imbalance is what costs the devices most of their final gap "
+            "(`rpu_symmetric` removed 85 % and 97 % of LSTM2-512's gap after 2 epochs, "
+            "`../../../lstm2x512_linux_fp_vs_rpu/`): the early lead and the late gap come mostly "
+            "from one device property.",
+            "",
+            "## weight_stats.py's output", "", "```", weights.read_text().rstrip(), "```", ""]
+    (HERE / "README.md").write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
