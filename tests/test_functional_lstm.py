@@ -168,3 +168,14 @@ def test_cuda_matches_cpu_for_ideal_tiles():
                            array_cols=4096, seed=0, device="cuda")
     loss, _ = noisy_gpu.train_step(ids, ids, noisy_gpu.zero_state(B), 0.2)
     assert math.isfinite(loss) and abs(loss - math.log(V)) < 0.5
+
+
+def test_a_cpu_network_flushes_subnormal_floats_to_zero():
+    """Saturated gates give activations below float32's smallest normal number, on which x86
+    arithmetic is many times slower (benchmarks/denormals.py): a CPU network flushes them."""
+    torch.set_flush_denormal(False)
+    x = torch.full((4,), 1e-39)
+    assert float((x * 1.0)[0]) > 0          # subnormal arithmetic before
+    AnalogLSTM(5, 4, 1, RPUConfig.from_specs(load_device("ideal"), load_architecture("rpu2016")),
+               array_rows=64, array_cols=64)
+    assert float((x * 1.0)[0]) == 0.0       # flushed after

@@ -288,6 +288,11 @@ class AnalogLSTM:
                     raise ValueError("the Tiki-Taka matrices of one network share their transfer settings")
                 self._transfer, self._transfer_algorithm = settings, c.algorithm
         self.device, self.dtype = torch.device(device), dtype
+        if self.device.type == "cpu":
+            # Subnormal floats (below 1.2e-38 in float32: saturated gates, vanished errors) make
+            # x86 arithmetic many times slower and carry nothing a converter could resolve;
+            # flush them to zero (process-wide; benchmarks/denormals.py measures the effect).
+            torch.set_flush_denormal(True)
         self.dropout, self.grad_clip = float(dropout), grad_clip
         # Three independent streams, so that e.g. dropout does not shift the devices' noise.
         member_seeds = self.seeds or [seed]
