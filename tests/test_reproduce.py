@@ -15,7 +15,8 @@ from archsim.cli import main
 from archsim.reproduce import (
     CLAIMS, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry, analyse_macs,
     analyse_overfitting, analyse_resolution, check_claims, compare, corpus_chars, fmt_change, fmt_stats,
-    macs_workloads, mlp_weights, render_report, resolution_threshold, row_loss, sweep_paths,
+    macs_workloads, mlp_weights, plot_asymmetry, render_report, resolution_threshold, row_loss,
+    sweep_paths,
 )
 from archsim.reproduce.analysis import level
 from archsim.errors import SpecError
@@ -637,3 +638,21 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     text = (out / "asymmetry.md").read_text()
     assert "(2 of 3)" in text and "Incomplete" not in text   # every point has a seed: judged
     assert "(0 points computed" in capsys.readouterr().out
+
+
+def test_asymmetry_shows_other_devices_as_references_outside_the_verdict(tmp_path):
+    fp, sym = spread(2.00, 0.01), spread(2.30, 0.01)
+    rows = asym_seed_rows(fp, {0.0: sym, 0.02: spread(2.40, 0.01), 0.05: spread(2.60, 0.01)})
+    plain = analyse_asymmetry(rows)
+    rows += seed_rows(spread(2.05, 0.01), device="rpu_symmetric", **{"device.up_down": 0.0})
+    a = analyse_asymmetry(rows)
+    # the scan and its verdict are rpu_baseline's alone
+    assert a.metrics["scanned"] == "rpu_baseline" and a.verdict == plain.verdict == "partly"
+    assert a.sentence == plain.sentence and a.metrics["symmetric"] == pytest.approx(2.30)
+    ref = a.table[-1]
+    assert ref["device"] == "rpu_symmetric (reference)" and ref["up_down"] == "0 %"
+    assert ref["vs fp"].startswith("+0.050") and ref["vs symmetric"].startswith("-0.250")
+    assert any(n.startswith("Reference point rpu_symmetric (not part of the verdict): test loss 2.050")
+               for n in a.notes)
+    assert len(a.table) == len(plain.table) + 1
+    assert plot_asymmetry(a, tmp_path / "a.png").is_file()

@@ -29,12 +29,22 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
     asymmetry of at most ``few`` raises the test loss over the symmetric device by a change of floor
     ``delta``. partly: asymmetry raises the loss, but only above ``few``, or the symmetric device is
     not close to floating point. does not hold: no scanned asymmetry raises the loss by a change.
+
+    The scanned device is the one with the most ``up_down`` values; the rows of other devices (e.g.
+    ``rpu_symmetric``, without the scanned device's device-to-device up/down imbalance) are
+    reference points: a table row and a note each, outside the verdict.
     """
     fp_rows = [r for r in rows if _is_fp(r)]
-    by_u: dict[float, list[dict]] = {}
+    by_device: dict[str, list[dict]] = {}
     for r in rows:
         if not _is_fp(r):
-            by_u.setdefault(float(_axis(r, "device.up_down", 0.0) or 0.0), []).append(r)
+            by_device.setdefault(str(_axis(r, "device", "device")), []).append(r)
+    scanned = max(by_device, key=lambda d: len({_axis(r, "device.up_down", 0.0) for r in by_device[d]}),
+                  default=None)
+    by_u: dict[float, list[dict]] = {}
+    for r in by_device.get(scanned, []):
+        by_u.setdefault(float(_axis(r, "device.up_down", 0.0) or 0.0), []).append(r)
+    extra = {d: rs for d, rs in by_device.items() if d != scanned}
     fp = {k: Stats.of_rows(fp_rows, k) for k in LOSSES}
     stats = {u: Stats.of_rows(rs) for u, rs in by_u.items()}
     loss = {u: s.value for u, s in stats.items()}
@@ -50,12 +60,28 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
                       **{f"{k.split('_')[0]} loss": fmt_stats(Stats.of_rows(rs, k)) for k in LOSSES},
                       "vs fp": fmt_change(compare(stats[u], fp["test_loss"])),
                       "vs symmetric": fmt_change(None if sym is None else compare(stats[u], sym))})
+    for device, rs in extra.items():
+        st = Stats.of_rows(rs)
+        ups = sorted({float(_axis(r, "device.up_down", 0.0) or 0.0) for r in rs})
+        table.append({"device": f"{device} (reference)", "up_down": ", ".join(_pct(u) for u in ups),
+                      **{f"{k.split('_')[0]} loss": fmt_stats(Stats.of_rows(rs, k)) for k in LOSSES},
+                      "vs fp": fmt_change(compare(st, fp["test_loss"])),
+                      "vs symmetric": fmt_change(None if sym is None else compare(st, sym))})
     notes = [f"\"vs fp\" and \"vs symmetric\": difference of the mean test losses ± {SPREAD_SE:g} "
              f"standard errors. A change is {change_rule(f'{delta} nats/char')}; \"a few percent\" is "
              f"up_down <= {_pct(few)}; \"close to floating point\": the symmetric device's test loss does "
              f"not differ from floating point's by {change_rule(f'{close} nats/char')}."]
+    for device, rs in extra.items():
+        st = Stats.of_rows(rs)
+        to_fp, to_sym = compare(st, fp["test_loss"]), None if sym is None else compare(st, sym)
+        if to_fp is not None or to_sym is not None:
+            notes.append(f"Reference point {device} (not part of the verdict): test loss "
+                         f"{fmt_stats(st, table=False)} nats/char, {fmt_change(to_fp)} from floating "
+                         f"point and {fmt_change(to_sym)} from {scanned} at 0 %.")
     asym = sorted(u for u in loss if u > 0 and loss[u] is not None)
     metrics: dict[str, Any] = {"fp": fp["test_loss"].value, "symmetric": None if sym is None else sym.value,
+                               "scanned": scanned,
+                               "references": {d: Stats.of_rows(rs) for d, rs in extra.items()},
                                "loss": loss, "stats": stats, "fp_stats": fp["test_loss"],
                                "delta": delta, "few": few, "close": close}
     if fp["test_loss"].value is None or sym is None or sym.value is None or not asym:
@@ -146,7 +172,12 @@ def plot_asymmetry(analysis: Analysis, path: Path) -> Path:
     m = analysis.metrics
     fig, ax = _figure()
     seed_errorbars(ax, sorted((100 * u, s) for u, s in m["stats"].items()),
-                   label="RPU device (rpu_baseline), mean ± sd over seeds", color="C0")
+                   label=f"RPU device ({m.get('scanned') or 'rpu_baseline'}), mean ± sd over seeds",
+                   color="C0")
+    for i, (device, st) in enumerate(m.get("references", {}).items()):
+        if st.mean is not None and math.isfinite(st.mean):
+            ax.errorbar([0.0], [st.mean], yerr=[st.sd or 0.0], fmt="s", color=f"C{i + 2}", capsize=3,
+                        label=f"{device} (reference), mean ± sd")
     fp = m.get("fp_stats")
     if fp is not None and fp.mean is not None:
         ax.axhline(fp.mean, color="k", ls="--", lw=1, label="floating point")
