@@ -104,7 +104,8 @@ def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list
              f"**Claim** ({PAPER}): {claim.statement}", "",
              f"**Verdict: {analysis.verdict}.** {analysis.sentence}", "",
              _markdown_table(analysis.table), ""]
-    lines += [f"{n}" for n in analysis.notes] + [""]
+    for note in analysis.notes:          # one paragraph each
+        lines += [note, ""]
     lines += [f"![{claim.name}]({plot_name})", "", "## How this was produced", "", f"    {command}", ""]
     if sweeps:
         lines += [_seeds_paragraph(sweeps, outcomes), ""]
