@@ -407,7 +407,7 @@ def test_member_archs_unlike_beyond_the_converters_are_refused_in_one_line(tmp_p
 
 
 @pytest.mark.parametrize("name, sizes", [("resolution_full_population", [42]),
-                                         ("asymmetry_full_population", [3, 18])])
+                                         ("asymmetry_full_population", [3, 18, 3])])
 def test_the_shipped_gpu_sweeps_form_their_populations(name, sizes):
     sweep = load_sweep(Path(__file__).resolve().parents[1] / "sweeps" / f"{name}.yaml")
     groups = group_populations([resolve_point(sweep, p)[0] for p in expand(sweep)])
