@@ -243,10 +243,13 @@ def main() -> None:
             "how far the weights move. Why a systematic drift moves the network off the plateau "
             "sooner (much as "
             "perturbations let gradient descent leave a saddle point) is our reading, not shown "
-            "here. The same imbalance is what costs the devices most of their final gap "
-            "(`rpu_symmetric` removed 85 % and 97 % of LSTM2-512's gap after 2 epochs, "
-            "`../../../lstm2x512_linux_fp_vs_rpu/`): the early lead and the late gap come mostly "
-            "from one device property.",
+            "here. At this learning rate the same imbalance is also what costs the devices most "
+            "of their final gap (`rpu_symmetric` removed 85 % and 97 % of LSTM2-512's gap after 2 "
+            "epochs at lr 0.01, `../../../lstm2x512_linux_fp_vs_rpu/`), so there the early lead and "
+            "the late gap come mostly from one device property. At lr 0.05 it is a smaller part "
+            "of LSTM2-64's gap (28 % after 2 epochs, the asymmetry claim's `rpu_symmetric` "
+            "reference in `../../../reproduce/asymmetry.md`), where the weight range weighs more "
+            "(`../states/`).",
             "",
             "## weight_stats.py's output", "", "```", weights.read_text().rstrip(), "```", ""]
     (HERE / "README.md").write_text("\n".join(lines))
