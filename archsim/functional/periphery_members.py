@@ -190,8 +190,8 @@ class MemberPeriphery(Periphery):
         buf = self._row_scales
         if buf is None or buf.shape != (N, out):
             buf = self._row_scales = torch.empty(N, out, device=self.device, dtype=self.dtype)
-        prep.scale = torch.mul(scale, post_scale if post_scale is not None else
-                               torch.ones(out, device=self.device, dtype=self.dtype), out=buf)
+        prep.scale = (buf.copy_(scale.expand(N, out)) if post_scale is None
+                      else torch.mul(scale, post_scale, out=buf))
         pre = prep.pre
         if self.noisy:
             pre.normal_(generator=self.generator).mul_(c.noise)
