@@ -46,11 +46,13 @@ def _member_configs(fields_list, **common):
     return [_config(**DETERMINISTIC, **common, **f) for f in fields_list]
 
 
+@pytest.mark.parametrize("accelerator_path", [False, True])
 @pytest.mark.parametrize("name", list(DETERMINISTIC_SETS))
-def test_tile_mvms_of_unlike_members_equal_their_own_tiles(name):
+def test_tile_mvms_of_unlike_members_equal_their_own_tiles(name, accelerator_path):
     """forward (bound management), read, backward (all outputs and some), and a prepared
     forward sweep: row by row the one-member tile with the member's own configuration, and the
-    same conversions, saturations and repeats."""
+    same conversions, saturations and repeats. ``accelerator_path``: the population takes the
+    branch a GPU takes (every MVM through the clip and bound management, no host check)."""
     configs = _member_configs(DETERMINISTIC_SETS[name])
     K, out, inp, Bt, m = len(configs), 6, 10, 2, 4
     g = torch.Generator().manual_seed(5)
@@ -61,6 +63,8 @@ def test_tile_mvms_of_unlike_members_equal_their_own_tiles(name):
                      members=members, member_configs=configs, dtype=torch.float64,
                      member_generators=[torch.Generator().manual_seed(s) for s in seeds])
     assert isinstance(pop.periphery, MemberPeriphery)
+    if accelerator_path:
+        pop.periphery.saturation_known = True
     pop.set_weights(weights)
     singles = []
     for k, (c, s) in enumerate(zip(configs, seeds)):
