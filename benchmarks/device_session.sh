@@ -55,7 +55,8 @@ wanted profiles && for K in $PROFILE_MEMBERS; do
 done
 stage "CUDA tests"
 wanted tests && timeout 90 $PY -m pytest -q -p no:cacheprovider tests/test_population.py tests/test_functional_lstm.py \
-    tests/test_functional_tile.py tests/test_functional_update.py tests/test_train_cli.py -k cuda 2>&1 \
+    tests/test_functional_tile.py tests/test_functional_update.py tests/test_train_cli.py \
+    tests/test_population_periphery.py -k cuda 2>&1 \
     | tail -15 | tee -a "$LOG"
 nvidia-smi --query-gpu=name,power.draw,clocks.sm,memory.used --format=csv >> "$LOG" 2>&1 || true
 stage "done"

@@ -186,3 +186,21 @@ def test_like_members_keep_the_scalar_periphery_and_other_fields_are_refused():
     with pytest.raises(ValueError, match="differ in noise_management"):
         AnalogTile(4, 5, cfg, member_configs=[cfg, dataclasses.replace(cfg, noise_management="none")],
                    **kw)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_unlike_members_on_cuda_equal_the_cpu():
+    """The population of unlike peripheries on an accelerator (every MVM through the clip and
+    bound management, no host check): the same losses as on the CPU, in float64."""
+    V, H, L, T, B = 12, 8, 2, 5, 3
+    configs = _member_configs([dict(inp_res=1 / 14, out_bound=0.5), dict(inp_res=1 / 126),
+                               dict(inp_res=0.0, out_res=1 / 30, out_bound=0.6)])
+    kw = dict(array_rows=8, array_cols=8, dtype=torch.float64, seeds=[3, 7, 11],
+              member_configs=configs)
+    g = torch.Generator().manual_seed(1)
+    ids, targets = torch.randint(0, V, (T, B), generator=g), torch.randint(0, V, (T, B), generator=g)
+    losses = []
+    for dev in ("cpu", "cuda"):
+        net = AnalogLSTM(V, H, L, configs[0], device=dev, **kw)
+        losses.append(net.loss(ids, targets, net.zero_state(B))[0])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
