@@ -505,6 +505,13 @@ def test_members_products_against_loops():
         y0 = torch.randn(R, p, generator=g, dtype=torch.float64)
         y = mem.addmm_(y0.clone(), v, w, beta=0.5, alpha=2.0)
         assert torch.allclose(y, 0.5 * y0 + 2.0 * want, rtol=0, atol=1e-12)
+        # wider than Members.NARROW (the CPU's other path over several timesteps), beta 1 too
+        wide = torch.randn(K, Members.NARROW + 3, p, generator=g, dtype=torch.float64)
+        vw = torch.randn(R, Members.NARROW + 3, generator=g, dtype=torch.float64)
+        want_w = torch.stack([vw[r] @ wide[member[r]] for r in range(R)])
+        for beta in (0.5, 1.0):
+            y = mem.addmm_(y0.clone(), vw, wide, beta=beta, alpha=2.0)
+            assert torch.allclose(y, beta * y0 + 2.0 * want_w, rtol=0, atol=1e-12)
         d = torch.randn(R, p, generator=g, dtype=torch.float64)
         sums = torch.zeros(K, n, p, dtype=torch.float64)
         for r in range(R):

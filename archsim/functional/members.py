@@ -106,10 +106,33 @@ class Members:
             y.view(self.K, self.B, y.shape[1]).baddbmm_(v.view(self.K, self.B, -1), w, beta=beta,
                                                          alpha=alpha)
             return y
+        if y.device.type == "cpu" and y.is_contiguous() and v.is_contiguous():
+            return self._addmm_by_member_(y, v, w, m, beta, alpha)
         prod = torch.bmm(self.by_member(v), w)
         if beta != 1.0:
             y.mul_(beta)
         y.view(m, self.K, self.B, y.shape[1]).add_(self.to_rows(prod, m), alpha=alpha)
+        return y
+
+    #: Below this many columns of ``v`` a CPU product of several timesteps runs as one batched
+    #: product per member on strided views (no copies); above it, as one copied 2-D product.
+    NARROW = 8
+
+    def _addmm_by_member_(self, y, v, w, m: int, beta: float, alpha: float) -> torch.Tensor:
+        """:meth:`addmm_` of ``m > 1`` timesteps on a CPU, member by member: each member's rows
+        (a strided view) times its matrix, added in place. Cheaper there than reordering the
+        rows into member blocks and back (the accelerator path, one op for all members): 0.85x
+        for a 513-column block, 0.12x for the one-column bias block of an LSTM2-512 population
+        of 4 over 100 timesteps."""
+        K, B, n, p = self.K, self.B, v.shape[1], y.shape[1]
+        v4, y4 = v.view(m, K, B, n), y.view(m, K, B, p)
+        for k in range(K):
+            if n <= self.NARROW:
+                y4[:, k].baddbmm_(v4[:, k], w[k].expand(m, n, p), beta=beta, alpha=alpha)
+                continue
+            prod = torch.mm(v4[:, k].reshape(m * B, n), w[k]).view(m, B, p)
+            yk = y4[:, k].mul_(beta) if beta != 1.0 else y4[:, k]
+            yk.add_(prod, alpha=alpha)
         return y
 
     def flat_index(self, index: torch.Tensor, n: int) -> torch.Tensor:
