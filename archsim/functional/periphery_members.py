@@ -13,9 +13,11 @@ per constant, gathered to ``[R, 1]`` per row (made once per batch size), so the 
 with ``k`` row ``r``'s member, ``Q_k`` rounding to nearest, stochastically, or not at all as the
 member's converter does. Each member's constants are those of its own one-member
 :class:`Periphery` (made from its configuration), so a member computes what the separate run with
-its settings computes (draw for draw where nothing is random, in distribution where it is). The
-cost over the scalar path is a few elementwise ops per MVM; members with equal settings keep that
-path (:func:`make_periphery`).
+its settings computes (the same numbers up to float rounding where nothing is random, the same
+distribution where something is: tests/test_population_periphery.py). The cost over the scalar
+path is a few elementwise ops per MVM (a step of 1.4x that of like members at 2x64 on a CPU,
+``benchmarks/functional_step.py --unlike-periphery``); members with equal settings keep that path
+(:func:`make_periphery`).
 """
 from __future__ import annotations
 
