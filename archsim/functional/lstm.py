@@ -291,7 +291,8 @@ class AnalogLSTM:
         if self.device.type == "cpu":
             # Subnormal floats (below 1.2e-38 in float32: saturated gates, vanished errors) make
             # x86 arithmetic many times slower and carry nothing a converter could resolve;
-            # flush them to zero (process-wide; benchmarks/denormals.py measures the effect).
+            # flush them to zero (the calling thread and the threads it starts after this: one
+            # torch thread, the default at small sizes, is all; benchmarks/denormals.py measures it).
             torch.set_flush_denormal(True)
         self.dropout, self.grad_clip = float(dropout), grad_clip
         # Three independent streams, so that e.g. dropout does not shift the devices' noise.
