@@ -46,3 +46,22 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def assert_rows_equal_member_tiles(pop, singles, members, x, d, label=()):
+    """A population tile's forward, read, backward and backward over some columns of the rows
+    ``x [R, in]`` / ``d [R, out]`` (ordered (m, member, sequence)) equal, row by row, those of
+    each member's one-member tile in ``singles`` (float64: to 1e-12)."""
+    import torch  # here, not at module level: the estimate tests must not need torch
+
+    member = members.member_of(torch.arange(x.shape[0]))
+    ops = [("forward", x, lambda t, v: t.forward(v)),
+           ("read", x, lambda t, v: t.read(v)),
+           ("backward", d, lambda t, v: t.backward(v)),
+           ("backward_cols", d, lambda t, v: t.backward(v, cols=slice(2, 7)))]
+    for name, v, op in ops:
+        got = op(pop, v)
+        for k, t in enumerate(singles):
+            rows = (member == k).nonzero().squeeze(1)
+            want = op(t, v[rows])
+            assert torch.allclose(got[rows], want, rtol=0, atol=1e-12), (*label, name, k)

@@ -19,6 +19,7 @@ from archsim.functional.lstm import AnalogLSTM  # noqa: E402
 from archsim.functional.members import Members  # noqa: E402
 from archsim.functional.tile import AnalogTile  # noqa: E402
 from archsim.specs import load_architecture, load_device  # noqa: E402
+from conftest import assert_rows_equal_member_tiles  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -205,17 +206,7 @@ def test_deterministic_population_tile_mvms_equal_one_member_tiles(out_bound):
     R = m * K * Bt
     x = torch.rand(R, inp, generator=g, dtype=torch.float64) * 2 - 1
     d = torch.randn(R, out, generator=g, dtype=torch.float64)
-    member = members.member_of(torch.arange(R))
-    ops = [("forward", x, lambda t, v: t.forward(v)),
-           ("read", x, lambda t, v: t.read(v)),
-           ("backward", d, lambda t, v: t.backward(v)),
-           ("backward_cols", d, lambda t, v: t.backward(v, cols=slice(2, 7)))]
-    for name, v, op in ops:
-        got = op(pop, v)
-        for k, t in enumerate(singles):
-            rows = (member == k).nonzero().squeeze(1)
-            want = op(t, v[rows])
-            assert torch.allclose(got[rows], want, rtol=0, atol=1e-12), (name, k)
+    assert_rows_equal_member_tiles(pop, singles, members, x, d)
     a, sa = pop.activity, [t.activity for t in singles]
     for field in ("forward_mvms", "backward_mvms", "bm_repeats", "adc_saturations",
                   "dac_conversions", "adc_conversions"):

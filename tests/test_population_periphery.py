@@ -20,6 +20,7 @@ from archsim.functional.periphery import Periphery  # noqa: E402
 from archsim.functional.periphery_members import MemberPeriphery  # noqa: E402
 from archsim.functional.tile import AnalogTile  # noqa: E402
 from archsim.specs import load_architecture, load_device  # noqa: E402
+from conftest import assert_rows_equal_member_tiles  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -78,17 +79,8 @@ def test_tile_mvms_of_unlike_members_equal_their_own_tiles(name, accelerator_pat
     x = torch.rand(R, inp, generator=g, dtype=torch.float64) * 2 - 1
     x[:, -1] = 1.0
     d = torch.randn(R, out, generator=g, dtype=torch.float64)
+    assert_rows_equal_member_tiles(pop, singles, members, x, d, (name,))
     member = members.member_of(torch.arange(R))
-    ops = [("forward", x, lambda t, v: t.forward(v)),
-           ("read", x, lambda t, v: t.read(v)),
-           ("backward", d, lambda t, v: t.backward(v)),
-           ("backward_cols", d, lambda t, v: t.backward(v, cols=slice(2, 7)))]
-    for op_name, v, op in ops:
-        got = op(pop, v)
-        for k, t in enumerate(singles):
-            rows = (member == k).nonzero().squeeze(1)
-            want = op(t, v[rows])
-            assert torch.allclose(got[rows], want, rtol=0, atol=1e-12), (name, op_name, k)
     # The prepared forward of a sequence: m steps of K*Bt rows; columns 3..5 come step by step.
     rec = slice(3, 6)
     prep = pop.prepare_forward(x.clone(), rec, 1.0, K * Bt)

@@ -15,6 +15,16 @@ if TYPE_CHECKING:  # only for annotations: keeps ``archsim.functional.config`` i
 UPDATE_MODES = ("fast", "exact")
 #: Update-management rules when k > BL (see RPUConfig.um_rule).
 UM_RULES = ("aihwkit", "balanced")
+#: The fields a population's members may each set on their own (the periphery's converters and
+#: limits: :class:`archsim.functional.periphery_members.MemberPeriphery`), each with the
+#: architecture spec's field that sets it (see :meth:`RPUConfig.from_specs`; the sweep axes that
+#: ``train.population_periphery`` gathers). Any other field changes a tile's structure or update.
+MEMBER_PERIPHERY_FIELDS = {
+    "inp_res": "dac.bits", "out_res": "adc.bits", "inp_bound": "periphery.inp_bound",
+    "out_bound": "periphery.out_bound", "out_noise": "periphery.out_noise",
+    "inp_sto_round": "periphery.inp_sto_round", "out_sto_round": "periphery.out_sto_round",
+    "max_bm_factor": "periphery.max_bm_factor", "max_bm_res": "periphery.max_bm_res",
+}
 #: Training algorithms of a tile (see RPUConfig.algorithm; the architecture spec's
 #: ``update.algorithm`` values): SGD, then the Tiki-Taka family (two arrays per block).
 ALGORITHMS = ("sgd", "tiki_taka", "tiki_taka_v2", "chopped_tiki_taka_v2")

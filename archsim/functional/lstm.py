@@ -255,7 +255,7 @@ class AnalogLSTM:
     devices differ in what is drawn per device (:class:`AnalogTile`), on the LSTM layers and on
     an analog output layer alike. ``member_configs`` (one :class:`RPUConfig` per member, instead
     of ``member_devices``) lets them differ in their periphery's converters too (the fields of
-    :data:`~archsim.functional.periphery_members.MEMBER_PERIPHERY_FIELDS`); a floating-point
+    :data:`~archsim.functional.config.MEMBER_PERIPHERY_FIELDS`); a floating-point
     ``output_config`` stays the same for all.
     """
 

@@ -26,13 +26,9 @@ from types import SimpleNamespace
 
 import torch
 
-from archsim.functional.config import RPUConfig
+from archsim.functional.config import MEMBER_PERIPHERY_FIELDS, RPUConfig
 from archsim.functional.periphery import Periphery
 
-#: The :class:`RPUConfig` fields a population's members may set each on their own (the periphery's
-#: converters and limits; anything else changes the tile's structure or its update).
-MEMBER_PERIPHERY_FIELDS = ("inp_res", "out_res", "inp_bound", "out_bound", "out_noise",
-                           "inp_sto_round", "out_sto_round", "max_bm_factor", "max_bm_res")
 
 
 def member_config_differences(config: RPUConfig, member_configs) -> tuple[list[str], list[str]]:

@@ -84,7 +84,7 @@ class AnalogTile:
     a constant-step device), not in what it keeps as one number for the tile (``dw_min``,
     ``dw_min_std``, ...): ValueError naming those. ``member_configs`` (one configuration per
     member, instead of ``member_devices``): members may also differ in their periphery's
-    converters (:data:`~archsim.functional.periphery_members.MEMBER_PERIPHERY_FIELDS`: DAC/ADC
+    converters (:data:`~archsim.functional.config.MEMBER_PERIPHERY_FIELDS`: DAC/ADC
     resolution and rounding, ranges, output noise, bound-management limits; see
     :class:`~archsim.functional.periphery_members.MemberPeriphery`).
     """

@@ -54,7 +54,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
     the first member's): member k's tiles take their periphery from ``member_archs[k]``, which
     may differ from ``arch`` in the converters only (DAC/ADC bits, ``periphery``'s ranges,
     rounding, output noise and bound-management limits:
-    :data:`~archsim.functional.periphery_members.MEMBER_PERIPHERY_FIELDS`); a seed may then
+    :data:`~archsim.functional.config.MEMBER_PERIPHERY_FIELDS`); a seed may then
     repeat with other settings. ``where``: the file and field that errors about the
     population itself name (a sweep passes its file and ``train.population``)."""
     seeds = [int(s) for s in seeds]

@@ -45,6 +45,7 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
     for r in by_device.get(scanned, []):
         by_u.setdefault(float(_axis(r, "device.up_down", 0.0) or 0.0), []).append(r)
     extra = {d: rs for d, rs in by_device.items() if d != scanned}
+    references = {d: Stats.of_rows(rs) for d, rs in extra.items()}
     fp = {k: Stats.of_rows(fp_rows, k) for k in LOSSES}
     stats = {u: Stats.of_rows(rs) for u, rs in by_u.items()}
     loss = {u: s.value for u, s in stats.items()}
@@ -61,7 +62,7 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
                       "vs fp": fmt_change(compare(stats[u], fp["test_loss"])),
                       "vs symmetric": fmt_change(None if sym is None else compare(stats[u], sym))})
     for device, rs in extra.items():
-        st = Stats.of_rows(rs)
+        st = references[device]
         ups = sorted({float(_axis(r, "device.up_down", 0.0) or 0.0) for r in rs})
         table.append({"device": f"{device} (reference)", "up_down": ", ".join(_pct(u) for u in ups),
                       **{f"{k.split('_')[0]} loss": fmt_stats(Stats.of_rows(rs, k)) for k in LOSSES},
@@ -71,8 +72,7 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
              f"standard errors. A change is {change_rule(f'{delta} nats/char')}; \"a few percent\" is "
              f"up_down <= {_pct(few)}; \"close to floating point\": the symmetric device's test loss does "
              f"not differ from floating point's by {change_rule(f'{close} nats/char')}."]
-    for device, rs in extra.items():
-        st = Stats.of_rows(rs)
+    for device, st in references.items():
         to_fp, to_sym = compare(st, fp["test_loss"]), None if sym is None else compare(st, sym)
         if to_fp is not None or to_sym is not None:
             notes.append(f"Reference point {device} (not part of the verdict): test loss "
@@ -81,7 +81,7 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
     asym = sorted(u for u in loss if u > 0 and loss[u] is not None)
     metrics: dict[str, Any] = {"fp": fp["test_loss"].value, "symmetric": None if sym is None else sym.value,
                                "scanned": scanned,
-                               "references": {d: Stats.of_rows(rs) for d, rs in extra.items()},
+                               "references": references,
                                "loss": loss, "stats": stats, "fp_stats": fp["test_loss"],
                                "delta": delta, "few": few, "close": close}
     if fp["test_loss"].value is None or sym is None or sym.value is None or not asym:

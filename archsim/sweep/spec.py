@@ -63,6 +63,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from archsim.errors import SpecError
+from archsim.functional.config import MEMBER_PERIPHERY_FIELDS
 from archsim.specs import ArchitectureSpec, DeviceSpec, WorkloadSpec
 from archsim.specs.base import PositiveInt, Seed, Spec
 from archsim.specs.loader import Loaded, preset_path, read_yaml, validate
@@ -118,9 +119,7 @@ class TrainBudget(Spec):
                            "still split the sweep into populations.")
 
 #: The architecture axes ``train.population_periphery`` gathers into one population.
-PERIPHERY_AXES = ("architecture.dac.bits", "architecture.adc.bits", *(
-    f"architecture.periphery.{f}" for f in ("inp_bound", "out_bound", "out_noise", "inp_sto_round",
-                                            "out_sto_round", "max_bm_factor", "max_bm_res")))
+PERIPHERY_AXES = tuple(f"architecture.{field}" for field in MEMBER_PERIPHERY_FIELDS.values())
 
 
 class EstimateOptions(Spec):
