@@ -23,11 +23,15 @@ most 3x cuDNN's fp32 step per model). ``benchmarks/device_session.sh`` runs it o
 ``--unlike-periphery`` adds, for every K > 1, a population whose members differ in their DAC
 (the resolution scan's shape: bits cycling 3..9, rounding alternating deterministic/stochastic;
 :mod:`archsim.functional.periphery_members`), and its cost against the population of like members.
+``--breakdown`` (CPU) profiles one more step of every run and splits its CPU time per model into
+matrix products, random draws, copies and everything else: a population can only remove the
+per-op overhead in the last, so products + draws per model are the floor it cannot go below.
 
     python benchmarks/functional_step.py                       # 2x64 and 2x512, batch 32, T=100
     python benchmarks/functional_step.py --sizes 64 --rounds 3 --torch-device cuda
     python benchmarks/functional_step.py --members 1,4,8,16 --sizes 64,512 --steps 2 --rounds 1
     python benchmarks/functional_step.py --members 1,4 --sizes 64 --unlike-periphery
+    python benchmarks/functional_step.py --members 1,16 --sizes 64 --breakdown
 """
 from __future__ import annotations
 
@@ -41,6 +45,16 @@ import sys
 import time
 
 TARGETS = {"fast": 3.0, "exact": 10.0}
+
+#: ``--breakdown``'s categories: torch ops by name (self CPU time, so nothing counts twice); any
+#: other op is "other" (elementwise arithmetic, reductions, and each op's dispatch overhead).
+CATEGORIES = {
+    "products": ("aten::mm", "aten::bmm", "aten::addmm", "aten::addmm_", "aten::baddbmm",
+                 "aten::baddbmm_", "aten::addbmm", "aten::addbmm_"),
+    "random draws": ("aten::normal_", "aten::uniform_", "aten::bernoulli_", "aten::random_",
+                     "aten::exponential_", "aten::randn", "aten::rand"),
+    "copies": ("aten::copy_", "aten::index_select", "aten::index_copy_", "aten::clone"),
+}
 
 
 def worker(args) -> dict:
@@ -122,9 +136,12 @@ def worker(args) -> dict:
         cpu.append(time.process_time() - c0)
     if args.profile:
         profile_step(step, sync, dev, args.profile)
+    breakdown = breakdown_step(step) if args.breakdown else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     gpu_peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None
     out = {"times": times, "cpu": cpu, "peak_rss_bytes": peak, "gpu_peak_bytes": gpu_peak}
+    if breakdown is not None:
+        out["breakdown_s"] = breakdown
     if args.mode != "fp" and args.phases:
         out["phases"] = {k: v[1:] for k, v in phases.items()}   # without the warm-up step
     return out
@@ -172,6 +189,20 @@ def profile_step(step, sync, dev, path: str) -> None:
         fh.write("\n".join(lines) + "\n")
 
 
+def breakdown_step(step) -> dict[str, float]:
+    """One more step under torch.profiler (CPU): its self CPU time in seconds per category of
+    :data:`CATEGORIES` and "other"."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    totals = dict.fromkeys([*CATEGORIES, "other"], 0.0)
+    for e in prof.key_averages():
+        cat = next((c for c, names in CATEGORIES.items() if e.key in names), "other")
+        totals[cat] += e.self_cpu_time_total * 1e-6
+    return totals
+
+
 def run_one(args, hidden: int, mode: str, members: int = 1, unlike: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--worker", "--mode", mode, "--hidden", str(hidden),
            "--layers", str(args.layers), "--batch", str(args.batch), "--seq", str(args.seq),
@@ -182,6 +213,8 @@ def run_one(args, hidden: int, mode: str, members: int = 1, unlike: bool = False
         cmd.append("--phases")
     if unlike:
         cmd.append("--unlike")
+    if args.breakdown and mode != "fp":   # torch.nn.LSTM's fused kernel has no product ops to split
+        cmd.append("--breakdown")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if proc.returncode != 0:
         raise SystemExit(f"worker {hidden}/{mode} failed:\n{proc.stderr[-3000:]}")
@@ -209,15 +242,20 @@ def main(argv=None) -> int:
                    help="worker only: profile one more step and write its top ops here")
     p.add_argument("--members", metavar="K,K,...",
                    help="time populations of K models (fast update) per step per model instead")
-    # worker-only
     p.add_argument("--unlike-periphery", action="store_true",
                    help="with --members: also time populations whose members' DACs differ")
+    p.add_argument("--breakdown", action="store_true",
+                   help="with --members, on a CPU: profile one more step of each run and split "
+                        "its time per model into products, random draws, copies and the rest")
+    # worker-only
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--unlike", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mode", help=argparse.SUPPRESS)
     p.add_argument("--hidden", type=int, help=argparse.SUPPRESS)
     p.add_argument("--population", type=int, default=1, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.breakdown and not args.worker and (not args.members or args.torch_device != "cpu"):
+        p.error("--breakdown needs --members and a CPU (--torch-device cpu)")
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
@@ -307,6 +345,7 @@ def members_table(args) -> int:
     cpu: dict[tuple[int, str], list[float]] = {}
     wall: dict[tuple[int, str], list[float]] = {}
     phases: dict[tuple[int, str], dict[str, list[float]]] = {}
+    parts: dict[tuple[int, str], dict[str, list[float]]] = {}
     on_gpu = args.torch_device.startswith("cuda")
     t_start = time.time()
     for hidden in sizes:
@@ -316,6 +355,8 @@ def members_table(args) -> int:
                 for name, values in res.get("phases", {}).items():
                     phases.setdefault((hidden, label), {}).setdefault(name, []).extend(
                         v / k for v in values)
+                for name, value in res.get("breakdown_s", {}).items():
+                    parts.setdefault((hidden, label), {}).setdefault(name, []).append(value / k)
                 cpu.setdefault((hidden, label), []).extend(t / k for t in res["cpu"])
                 wall.setdefault((hidden, label), []).extend(t / k for t in res["times"])
                 print(f"  {args.layers}x{hidden} {label:5s} round {r + 1}: "
@@ -348,12 +389,17 @@ def members_table(args) -> int:
                             "ratio_to_fp": t / fp, "ratio_to_k1": t / one if one else None,
                             "cpu_samples_per_model": cpu[(hidden, label)],
                             "wall_samples_per_model": wall[(hidden, label)]})
+            if (hidden, label) in parts:
+                records[-1]["breakdown_s_per_model"] = {
+                    name: statistics.median(v) for name, v in parts[(hidden, label)].items()}
     print(f"training step per model, batch {args.batch}, T={args.seq}, vocabulary {args.vocab}, "
           f"{args.threads} thread(s), {args.torch_device}, device {args.device} on {args.arch} "
           f"(fast update); median of {args.rounds}x{args.steps} steps")
     label = "ms/step/model (wall)" if on_gpu else "ms/step/model (CPU)"
     print(tabulate(rows, headers=["LSTM", "run", label, "vs fp", "vs K=1", "target", "met"],
                    tablefmt="github"))
+    if parts:
+        print(breakdown_table(parts, basis, args.layers))
     if phase_rows:
         print("archsim phases, CPU ms per step per model (median):")
         print(tabulate(phase_rows, headers=["LSTM", "run", "forward", "backward", "update"],
@@ -363,6 +409,25 @@ def members_table(args) -> int:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "results": records}, fh, indent=2)
     return 0
+
+
+def breakdown_table(parts, basis, layers: int) -> str:
+    """``--breakdown``: CPU ms per model and category (median over rounds, under the profiler)
+    and the floor products + draws against the unprofiled floating-point step."""
+    from tabulate import tabulate
+
+    names = [*CATEGORIES, "other"]
+    rows = []
+    for (hidden, label), ph in parts.items():
+        ms = {n: statistics.median(ph[n]) * 1e3 for n in names}
+        fp = statistics.median(basis[(hidden, "fp")]) * 1e3
+        floor = ms["products"] + ms["random draws"]
+        rows.append([f"{layers}x{hidden}", label, *(f"{ms[n]:.1f}" for n in names),
+                     f"{sum(ms.values()):.1f}", f"{floor:.1f}", f"{floor / fp:.2f}x"])
+    return ("step time per model by kind of op, CPU ms (one more step under the profiler; "
+            "floor = products + random draws, against the fp step above):\n"
+            + tabulate(rows, headers=["LSTM", "run", *names, "total", "floor", "floor vs fp"],
+                       tablefmt="github"))
 
 
 if __name__ == "__main__":

@@ -37,3 +37,24 @@ def test_worker_profiles_one_more_step(tmp_path):
     lines = prof.read_text().splitlines()
     assert lines[0].startswith("wall ") and "aten::nonzero" in lines[1]
     assert any("aten::" in line for line in lines[3:])   # the op table
+
+
+def test_breakdown_splits_each_population_step_into_kinds_of_op(tmp_path):
+    out = tmp_path / "population.json"
+    text = run("--members", "1,2", "--sizes", "8", "--rounds", "1", "--json", str(out),
+               "--breakdown", *SMALL)
+    assert "floor = products + random draws" in text
+    records = json.loads(out.read_text())["results"]
+    assert "breakdown_s_per_model" not in records[0]          # fp: one fused kernel, not split
+    for r in records[1:]:
+        parts = r["breakdown_s_per_model"]
+        assert set(parts) == {"products", "random draws", "copies", "other"}
+        assert parts["products"] > 0 and parts["random draws"] > 0   # the noisy MVMs draw
+        # the profiled step's parts add up to about one step (profiler overhead aside)
+        assert 0.3 * r["step_s_per_model"] < sum(parts.values()) < 10 * r["step_s_per_model"]
+
+
+def test_breakdown_without_members_is_refused():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--breakdown"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 2 and "--breakdown needs --members" in proc.stderr
