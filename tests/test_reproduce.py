@@ -631,12 +631,21 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     assert "(0 of 3)" in text and "**Verdict: not tested.** Incomplete: 3 of 3 points" in text
     assert main(argv + ["--jobs", "1"]) == 0 and len(calls) == 9
     store = out / "runs" / "asymmetry" / "results.jsonl"
+    assert "Progress:" not in (out / "asymmetry.md").read_text()   # all runs finished
     lines = store.read_text().splitlines()
     store.write_text("\n".join(lines[:-1]) + "\n")           # one seed of one point not run yet
+    # ... and part way: a checkpoint of it (as a killed run leaves one)
+    ckpt = out / "runs" / "asymmetry" / "checkpoints" / json.loads(lines[-1])["key"]
+    ckpt.mkdir(parents=True)
+    (ckpt / "checkpoint.json").write_text(json.dumps({"step": 1234, "total_steps": 18000}))
     capsys.readouterr()
     assert main(argv + ["--stored"]) == 0 and len(calls) == 9
     text = (out / "asymmetry.md").read_text()
     assert "(2 of 3)" in text and "Incomplete" not in text   # every point has a seed: judged
+    progress = next(line for line in text.splitlines() if line.startswith("- Progress:"))
+    assert progress.startswith("- Progress: 8 of 9 runs finished; part way")
+    assert "`runs/asymmetry/checkpoints/`" in progress and progress.endswith("at step 1,234 of 18,000.")
+    assert progress.count(" at step ") == 1 and "kind=train" not in progress
     assert "(0 points computed" in capsys.readouterr().out
 
 

@@ -80,6 +80,9 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
     if failed:
         lines.append(f"- Failed points: {len(failed)} of {outcome.points} (not in the analysis): "
                      + "; ".join(f"{r['label']}: {r['error']}" for r in failed) + ".")
+    progress = _progress_line(outcome, out_dir / "runs" / sweep.name)
+    if progress:
+        lines.append(progress)
     seconds = [r.get("seconds") for r in outcome.rows if r.get("seconds") is not None]
     if seconds:
         lines.append(f"- Run time: {sum(seconds):.0f} s in total over {len(seconds)} runs "
@@ -96,6 +99,40 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
     lines.append(f"- Results: `runs/{sweep.name}/results.jsonl` (resumable; rerunning the command only "
                  "computes missing points), sweep summary `runs/{0}/summary.md`.".format(sweep.name))
     return lines
+
+
+def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
+    """``(step, total_steps)`` of the checkpoint in ``folder``, None without a readable one."""
+    try:
+        meta = json.loads((folder / "checkpoint.json").read_text())
+        return int(meta["step"]), int(meta["total_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _progress_line(outcome, runs: Path) -> str | None:
+    """How far an unfinished sweep has got: runs finished, and each run a checkpoint says is part
+    way (the next run of the command resumes it there). None when every run has finished."""
+    from archsim.sweep.runner import CHECKPOINTS
+
+    finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
+    if finished == outcome.points:
+        return None
+    partway = []
+    for r in outcome.rows:
+        at = None if r.get("done") or not r.get("key") else _checkpoint_step(runs / CHECKPOINTS / r["key"])
+        if at is not None:
+            label = r.get("label", r["key"]).replace(", kind=train", "")
+            partway.append(f"{label} at step {at[0]:,} of {at[1]:,}")
+    for folder in sorted((runs / CHECKPOINTS).glob("population-*")):   # a population's members
+        at = _checkpoint_step(folder)
+        if at is not None:
+            partway.append(f"population {folder.name[len('population-'):]} at step {at[0]:,} of {at[1]:,}")
+    text = f"- Progress: {finished} of {outcome.points} runs finished"
+    if partway:
+        text += ("; part way (the next run of the command continues from the checkpoint under "
+                 f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(partway))
+    return text + "."
 
 
 def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list, plot_name: str,
