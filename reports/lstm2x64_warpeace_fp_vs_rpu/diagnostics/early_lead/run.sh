@@ -33,7 +33,13 @@ run no_c2c 0 --device "$E/specs/rpu_no_c2c.yaml"
 for seed in 0 1; do
   run uniform_clean "$seed" --device "$E/specs/rpu_uniform.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
 done
-run uniform_fine_clean 0 --device "$E/specs/rpu_uniform_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
+# Drift without the random walk: every device alike, clean periphery, a tenth of the step, with
+# and without the up/down imbalance spread (0, 0.01, 0.02).
+for seed in 0 1; do
+  run uniform_fine_clean "$seed" --device "$E/specs/rpu_uniform_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
+  run drift_fine_clean "$seed" --device "$E/specs/rpu_drift_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
+  run drift2x_fine_clean "$seed" --device "$E/specs/rpu_drift2x_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
+done
 # Where the weights are after half an epoch (seed 0, every run still on the plateau): weights_half_epoch.txt
 half=$(mktemp -d)
 for name_device in FP:ideal RPU_BASELINE:rpu_baseline RPU_SYMMETRIC:rpu_symmetric; do
