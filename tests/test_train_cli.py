@@ -136,3 +136,26 @@ def test_resume_equals_uninterrupted_on_cuda(tmp_path, text_file):
     rest = train(w, a, d, max_chars=600, out_dir=tmp_path / "part", resume=True, **kw)
     assert rest.torch_device.startswith("cuda")
     assert (rest.train_loss, rest.valid_loss, rest.test_loss) == (full.train_loss, full.valid_loss, full.test_loss)
+
+
+def test_model_init_scale_sets_the_initial_weight_range():
+    """``model.init_scale``: weights drawn from +-init_scale (default 1/sqrt(h), torch's), the
+    draw itself unchanged (the same uniform numbers, scaled), and a spec without it keyed as
+    before (the field is left out of the spec hash at its default)."""
+    from archsim.functional.train import build_model
+    from archsim.specs import spec_hash
+
+    arch, dev = load_architecture("rpu2016"), load_device("ideal")
+    w = load_workload(TINY)
+    default = build_model(w, arch, dev, 20, seed=3)
+    wide = w.model_copy(update={"model": w.model.model_copy(update={"init_scale": 0.3})})
+    model = build_model(wide, arch, dev, 20, seed=3)
+    bound = 1 / math.sqrt(w.model.hidden_size)
+    for a, b in zip(default.matrices, model.matrices):
+        wa, wb = a.weight, b.weight
+        assert float(wa.abs().max()) <= bound and float(wb.abs().max()) <= 0.3
+        assert float(wb.abs().max()) > 0.9 * 0.3            # the range is used
+        assert torch.allclose(wb, wa * (0.3 / bound), atol=1e-6)
+    assert spec_hash(w) == spec_hash(w.model_copy(update={"model": w.model.model_copy(
+        update={"init_scale": None})}))
+    assert spec_hash(wide) != spec_hash(w)

@@ -197,7 +197,7 @@ def build_model(workload, arch, device, vocab_size: int, *, seed: int, update_mo
     return AnalogLSTM(vocab_size, workload.model.hidden_size, workload.model.layers, config,
                       array_rows=arch.array.rows, array_cols=arch.array.cols,
                       output_config=output_config, seed=seed, device=str(torch_device), dtype=dtype,
-                      dropout=t.dropout, grad_clip=t.grad_clip,
+                      dropout=t.dropout, grad_clip=t.grad_clip, init_scale=workload.model.init_scale,
                       bptt_state=arch.system.bptt_state, seeds=seeds, member_devices=member_devices,
                       member_configs=member_configs)
 

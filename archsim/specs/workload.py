@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, PrivateAttr, model_validator
 
@@ -25,6 +26,10 @@ class ModelSpec(Spec):
     input_size: PositiveInt | None = Field(None, description="Input width n of layer 1 (default vocab_size).")
     output_size: PositiveInt | None = Field(None, description="Output-layer width (default vocab_size).")
     output_layer: bool = Field(True, description="Map the softmax output layer onto arrays too.")
+    init_scale: Annotated[float, Field(gt=0, le=10)] | None = Field(
+        None, description="Initial weights (every matrix, biases included) are drawn uniformly "
+                          "from +-init_scale; default 1/sqrt(hidden_size), torch.nn.LSTM's "
+                          "initialisation. Weight units: the devices' bounds are about +-0.6.")
 
     @property
     def n_input(self) -> int:
