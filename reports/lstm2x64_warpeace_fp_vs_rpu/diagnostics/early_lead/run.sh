@@ -8,10 +8,10 @@
 set -euo pipefail
 E=reports/lstm2x64_warpeace_fp_vs_rpu/diagnostics/early_lead
 mkdir -p "$E/results"
-run() {  # run NAME SEED ARGS...
+run() {  # run NAME SEED ARGS...   (WORKLOAD=... for another workload file)
   name=$1; seed=$2; shift 2
   out=$(mktemp -d)
-  archsim train "$E/lstm2x64_lr0.01_clip.yaml" "$@" --data ../shared/data/warpeace_input.txt \
+  archsim train "${WORKLOAD:-$E/lstm2x64_lr0.01_clip.yaml}" "$@" --data ../shared/data/warpeace_input.txt \
     --epochs 1 --seed "$seed" --threads 1 --no-progress --out "$out" > /dev/null
   file=$name; [ "$seed" = 0 ] || file=${name}_s$seed
   cp "$out/result.json" "$E/results/$file.json"
@@ -39,6 +39,12 @@ for seed in 0 1; do
   run uniform_fine_clean "$seed" --device "$E/specs/rpu_uniform_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
   run drift_fine_clean "$seed" --device "$E/specs/rpu_drift_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
   run drift2x_fine_clean "$seed" --device "$E/specs/rpu_drift2x_fine.yaml" --arch "$E/specs/rpu2016_clean_periphery.yaml"
+done
+# Is it the weights' growth? Floating point started from wider initial weights (1.2x, 1.5x).
+for seed in 0 1; do
+  for x in 1.2 1.5; do
+    WORKLOAD="$E/lstm2x64_lr0.01_clip_init${x}x.yaml" run "ideal_init${x}x" "$seed" --device ideal
+  done
 done
 # Where the weights are after half an epoch (seed 0, every run still on the plateau): weights_half_epoch.txt
 half=$(mktemp -d)

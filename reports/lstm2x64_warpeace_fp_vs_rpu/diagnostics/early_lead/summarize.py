@@ -30,6 +30,8 @@ RUNS = {
                          "(up_down_dtod 0.01)", "device + periphery"),
     "drift2x_fine_clean": ("as uniform_fine_clean, with twice the imbalance spread "
                            "(up_down_dtod 0.02)", "device + periphery"),
+    "ideal_init1.2x": ("floating point, initial weights 1.2x wider (init_scale 0.15)", "reference"),
+    "ideal_init1.5x": ("floating point, initial weights 1.5x wider (init_scale 0.1875)", "reference"),
 }
 
 
@@ -90,7 +92,8 @@ def table(runs: dict[str, list[dict]]) -> list[str]:
 #: runs beside seed 0 of floating point and rpu_baseline; the right one the fine-step runs with
 #: and without the imbalance spread, beside floating point.
 KEY_RUNS = ("ideal", "rpu_baseline", "symmetric", "imbalance2x")
-FINE_RUNS = ("uniform_fine_clean", "drift_fine_clean", "drift2x_fine_clean")
+FINE_RUNS = ("uniform_fine_clean", "drift_fine_clean", "drift2x_fine_clean",
+             "ideal_init1.2x", "ideal_init1.5x")
 
 
 def plot(runs: dict[str, list[dict]]) -> None:
@@ -119,7 +122,8 @@ def plot(runs: dict[str, list[dict]]) -> None:
     axes[0].set_ylabel("validation loss (nats/char)")
     axes[0].set_title("imbalance spread: none, 1 % (baseline), 2 %")
     axes[1].set_title("other properties removed (seed 0; uniform: 0 and 1)")
-    axes[2].set_title("dw_min / 10, clean periphery: imbalance spread 0, 1 %, 2 %")
+    axes[2].set_title("dw_min / 10, clean periphery: imbalance spread 0, 1 %, 2 %;\n"
+                      "floating point from wider initial weights", fontsize=10)
     fig.suptitle("LSTM2-64 War and Peace, lr 0.01: leaving the unigram plateau")
     fig.tight_layout()
     fig.savefig(HERE / "curves.png", dpi=110)
@@ -137,6 +141,20 @@ def moved(path: Path) -> dict[tuple[str, str], dict[str, float]]:
                 and "," in parts[1]:
             out[(run, parts[0])] = dict(fp=float(parts[3]), device=float(parts[4]),
                                         walk=float(parts[5]), drift=float(parts[6]))
+    return out
+
+
+def rms_weights(path: Path) -> dict[tuple[str, str], float]:
+    """From weight_stats.py's output: rms |w| per (side, matrix), side "floating point" or the
+    device run's name."""
+    out = {}
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] in ("lstm1", "lstm2", "output"):
+            side = " ".join(parts[1:3]) if parts[1] == "floating" else parts[1]
+            value = parts[3] if parts[1] == "floating" else parts[2]
+            if side != "device" and value.replace(".", "", 1).isdigit():
+                out[(side, parts[0])] = float(value)
     return out
 
 
@@ -179,6 +197,36 @@ def drift_finding(runs, fp: float, base: float) -> str:
             f"exit by {m0 - m1:.2f} epochs, {share * 100:.0f} % of rpu_baseline's lead over floating "
             f"point, and the order 0.02 < 0.01 < 0 {order}. The random walk, three times smaller "
             "here, is not needed for the lead.")
+
+
+def init_finding(runs, fp: float, base: float, weights: Path) -> list[str]:
+    """Floating point from wider initial weights, against how much larger the devices' weights
+    are by half an epoch."""
+    if not (runs.get("ideal_init1.2x") and runs.get("ideal_init1.5x")):
+        return []
+    m12, m15 = mean_exit(runs, "ideal_init1.2x"), mean_exit(runs, "ideal_init1.5x")
+    seeds = {n: fmt_seeds([exit_epoch(r) for r in sorted(runs[n], key=lambda r: r["seed"])])
+             for n in ("ideal_init1.2x", "ideal_init1.5x")}
+    rms = rms_weights(weights)
+    ratio = {(run, mx): rms[(run, mx)] / rms[("floating point", mx)]
+             for run in ("rpu_baseline", "rpu_symmetric") for mx in ("lstm2", "output")}
+    return [
+        "**Does the drift act through larger weights?** The plateau's length depends on the "
+        "weights' scale in floating point as well: started from initial weights 1.2x wider, "
+        f"floating point leaves it at {seeds['ideal_init1.2x']} (mean {m12:.2f}, 2 seeds), 1.5x "
+        f"wider at {seeds['ideal_init1.5x']} (mean {m15:.2f}), against {fp:.2f} at the default "
+        f"width and rpu_baseline's {base:.2f}. By half an epoch rpu_baseline's weights are "
+        f"{ratio[('rpu_baseline', 'lstm2')]:.2f}x floating point's in rms in lstm2 and "
+        f"{ratio[('rpu_baseline', 'output')]:.2f}x in the output layer (both started from floating "
+        "point's weights); floating point with 1.2x wider initial weights has that ratio from "
+        "the first step. That fits a drift that lets the network off the plateau by "
+        "enlarging its weights. It is not the whole story: rpu_symmetric's weights, grown by the "
+        f"random walk alone, are {ratio[('rpu_symmetric', 'lstm2')]:.2f}x in lstm2 and "
+        f"{ratio[('rpu_symmetric', 'output')]:.2f}x in the output layer, yet it leaves at "
+        f"{mean_exit(runs, 'symmetric'):.2f}; if growth is the mechanism, the output layer's "
+        "(where the drift, not the random walk, dominates by half an epoch) or growth along the "
+        "weights the drift favours would be what counts. These runs do not separate the two.",
+        ""]
 
 
 def main() -> None:
@@ -285,6 +333,7 @@ def main() -> None:
             "reference in `../../../reproduce/asymmetry.md`), where the weight range weighs more "
             "(`../states/`).",
             "",
+            *init_finding(runs, fp, base, weights),
             "## weight_stats.py's output", "", "```", weights.read_text().rstrip(), "```", ""]
     (HERE / "README.md").write_text("\n".join(lines))
 
