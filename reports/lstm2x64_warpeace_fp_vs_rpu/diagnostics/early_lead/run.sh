@@ -46,6 +46,10 @@ for seed in 0 1; do
     WORKLOAD="$E/lstm2x64_lr0.01_clip_init${x}x.yaml" run "ideal_init${x}x" "$seed" --device ideal
   done
 done
+# Which layers' drift? rpu_baseline with the output layer in floating point (digital).
+for seed in 0 1; do
+  WORKLOAD="$E/lstm2x64_lr0.01_clip_digital_output.yaml" run digital_output "$seed" --device rpu_baseline
+done
 # Where the weights are after half an epoch (seed 0, every run still on the plateau): weights_half_epoch.txt
 half=$(mktemp -d)
 for name_device in FP:ideal RPU_BASELINE:rpu_baseline RPU_SYMMETRIC:rpu_symmetric; do
