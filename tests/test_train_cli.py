@@ -159,3 +159,25 @@ def test_model_init_scale_sets_the_initial_weight_range():
     assert spec_hash(w) == spec_hash(w.model_copy(update={"model": w.model.model_copy(
         update={"init_scale": None})}))
     assert spec_hash(wide) != spec_hash(w)
+    # One range per matrix by name; the others keep the default.
+    out_only = w.model_copy(update={"model": w.model.model_copy(update={"init_scale": {"output": 0.3}})})
+    model = build_model(out_only, arch, dev, 20, seed=3)
+    for a, b in zip(default.matrices, model.matrices):
+        factor = 0.3 / bound if a.name == "output" else 1.0
+        assert torch.allclose(b.weight, a.weight * factor, atol=1e-6), a.name
+
+
+def test_model_init_scale_names_only_the_networks_matrices(tmp_path, capsys):
+    text = TINY.read_text()
+    assert "\nmodel:\n" in text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("\nmodel:\n", "\nmodel:\n  init_scale: {lstm9: 0.2}\n", 1))
+    assert main(["estimate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "model.init_scale" in err and "lstm9" in err
+    assert "the matrices are lstm1, output" in err
+    # A bad range inside the mapping is named where it is (not "a mapping is not a number").
+    bad.write_text(text.replace("\nmodel:\n", "\nmodel:\n  init_scale: {output: -1}\n", 1))
+    assert main(["estimate", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.init_scale.output: got -1; input should be greater than 0" in err

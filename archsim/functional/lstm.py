@@ -262,7 +262,7 @@ class AnalogLSTM:
     def __init__(self, vocab_size: int, hidden_size: int, layers: int, config, *, array_rows: int,
                  array_cols: int, output_config=None, seed: int = 0, device: str = "cpu",
                  dtype: torch.dtype = torch.float32, dropout: float = 0.0,
-                 grad_clip: float | None = None, init_scale: float | None = None, tile_cls=None,
+                 grad_clip: float | None = None, init_scale: float | dict | None = None, tile_cls=None,
                  bptt_state: str = "store", seeds=None, member_devices=None, member_configs=None):
         self.shape = NetworkShape(vocab_size, hidden_size, layers)
         if seeds is not None and len(seeds) == 1:
@@ -314,7 +314,10 @@ class AnalogLSTM:
         mapped = {m.name: m for m in self.mapping.matrices}
         # torch.nn.LSTM's default initialisation, U(-1/sqrt(h), 1/sqrt(h)), from the seeded stream
         # (drawn before the tiles are made: weight mapping chooses their output gains from it).
-        scale = init_scale if init_scale is not None else 1.0 / math.sqrt(hidden_size)
+        # init_scale: one range for every matrix, or {matrix name: range} (others the default).
+        default = 1.0 / math.sqrt(hidden_size)
+        scales = (dict.fromkeys(mapped, init_scale if init_scale is not None else default)
+                  if not isinstance(init_scale, dict) else {n: init_scale.get(n, default) for n in mapped})
         init = {}
         inits = ([self.init_generator] if self.members is None else
                  [torch.Generator().manual_seed(s) for s in member_seeds])
@@ -322,7 +325,7 @@ class AnalogLSTM:
             m = mapped[name]
             u = torch.stack([torch.rand(m.rows, m.cols, generator=g, dtype=torch.float64)
                              for g in inits])
-            init[name] = ((u * 2 - 1) * scale).to(dtype)
+            init[name] = ((u * 2 - 1) * scales[name]).to(dtype)
             if self.members is None:
                 init[name] = init[name][0]
         layer_kw = kw if member_configs is None else dict(kw, member_configs=member_configs)

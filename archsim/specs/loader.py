@@ -273,13 +273,26 @@ def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _without_union_mismatches(errors: list[dict]) -> list[dict]:
+    """A field that takes a number or a mapping (``x: 1`` or ``x: {a: 1}``) gives one error per
+    form; the one that says a mapping is not a number is beside the point when the mapping's own
+    error (deeper, under the same field) says what is wrong inside it. Drop the former."""
+    def mismatch(e: dict) -> bool:
+        loc = e["loc"]
+        return isinstance(e.get("input"), (dict, list)) and any(
+            len(f["loc"]) > len(loc) and f["loc"][:len(loc) - 1] == loc[:-1] for f in errors)
+    kept = [e for e in errors if not mismatch(e)]
+    return kept or errors
+
+
 def validate(model: type[T], loaded: Loaded, prefix: str = "") -> T:
     """Validate ``loaded.data`` as ``model``; the first error becomes a one-line SpecError."""
     try:
         return model.model_validate(loaded.data)
     except ValidationError as exc:
         # A misspelt field shows up as "unknown" plus "missing": report the unknown one first.
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        errors = sorted(_without_union_mismatches(exc.errors()),
+                        key=lambda e: e["type"] != "extra_forbidden")
         err = errors[0]
         loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function")))
         path = _loc_path(loc)

@@ -12,9 +12,18 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from archsim.specs.base import Fraction, PositiveInt, Seed, Spec
+
+
+def matrix_names(layers: int) -> list[str]:
+    """A network's weight matrices by name: lstm1 .. lstm<layers>, output."""
+    return [f"lstm{i + 1}" for i in range(layers)] + ["output"]
+
+
+#: An initial weight range: positive, at most 10 (weight units; the devices' bounds are about +-0.6).
+InitScale = Annotated[float, Field(gt=0, le=10)]
 
 
 class ModelSpec(Spec):
@@ -26,10 +35,23 @@ class ModelSpec(Spec):
     input_size: PositiveInt | None = Field(None, description="Input width n of layer 1 (default vocab_size).")
     output_size: PositiveInt | None = Field(None, description="Output-layer width (default vocab_size).")
     output_layer: bool = Field(True, description="Map the softmax output layer onto arrays too.")
-    init_scale: Annotated[float, Field(gt=0, le=10)] | None = Field(
-        None, description="Initial weights (every matrix, biases included) are drawn uniformly "
-                          "from +-init_scale; default 1/sqrt(hidden_size), torch.nn.LSTM's "
-                          "initialisation. Weight units: the devices' bounds are about +-0.6.")
+    init_scale: InitScale | dict[str, InitScale] | None = Field(
+        None, description="Initial weights (biases included) are drawn uniformly from "
+                          "+-init_scale: one number for every matrix, or one per matrix by name "
+                          "(lstm1, lstm2, ..., output; a matrix not named keeps the default); "
+                          "default 1/sqrt(hidden_size), torch.nn.LSTM's initialisation. Weight "
+                          "units: the devices' bounds are about +-0.6.")
+
+    @field_validator("init_scale")
+    @classmethod
+    def _init_scale_names(cls, value, info: ValidationInfo):
+        layers = info.data.get("layers")
+        if isinstance(value, dict) and layers is not None:
+            names = matrix_names(layers)
+            bad = sorted(set(value) - set(names))
+            if bad:
+                raise ValueError(f"no matrix is called {bad[0]!r}; the matrices are {', '.join(names)}")
+        return value
 
     @property
     def n_input(self) -> int:
