@@ -46,6 +46,12 @@ for seed in 0 1; do
     WORKLOAD="$E/lstm2x64_lr0.01_clip_init${x}x.yaml" run "ideal_init${x}x" "$seed" --device ideal
   done
 done
+# ... and which layer's weights? 1.5x wider in the output layer alone, in the LSTM layers alone.
+for seed in 0 1; do
+  for part in output lstm; do
+    WORKLOAD="$E/lstm2x64_lr0.01_clip_init1.5x_$part.yaml" run "ideal_init1.5x_$part" "$seed" --device ideal
+  done
+done
 # Which layers' drift? rpu_baseline with the output layer in floating point (digital).
 for seed in 0 1; do
   WORKLOAD="$E/lstm2x64_lr0.01_clip_digital_output.yaml" run digital_output "$seed" --device rpu_baseline
