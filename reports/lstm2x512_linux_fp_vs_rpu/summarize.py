@@ -202,7 +202,8 @@ def lr001_findings():
                    "`../lstm2x64_warpeace_fp_vs_rpu/diagnostics/early_lead/` (LSTM2-64 at the same "
                    "learning rate, where the devices also leave the unigram plateau first: most of "
                    "that lead comes from their device-to-device up/down imbalance, the property "
-                   "behind most of the gap at the end).")
+                   "behind most of the gap at the end; its drift alone gives the lead, through the "
+                   "output layer's devices).")
     end_fp, end_rpu = fp[-1] if fp else None, rpu[-1] if rpu else None
     if end_fp is not None and end_rpu is not None and end_fp.get("final") and end_rpu.get("final"):
         out.append(f"**After 2 epochs: test {end_rpu['test_loss']:.3f} (rpu_baseline) against "
