@@ -136,6 +136,9 @@ def test_key_depends_on_seed_kind_and_training_budget(tmp_path):
     assert base != key("axes: {device.up_down: [0.01]}\nkind: train\ntrain: {max_chars: 1000}\nseeds: [1]\n")
     assert base != key("axes: {device.up_down: [0.01]}\nkind: estimate\n")
     assert base != key("axes: {device.up_down: [0.02]}\nkind: train\ntrain: {max_chars: 1000}\n")
+    # How often a training run samples its curve does not change what it trains.
+    assert base == key("axes: {device.up_down: [0.01]}\nkind: train\n"
+                       "train: {max_chars: 1000, eval_every: 5}\n")
     # How long the echo evaluator sleeps does not change what it computes.
     assert key("axes: {device.up_down: [0.01]}\nkind: echo\n") == key(
         "axes: {device.up_down: [0.01]}\nkind: echo\necho: {sleep_s: 1}\n")
@@ -370,9 +373,10 @@ class _FakeTrainResult:
 def _install_fake_train(monkeypatch, behaviour):
     calls = []
 
-    def train(workload, arch, device, *, max_chars=None, seed=0, progress=True):
+    def train(workload, arch, device, *, max_chars=None, seed=0, progress=True, **extra):
         calls.append({"epochs": workload.training.epochs, "max_chars": max_chars, "seed": seed,
-                      "progress": progress, "up_down": device.up_down, "bits": arch.dac.bits})
+                      "progress": progress, "up_down": device.up_down, "bits": arch.dac.bits,
+                      **extra})
         return behaviour(device)
 
     functional = types.ModuleType("archsim.functional")
@@ -467,3 +471,51 @@ def test_example_sweep_files_are_valid():
     for path in files:
         sweep = load_sweep(path)
         assert expand(sweep)
+
+
+def test_train_eval_every_reaches_the_trainer_unless_a_checkpoint_has_another(tmp_path, monkeypatch):
+    from archsim.sweep.evaluate import resumed_eval_every
+
+    calls = _install_fake_train(monkeypatch, lambda d: _FakeTrainResult(1.0, 1.1, 1.2, 50, 0.1, []))
+    path = write_sweep(tmp_path, "axes: {device.up_down: [0.0]}\nkind: train\n"
+                                 "train: {max_chars: 50, eval_every: 25}\n")
+    run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
+    assert [c["eval_every"] for c in calls] == [25]
+    # A point resumed from a checkpoint written at another cadence keeps that cadence.
+    ckpt = tmp_path / "ckpt"
+    assert resumed_eval_every(str(ckpt), 25) == 25            # no checkpoint yet
+    ckpt.mkdir()
+    (ckpt / "checkpoint.json").write_text(json.dumps({"step": 90, "eval_every": 90}))
+    assert resumed_eval_every(str(ckpt), 25) == 90 and resumed_eval_every(None, 25) == 25
+    (ckpt / "checkpoint.json").write_text("{torn")
+    assert resumed_eval_every(str(ckpt), 25) == 25
+
+
+def test_the_curve_cadence_changes_no_trained_number(tmp_path):
+    """Why ``train.eval_every`` may stay out of the key: a run evaluated every 2 steps and one
+    evaluated only at the end train the same weights and end with the same losses (the training
+    loss too: it is the mean over the last tenth of an epoch, whatever the cadence)."""
+    torch = pytest.importorskip("torch")
+    from archsim.functional.train import train
+    from archsim.specs import load_architecture, load_device, load_workload
+
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    w = load_workload(Path(__file__).resolve().parents[1] / "workloads" / "tiny.yaml")
+    arch, dev = load_architecture("rpu2016"), load_device("rpu_baseline")
+    runs = []
+    for every in (2, 10**6):
+        out = tmp_path / f"e{every}"
+        r = train(w, arch, dev, data_path=text, max_chars=400, seed=4, progress=False,
+                  eval_every=every, out_dir=out, write_plots=False)
+        weights = torch.load(out / "checkpoint.pt", weights_only=False)
+        runs.append((r, weights))
+    (a, wa), (b, wb) = runs
+    assert len(a.curve) > len(b.curve)
+    assert (a.train_loss, a.valid_loss, a.test_loss) == (b.train_loss, b.valid_loss, b.test_loss)
+    assert a.activity == b.activity      # the evaluations' conversions are not counted either
+    tiles = [(ta, tb) for ma, mb in zip(wa["model"]["tiles"], wb["model"]["tiles"])
+             for ta, tb in zip(ma, mb)]
+    assert tiles
+    for ta, tb in tiles:
+        assert torch.equal(ta["weight"], tb["weight"])

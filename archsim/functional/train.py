@@ -60,12 +60,19 @@ CHECKPOINT_SECONDS = 60.0
 _START_OVER = "use --force to start over"
 
 
+def tenth_of_an_epoch(steps_per_epoch: int) -> int:
+    """Steps in a tenth of an epoch (at least 1): the default curve cadence, and the window of
+    the reported training loss, which therefore does not depend on the cadence."""
+    return max(1, steps_per_epoch // 10)
+
+
 @dataclass
 class TrainResult:
     """Outcome of one training run (losses in nats per character)."""
 
     train_loss: float
-    """Mean training loss over the last curve interval (at most ``eval_every`` steps)."""
+    """Mean training loss over the last tenth of an epoch of steps (:func:`tenth_of_an_epoch`;
+    the last curve interval at the default cadence), whatever ``eval_every`` is."""
     valid_loss: float
     """Cross-entropy on the whole validation split, analog forward MVMs, no update."""
     test_loss: float
@@ -458,7 +465,7 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
                                                  corpus=corpus, epochs=epochs, max_chars=max_chars,
                                                  update_mode=update_mode)
     steps_per_epoch = len(batches)
-    eval_every = eval_every or max(1, steps_per_epoch // 10)
+    eval_every = eval_every or tenth_of_an_epoch(steps_per_epoch)
     notes = []
     if workload.model.vocab_size != corpus.vocab_size:
         notes.append(f"model.vocab_size {workload.model.vocab_size} replaced by the data's "
@@ -479,7 +486,8 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
     step, seconds_before = 0, 0.0
     curve: list[dict] = []
     window: list[float] = []   # losses since the last curve point
-    recent: deque[float] = deque(maxlen=eval_every)   # the last eval_every losses: train_loss
+    # The last tenth of an epoch's losses: train_loss (whatever the curve's cadence).
+    recent: deque[float] = deque(maxlen=tenth_of_an_epoch(steps_per_epoch))
     state = model.zero_state(B)
     saved: dict | None = None   # step and SHA-256 of the checkpoint.pt on disk (this run's)
     if resume:

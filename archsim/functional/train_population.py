@@ -31,7 +31,8 @@ from archsim.functional.data import CharCorpus
 from archsim.functional.train import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_SECONDS,
                                       DIVERGENCE_FACTOR, TrainResult, _activity_dict,
                                       _load_model_state, _model_state, _run_key, build_model,
-                                      evaluate, resolve_torch_device, training_plan)
+                                      evaluate, resolve_torch_device, tenth_of_an_epoch,
+                                      training_plan)
 
 
 def train_population(workload, arch, device, *, seeds, data_path=None, epochs: int | None = None,
@@ -87,7 +88,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                                                  corpus=corpus, epochs=epochs, max_chars=max_chars,
                                                  update_mode=update_mode)
     steps_per_epoch = len(batches)
-    eval_every = eval_every or max(1, steps_per_epoch // 10)
+    eval_every = eval_every or tenth_of_an_epoch(steps_per_epoch)
     check_training_memory(workload, arch, device, vocab_size=corpus.vocab_size, update_mode=update_mode,
                           members=K, where=where)
     try:
@@ -106,7 +107,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
 
     curves: list[list[dict]] = [[] for _ in seeds]
     windows: list[list[float]] = [[] for _ in seeds]
-    recents = [deque(maxlen=eval_every) for _ in seeds]
+    recents = [deque(maxlen=tenth_of_an_epoch(steps_per_epoch)) for _ in seeds]   # train_loss
     failed: list[DivergenceError | None] = [None] * K
     state = model.zero_state(B)
     step, seconds_before = 0, 0.0

@@ -11,6 +11,7 @@ import json
 import math
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from archsim.errors import ArchsimError, DivergenceError, SpecError
@@ -41,12 +42,27 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
         kwargs["update_mode"] = opts["update_mode"]
     if opts.get("torch_device") is not None:
         kwargs["torch_device"] = opts["torch_device"]
+    if opts.get("eval_every") is not None:
+        kwargs["eval_every"] = resumed_eval_every(task.get("checkpoint_dir"), opts["eval_every"])
     if task.get("checkpoint_dir") and "out_dir" in inspect.signature(train).parameters:
         # The point's own folder (the runner deletes it once the point is stored): a sweep killed
         # half-way through a long point continues it from its last checkpoint. No plots there.
         kwargs.update(out_dir=task["checkpoint_dir"], resume=True, write_plots=False)
     outcome = train(workload, arch, device, **kwargs)
     return compact(outcome)
+
+
+def resumed_eval_every(checkpoint_dir: str | None, eval_every: int) -> int:
+    """``train.eval_every`` for a point, unless the point's checkpoint was written at another
+    cadence: a resumed run keeps the steps its curve points fall on (the trainer refuses a
+    checkpoint made with another cadence)."""
+    if checkpoint_dir:
+        try:
+            meta = json.loads((Path(checkpoint_dir) / "checkpoint.json").read_text())
+            return int(meta["eval_every"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass    # no (readable) checkpoint: a fresh start
+    return int(eval_every)
 
 
 def _echo(task: dict, workload, arch, device) -> dict[str, Any]:
@@ -222,6 +238,8 @@ def _train_population(tasks: list[dict], workload, arch, device, member_devices=
     for name in ("update_mode", "torch_device"):
         if opts.get(name) is not None:
             kwargs[name] = opts[name]
+    if opts.get("eval_every") is not None:
+        kwargs["eval_every"] = resumed_eval_every(checkpoint_dir, opts["eval_every"])
     if opts.get("population_devices"):
         kwargs["member_devices"] = member_devices
     if opts.get("population_periphery"):

@@ -26,8 +26,10 @@ from archsim.specs import (
 )
 from archsim.sweep.spec import PERIPHERY_AXES, PRESET_AXES, Sweep
 
-#: Options that change how a point runs but not its result (left out of the key).
-UNKEYED_OPTIONS = frozenset({"sleep_s"})
+#: Options that change how a point runs but not its result (left out of the key): the echo
+#: evaluator's pause, and how often a training run evaluates its curve (the trained weights and the
+#: final losses do not depend on it; tests/test_sweep.py checks that).
+UNKEYED_OPTIONS = frozenset({"sleep_s", "eval_every"})
 
 
 class PointFailure(ArchsimError):

@@ -94,6 +94,14 @@ class TrainBudget(Spec):
     torch_device: str | None = Field(
         None, description="Where torch trains each point: cpu, cuda, cuda:N or auto (None: cpu). "
                           "Part of the points' keys when set: CUDA draws other random numbers.")
+    eval_every: PositiveInt | None = Field(
+        None, description="Training steps between the curve's points (validation loss; None: "
+                          "the trainer's default, a tenth of an epoch). Not part of the points' "
+                          "keys: it sets how finely the curve is sampled, not what is trained "
+                          "(an evaluation restores the training stream), and a point resumed "
+                          "from a checkpoint keeps the checkpoint's cadence. Each evaluation "
+                          "reads the whole validation split (for LSTM2-64 on War and Peace about "
+                          "16 training steps' time): long runs save by sampling less often.")
     population: bool = Field(
         False, description="Train the seeds of each axis combination together, as one population "
                            "(archsim.functional.train_population: one batched model, one process). "
