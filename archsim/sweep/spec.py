@@ -99,7 +99,9 @@ class TrainBudget(Spec):
                           "the trainer's default, a tenth of an epoch). Not part of the points' "
                           "keys: it sets how finely the curve is sampled, not what is trained "
                           "(an evaluation restores the training stream), and a point resumed "
-                          "from a checkpoint keeps the checkpoint's cadence. Each evaluation "
+                          "from a checkpoint keeps the checkpoint's cadence; what is read off "
+                          "the curve (the best validation loss) is only as fine as its "
+                          "sampling, so keep one cadence within a sweep. Each evaluation "
                           "reads the whole validation split (for LSTM2-64 on War and Peace about "
                           "16 training steps' time): long runs save by sampling less often.")
     population: bool = Field(
