@@ -58,3 +58,17 @@ def test_breakdown_without_members_is_refused():
     proc = subprocess.run([sys.executable, str(SCRIPT), "--breakdown"], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "--breakdown needs --members" in proc.stderr
+
+
+def test_eval_cost_prints_one_evaluation_against_one_step(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog. " * 200)
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "eval_cost.py"), "--workload",
+                           str(ROOT / "workloads" / "tiny.yaml"), "--data", str(text), "--steps", "1",
+                           "--evals", "1", "--every", "default,50"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert "one training step" in lines[1] and "training steps" in lines[2]
+    shares = [float(line.rsplit(" ", 1)[1].rstrip("%")) for line in lines[3:]]
+    assert len(shares) == 2 and 0 < shares[1] < shares[0] < 100   # coarser cadence, smaller share
