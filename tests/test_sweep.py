@@ -487,8 +487,9 @@ def test_train_eval_every_reaches_the_trainer_unless_a_checkpoint_has_another(tm
     ckpt.mkdir()
     (ckpt / "checkpoint.json").write_text(json.dumps({"step": 90, "eval_every": 90}))
     assert resumed_eval_every(str(ckpt), 25) == 90 and resumed_eval_every(None, 25) == 25
+    assert resumed_eval_every(str(ckpt), None) == 90    # the option removed since: still 90
     (ckpt / "checkpoint.json").write_text("{torn")
-    assert resumed_eval_every(str(ckpt), 25) == 25
+    assert resumed_eval_every(str(ckpt), 25) == 25 and resumed_eval_every(str(ckpt), None) is None
 
 
 def test_the_curve_cadence_changes_no_trained_number(tmp_path):

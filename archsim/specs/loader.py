@@ -279,7 +279,7 @@ def _without_union_mismatches(errors: list[dict]) -> list[dict]:
     error (deeper, under the same field) says what is wrong inside it. Drop the former."""
     def mismatch(e: dict) -> bool:
         loc = e["loc"]
-        return isinstance(e.get("input"), (dict, list)) and any(
+        return len(loc) > 1 and isinstance(e.get("input"), (dict, list)) and any(
             len(f["loc"]) > len(loc) and f["loc"][:len(loc) - 1] == loc[:-1] for f in errors)
     kept = [e for e in errors if not mismatch(e)]
     return kept or errors

@@ -42,8 +42,9 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
         kwargs["update_mode"] = opts["update_mode"]
     if opts.get("torch_device") is not None:
         kwargs["torch_device"] = opts["torch_device"]
-    if opts.get("eval_every") is not None:
-        kwargs["eval_every"] = resumed_eval_every(task.get("checkpoint_dir"), opts["eval_every"])
+    every = resumed_eval_every(task.get("checkpoint_dir"), opts.get("eval_every"))
+    if every is not None:
+        kwargs["eval_every"] = every
     if task.get("checkpoint_dir") and "out_dir" in inspect.signature(train).parameters:
         # The point's own folder (the runner deletes it once the point is stored): a sweep killed
         # half-way through a long point continues it from its last checkpoint. No plots there.
@@ -52,17 +53,17 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
     return compact(outcome)
 
 
-def resumed_eval_every(checkpoint_dir: str | None, eval_every: int) -> int:
-    """``train.eval_every`` for a point, unless the point's checkpoint was written at another
-    cadence: a resumed run keeps the steps its curve points fall on (the trainer refuses a
-    checkpoint made with another cadence)."""
+def resumed_eval_every(checkpoint_dir: str | None, eval_every: int | None) -> int | None:
+    """The curve cadence of a point: its checkpoint's when it has one (a resumed run keeps the
+    steps its curve points fall on, whatever ``train.eval_every`` says now: the trainer refuses a
+    checkpoint made at another cadence), else ``train.eval_every`` (None: the trainer's default)."""
     if checkpoint_dir:
         try:
             meta = json.loads((Path(checkpoint_dir) / "checkpoint.json").read_text())
             return int(meta["eval_every"])
         except (OSError, ValueError, KeyError, TypeError):
             pass    # no (readable) checkpoint: a fresh start
-    return int(eval_every)
+    return None if eval_every is None else int(eval_every)
 
 
 def _echo(task: dict, workload, arch, device) -> dict[str, Any]:
@@ -239,7 +240,8 @@ def _train_population(tasks: list[dict], workload, arch, device, member_devices=
         if opts.get(name) is not None:
             kwargs[name] = opts[name]
     if opts.get("eval_every") is not None:
-        kwargs["eval_every"] = resumed_eval_every(checkpoint_dir, opts["eval_every"])
+        # A population's checkpoint keys its cadence (the trainer refuses another, one line).
+        kwargs["eval_every"] = int(opts["eval_every"])
     if opts.get("population_devices"):
         kwargs["member_devices"] = member_devices
     if opts.get("population_periphery"):
