@@ -41,6 +41,7 @@ import torch
 from archsim.errors import DivergenceError, SpecError
 from archsim.feasibility import check_training_memory
 from archsim.fsutil import atomic_write_bytes, check_out_dir
+from archsim.functional import checkpoint_meta
 from archsim.functional.data import CharCorpus, StreamBatches, load_corpus, resolve_data_path
 
 #: A training loss above this multiple of ln(V) (a uniform guess) is divergence.
@@ -51,7 +52,7 @@ EVAL_MIN_STREAMS = 32
 
 CHECKPOINT_NAME = "checkpoint.pt"
 #: The configuration of ``checkpoint.pt`` (run key, step, SHA-256 of the .pt bytes), beside it.
-CHECKPOINT_META = "checkpoint.json"
+CHECKPOINT_META = checkpoint_meta.CHECKPOINT_META
 CHECKPOINT_FORMAT = 2
 
 #: Default wall time (seconds) between checkpoints, besides those at curve points.

@@ -103,10 +103,12 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
 
 def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
     """``(step, total_steps)`` of the checkpoint in ``folder``, None without a readable one."""
+    from archsim.functional.checkpoint_meta import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(folder)
     try:
-        meta = json.loads((folder / "checkpoint.json").read_text())
-        return int(meta["step"]), int(meta["total_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return (int(meta["step"]), int(meta["total_steps"])) if meta is not None else None
+    except (KeyError, TypeError, ValueError):
         return None
 
 

@@ -11,7 +11,6 @@ import json
 import math
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from archsim.errors import ArchsimError, DivergenceError, SpecError
@@ -57,12 +56,14 @@ def resumed_eval_every(checkpoint_dir: str | None, eval_every: int | None) -> in
     """The curve cadence of a point: its checkpoint's when it has one (a resumed run keeps the
     steps its curve points fall on, whatever ``train.eval_every`` says now: the trainer refuses a
     checkpoint made at another cadence), else ``train.eval_every`` (None: the trainer's default)."""
-    if checkpoint_dir:
+    from archsim.functional.checkpoint_meta import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(checkpoint_dir)
+    if meta is not None:
         try:
-            meta = json.loads((Path(checkpoint_dir) / "checkpoint.json").read_text())
             return int(meta["eval_every"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass    # no (readable) checkpoint: a fresh start
+        except (KeyError, TypeError, ValueError):
+            pass    # a description without a cadence: as a fresh start
     return None if eval_every is None else int(eval_every)
 
 
