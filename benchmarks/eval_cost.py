@@ -21,7 +21,7 @@ from pathlib import Path
 def measure(workload_path: str, data: str, device_name: str, steps: int, evals: int) -> dict:
     import torch
 
-    from archsim.functional.data import load_corpus
+    from archsim.functional.data import StreamBatches, load_corpus
     from archsim.functional.train import build_model, evaluate, tenth_of_an_epoch
     from archsim.specs import load_architecture, load_device, load_workload
 
@@ -31,8 +31,8 @@ def measure(workload_path: str, data: str, device_name: str, steps: int, evals: 
     B, T = w.training.batch_size, w.training.seq_len
     corpus = load_corpus(Path(data), train_fraction=w.training.train_fraction, batch_size=B)
     model = build_model(w, arch, dev, corpus.vocab_size, seed=0)
-    ids = corpus.train[: B * T].view(B, T).t().contiguous()
-    targets = corpus.train[1: B * T + 1].view(B, T).t().contiguous()
+    batches = StreamBatches(corpus.train, B, T)       # the trainer's batches and steps per epoch
+    ids, targets = batches.batch(0)
     state = model.zero_state(B)
     model.train_step(ids, targets, state, w.training.learning_rate)    # warm-up
     step_s = []
@@ -45,7 +45,7 @@ def measure(workload_path: str, data: str, device_name: str, steps: int, evals: 
         c0 = time.process_time()
         evaluate(model, corpus.valid, B, T, seed=k)
         eval_s.append(time.process_time() - c0)
-    steps_per_epoch = len(corpus.train) // (B * T)
+    steps_per_epoch = len(batches)
     return {"workload": w.name, "device": dev.name, "valid_chars": len(corpus.valid),
             "step_s": statistics.median(step_s), "eval_s": statistics.median(eval_s),
             "default_eval_every": tenth_of_an_epoch(steps_per_epoch)}
