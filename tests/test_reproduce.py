@@ -600,6 +600,40 @@ def test_cli_with_three_seeds_reports_the_spread(tmp_path, monkeypatch, capsys):
     assert "| rpu_baseline           | 5 %       |" in asym and "9 runs (3 points x 3 seeds)" in asym
 
 
+def test_an_overfitting_point_checkpoints_and_continues_where_it_stopped(tmp_path):
+    """The overfitting claim's worker (a prefix of the text) keeps a checkpoint in its point's
+    folder and continues from it: a point stopped after one epoch and rerun for two ends as the
+    uninterrupted run does, curve included; ``train.eval_every`` sets its curve's cadence."""
+    pytest.importorskip("torch")
+    from archsim.reproduce.prefix import prefix_train_task
+    from archsim.sweep.expand import point_key, resolve_point, resolve_task
+
+    sweep = load_sweep(tiny_sweeps(tmp_path) / "overfitting.yaml")
+    task, _ = resolve_point(sweep, expand(sweep)[2])          # rpu_baseline, dropout 0
+
+    def run(folder, **options):
+        t = {**task, "checkpoint_dir": str(tmp_path / folder), "options": {**task["options"], **options}}
+        t["key"] = point_key(t, resolve_task(t))    # a budget is part of a point's key
+        out = prefix_train_task(t)
+        assert "result" in out, out
+        meta = json.loads((tmp_path / folder / "checkpoint.json").read_text())
+        return out["result"], meta
+
+    whole, meta = run("whole")
+    per_epoch = meta["steps_per_epoch"]
+    assert meta["step"] == 2 * per_epoch and meta["eval_every"] == per_epoch   # a point per epoch
+    first, meta = run("stopped", epochs=1)
+    assert meta["step"] == per_epoch
+    again, meta = run("stopped")                                  # rerun: the second epoch only
+    assert meta["step"] == 2 * per_epoch and meta["previous"]["step"] < 2 * per_epoch
+    for name in ("train_loss", "valid_loss", "test_loss", "valid_best", "curve"):
+        assert again[name] == whole[name], name
+    assert [p["epoch"] for p in whole["curve"]] == [1.0, 2.0] and len(first["curve"]) == 1
+    fine, meta = run("fine", eval_every=1)
+    assert meta["eval_every"] == 1 and len(fine["curve"]) == 2 * per_epoch
+    assert fine["test_loss"] == whole["test_loss"]   # the cadence changes no trained number
+
+
 @pytest.mark.slow
 def test_cli_runs_tiny_claims_for_real(tmp_path, capsys):
     """The real trainer on a 1x8 LSTM (about a minute on a loaded 2-core machine)."""

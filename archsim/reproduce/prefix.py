@@ -49,20 +49,21 @@ def _train_on_prefix(task: dict[str, Any]) -> dict[str, Any]:
 
 
 def _train_prefix_point(task: dict[str, Any], workload, arch, device) -> dict[str, Any]:
+    from archsim.functional.data import StreamBatches
     from archsim.functional.train import train
-    from archsim.sweep.evaluate import compact
+    from archsim.sweep.evaluate import compact, train_run_options
 
     opts = task["options"]
     corpus = prefix_corpus(workload)
     epochs = opts.get("epochs") or workload.training.epochs
-    per_epoch = max(1, (len(corpus.train) // workload.training.batch_size - 1) // workload.training.seq_len)
-    kwargs: dict[str, Any] = dict(seed=task["seed"], progress=False, corpus=corpus, eval_every=per_epoch)
+    # A curve point per epoch unless the sweep sets train.eval_every; a paper-scale point (hours)
+    # checkpoints into its folder like any train point and continues from there when rerun.
+    per_epoch = len(StreamBatches(corpus.train, workload.training.batch_size, workload.training.seq_len))
+    kwargs: dict[str, Any] = dict(corpus=corpus, **train_run_options(task, train, max(1, per_epoch)))
     if opts.get("max_chars"):
         kwargs["max_chars"] = opts["max_chars"]
     else:
         kwargs["epochs"] = epochs
-    if opts.get("update_mode"):
-        kwargs["update_mode"] = opts["update_mode"]
     outcome = train(workload, arch, device, **kwargs)  # divergence: worker_output records it
     result = compact(outcome)
     curve = [{k: p.get(k) for k in ("epoch", "train_loss", "valid_loss")} for p in outcome.curve

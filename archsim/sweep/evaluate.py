@@ -33,23 +33,36 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
     if opts.get("epochs"):
         workload = workload.model_copy(deep=True)
         workload.training.epochs = int(opts["epochs"])
-    kwargs: dict[str, Any] = {"max_chars": opts.get("max_chars"), "seed": task["seed"], "progress": False}
+    kwargs: dict[str, Any] = {"max_chars": opts.get("max_chars"), **train_run_options(task, train)}
+    outcome = train(workload, arch, device, **kwargs)
+    return compact(outcome)
+
+
+def train_run_options(task: dict, train: Callable, default_eval_every: int | None = None) -> dict[str, Any]:
+    """The trainer's keyword arguments that every kind of train point shares (the budget and the
+    corpus are the caller's): seed, ``train.update_mode``, ``train.torch_device``, the curve
+    cadence (a resumed point keeps its checkpoint's; else ``train.eval_every``, else
+    ``default_eval_every``, else the trainer's default) and the point's checkpoint folder."""
+    opts = task["options"]
+    kwargs: dict[str, Any] = {"seed": task["seed"], "progress": False}
+    params = inspect.signature(train).parameters
     if opts.get("update_mode") is not None:
-        if "update_mode" not in inspect.signature(train).parameters:
+        if "update_mode" not in params:
             raise ArchsimError("train.update_mode is set in the sweep, but this archsim's trainer "
                                "has no update_mode option")
         kwargs["update_mode"] = opts["update_mode"]
     if opts.get("torch_device") is not None:
         kwargs["torch_device"] = opts["torch_device"]
     every = resumed_eval_every(task.get("checkpoint_dir"), opts.get("eval_every"))
+    if every is None:
+        every = default_eval_every
     if every is not None:
         kwargs["eval_every"] = every
-    if task.get("checkpoint_dir") and "out_dir" in inspect.signature(train).parameters:
+    if task.get("checkpoint_dir") and "out_dir" in params:
         # The point's own folder (the runner deletes it once the point is stored): a sweep killed
         # half-way through a long point continues it from its last checkpoint. No plots there.
         kwargs.update(out_dir=task["checkpoint_dir"], resume=True, write_plots=False)
-    outcome = train(workload, arch, device, **kwargs)
-    return compact(outcome)
+    return kwargs
 
 
 def resumed_eval_every(checkpoint_dir: str | None, eval_every: int | None) -> int | None:
