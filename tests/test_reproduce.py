@@ -13,7 +13,7 @@ import pytest
 
 from archsim.cli import main
 from archsim.reproduce import (
-    CLAIMS, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry, analyse_macs,
+    BUDGETS, CLAIMS, budget_flag, default_out_dir, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry, analyse_macs,
     analyse_overfitting, analyse_resolution, check_claims, compare, corpus_chars, fmt_change, fmt_stats,
     macs_workloads, mlp_weights, plot_asymmetry, render_report, resolution_threshold, row_loss,
     sweep_paths,
@@ -48,9 +48,11 @@ def test_registry_names_and_shipped_sweep_files():
         check_claims(["asymetry"])
     for claim in CLAIMS.values():
         default = sweep_paths(claim)
-        full = sweep_paths(claim, full=True)
+        full = sweep_paths(claim, budget="full")
+        mid = sweep_paths(claim, budget="mid")
         assert len(default) == len(full) == (0 if claim.name == "macs" else 1)
-        for path in default + full:
+        assert len(mid) == (1 if claim.name == "overfitting" else 0)
+        for path in default + full + mid:
             sweep = load_sweep(path)
             assert sweep.spec.kind == "train" and expand(sweep)
         for path in default:   # default budgets: three seeds, whole epochs (two over War and Peace)
@@ -59,9 +61,33 @@ def test_registry_names_and_shipped_sweep_files():
             assert spec.train.epochs and spec.train.max_chars is None
             if not claim.prefix_data:
                 assert spec.train.epochs == 2
-        for path in full:      # paper scale: whole epochs and several seeds
+        for path in full + mid:      # paper scale or intermediate: whole epochs and several seeds
             spec = load_sweep(path).spec
             assert spec.train.max_chars is None and len(spec.seeds) >= 3
+
+
+def test_budgets_select_claims_sweeps_and_report_folders():
+    assert BUDGETS == ("default", "mid", "full")
+    assert check_claims(None, "mid") == ["overfitting", "macs"]     # macs trains nothing: any budget
+    assert check_claims(None, "full") == list(CLAIMS)
+    with pytest.raises(SpecError, match="claims with a --mid budget: overfitting"):
+        check_claims(["asymmetry"], "mid")
+    assert [default_out_dir(b).as_posix() for b in BUDGETS] == \
+        ["reports/reproduce", "reports/reproduce/mid", "reports/reproduce/full"]
+    assert [budget_flag(b) for b in BUDGETS] == [[], ["--mid"], ["--full"]]
+    mid = load_sweep(sweep_paths(CLAIMS["overfitting"], budget="mid")[0]).spec
+    assert mid.axes["workload.model.hidden_size"] == [256] * 3 and mid.train.epochs == 20
+    assert mid.axes["device"][0] == "rpu_baseline"     # the slowest point starts first
+
+
+def test_cli_refuses_a_budget_the_claim_lacks_and_mid_with_full(capsys):
+    assert main(["reproduce", "asymmetry", "--mid", "--list"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "claims with a --mid budget: overfitting" in err
+    assert main(["reproduce", "--mid", "--full", "--list"]) == 2
+    assert "argument --full: not allowed with argument --mid" in capsys.readouterr().err
+    assert main(["reproduce", "--mid", "--list"]) == 0
+    assert "overfitting_mid.yaml" in capsys.readouterr().out
 
 
 def test_asymmetry_sweep_scans_up_to_ten_percent_against_floating_point():
@@ -581,6 +607,19 @@ def test_cli_runs_the_claims_writes_reports_and_resumes(tmp_path, monkeypatch, c
     assert main(argv) == 0   # resume: nothing computed, the same reports
     assert len(calls) == 10 and "(0 points computed" in capsys.readouterr().out
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_cli_mid_budget_writes_its_own_report_folder(tmp_path, monkeypatch, capsys):
+    calls = _install_fake_train(monkeypatch)
+    sweeps, out = tiny_sweeps(tmp_path), tmp_path / "r"
+    (sweeps / "overfitting_mid.yaml").write_text((sweeps / "overfitting.yaml").read_text())
+    assert main(["reproduce", "overfitting", "--mid", "--sweeps", str(sweeps), "--out", str(out),
+                 "--jobs", "1", "--no-progress"]) == 0
+    assert len(calls) == 3 and "overfitting: holds." in capsys.readouterr().out
+    text = (out / "overfitting.md").read_text()
+    assert "archsim reproduce overfitting --mid --jobs 1" in text
+    assert "Budgets: intermediate (the `--mid` sweeps)" in text
+    assert (out / "runs" / "overfitting_mid" / "results.jsonl").is_file()
 
 
 def test_cli_with_three_seeds_reports_the_spread(tmp_path, monkeypatch, capsys):

@@ -16,17 +16,24 @@ def register(sub) -> None:
         description="Run the shipped sweeps of sweeps/reproduce/ for each CLAIM (default: all), then "
         "write reports/reproduce/<claim>.md (verdict sentence, table, command and budget) and "
         "<claim>.png. Results are resumable: rerunning only computes missing points. Default budgets "
-        "fit a 2-core machine; --full uses paper-scale budgets (hours to days on a CPU). Exit status "
+        "fit a 2-core machine; --full uses paper-scale budgets (hours to days on a CPU), --mid "
+        "intermediate ones for the claims whose paper scale is out of a CPU's reach (overfitting: "
+        "about an hour and a half on 2 cores). Exit status "
         "4 when some sweep points failed; SIGINT/SIGTERM stop the run, keeping stored results "
         "(exit 130/143).")
     p.add_argument("claims", nargs="*", metavar="CLAIM", help=f"claims to run ({CLAIM_HELP}); default all")
-    p.add_argument("--full", action="store_true",
-                   help="paper-scale budgets (the *_full.yaml sweeps; reports under reports/reproduce/full)")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--mid", action="store_true",
+                        help="intermediate budgets, where floating point is below 1.8 nats/char on War and "
+                             "Peace (the *_mid.yaml sweeps, overfitting only; reports under "
+                             "reports/reproduce/mid)")
+    budget.add_argument("--full", action="store_true",
+                        help="paper-scale budgets (the *_full.yaml sweeps; reports under reports/reproduce/full)")
     add_backend_arguments(p)
     p.add_argument("--sweeps", metavar="DIR", default=None,
                    help="folder holding the claims' sweep files (default: sweeps/reproduce of the checkout)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="report folder (default: reports/reproduce, or reports/reproduce/full with --full)")
+                   help="report folder (default: reports/reproduce, or reports/reproduce/mid or /full with --mid or --full)")
     p.add_argument("--list", action="store_true", help="list the claims and their sweep files, run nothing")
     p.add_argument("--stored", action="store_true",
                    help="compute nothing: write the reports from the results stored so far (points "
@@ -46,11 +53,12 @@ def _run(args) -> int:
     from archsim.reproduce import CLAIMS, check_claims, run_claims, sweep_paths
     from archsim.sweep.runner import EXIT_POINTS_FAILED
 
-    names = check_claims(args.claims)
+    budget = "full" if args.full else "mid" if args.mid else "default"
+    names = check_claims(args.claims, budget)
     if args.list:
         for name in names:
             claim = CLAIMS[name]
-            files = [str(p) for p in sweep_paths(claim, full=args.full, sweeps_dir=args.sweeps)]
+            files = [str(p) for p in sweep_paths(claim, budget=budget, sweeps_dir=args.sweeps)]
             print(f"{name}: {claim.statement}\n    sweeps: {', '.join(files) or '(none: counts only)'}")
         return 0
     backend = backend_of(args)
@@ -63,7 +71,7 @@ def _run(args) -> int:
             print(f"    failed point: {row['label']}: {row['error']}")
         sys.stdout.flush()
 
-    reports = run_claims(names, full=args.full, sweeps_dir=args.sweeps, out=args.out, backend=backend,
+    reports = run_claims(names, budget=budget, sweeps_dir=args.sweeps, out=args.out, backend=backend,
                          address=args.address, jobs=args.jobs, progress=not args.no_progress,
                          command=None, on_claim=show, connect_timeout=args.connect_timeout,
                          stored_only=args.stored)

@@ -2,7 +2,8 @@
 
 The seed paper is Gokmen, Rasch & Haensch, Front. Neurosci. 12:745 (2018) (LSTM training on RPU
 arrays). Each claim (:mod:`~archsim.reproduce.registry`) names the sweep files that test it
-(``sweeps/reproduce/<name>.yaml`` at the default budget, ``<name>_full.yaml`` at paper scale), an
+at each budget of :data:`BUDGETS` (``sweeps/reproduce/<name>.yaml`` at the default budget,
+``<name>_mid.yaml`` at an intermediate one, ``<name>_full.yaml`` at paper scale), an
 analysis of the sweep's rows, and a plot: one module per claim (:mod:`~archsim.reproduce.asymmetry`,
 :mod:`~archsim.reproduce.resolution`, :mod:`~archsim.reproduce.overfitting`,
 :mod:`~archsim.reproduce.macs`) on the shared row helpers of :mod:`~archsim.reproduce.analysis`.
@@ -41,8 +42,8 @@ from archsim.reproduce.macs import (
 from archsim.reproduce.overfitting import OVERFIT_GAP, analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import prefix_corpus, prefix_train_task, run_prefix_sweep
 from archsim.reproduce.registry import (
-    CLAIMS, PAPER, Claim, check_claims, claim_names, default_out_dir, default_sweeps_dir, repo_root,
-    sweep_paths,
+    BUDGETS, CLAIMS, PAPER, Claim, budget_flag, check_claims, claim_names, claim_sweeps, default_out_dir,
+    default_sweeps_dir, has_budget, repo_root, sweep_paths,
 )
 from archsim.reproduce.render import render_report
 from archsim.reproduce.resolution import (
@@ -52,12 +53,12 @@ from archsim.reproduce.resolution import (
 from archsim.reproduce.runner import ANALYSES, PLOTS, ClaimReport, run_claim, run_claims
 
 __all__ = [
-    "ANALYSES", "BITS_AXIS", "CLAIMS", "CLOSE_TO_FP", "DELTA", "FEW_PERCENT", "MAC_WORKLOADS",
+    "ANALYSES", "BITS_AXIS", "BUDGETS", "CLAIMS", "CLOSE_TO_FP", "DELTA", "FEW_PERCENT", "MAC_WORKLOADS",
     "MLP_LAYERS", "MNIST_TRAIN_IMAGES", "OVERFIT_GAP", "PAPER", "PAPER_MAC_RATIO", "PLOTS",
     "RESOLUTION_TOLERANCE", "ROUND_AXIS", "SPREAD_SE", "VERDICTS", "Analysis", "Change", "Claim",
     "ClaimReport", "Stats", "analyse_asymmetry", "analyse_macs", "analyse_overfitting",
-    "analyse_resolution", "check_claims", "claim_names", "compare", "corpus_chars", "default_out_dir",
-    "default_sweeps_dir", "fmt_change", "fmt_stats", "macs_workloads",
+    "analyse_resolution", "budget_flag", "check_claims", "claim_names", "claim_sweeps", "compare", "corpus_chars", "default_out_dir",
+    "default_sweeps_dir", "fmt_change", "fmt_stats", "has_budget", "macs_workloads",
     "mlp_weights", "non_monotone", "plot_asymmetry", "plot_macs", "plot_overfitting",
     "plot_resolution", "prefix_corpus", "prefix_train_task", "render_report", "repo_root",
     "resolution_threshold", "row_loss", "run_claim", "run_claims", "run_prefix_sweep", "sweep_paths",

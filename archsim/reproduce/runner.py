@@ -14,7 +14,7 @@ from archsim.reproduce.asymmetry import analyse_asymmetry, plot_asymmetry
 from archsim.reproduce.macs import analyse_macs, macs_workloads, plot_macs
 from archsim.reproduce.overfitting import analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import run_prefix_sweep
-from archsim.reproduce.registry import CLAIMS, check_claims, default_out_dir, sweep_paths
+from archsim.reproduce.registry import CLAIMS, budget_flag, check_claims, default_out_dir, sweep_paths
 from archsim.reproduce.render import render_report
 from archsim.reproduce.resolution import analyse_resolution, plot_resolution
 
@@ -53,7 +53,7 @@ class ClaimReport:
         return self.analysis.sentence
 
 
-def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
+def run_claims(names: Iterable[str] | None = None, *, budget: str = "default",
                sweeps_dir: str | Path | None = None, out: str | Path | None = None,
                backend: str = "local", address: str | None = None, jobs: int | None = None,
                progress: bool = True, command: str | None = None,
@@ -72,19 +72,19 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
     from archsim.sweep import load_sweep
     from archsim.sweep.backends import check_backend
 
-    selected = check_claims(names)
-    plan = {name: sweep_paths(CLAIMS[name], full=full, sweeps_dir=sweeps_dir) for name in selected}
+    selected = check_claims(names, budget)
+    plan = {name: sweep_paths(CLAIMS[name], budget=budget, sweeps_dir=sweeps_dir) for name in selected}
     for paths in plan.values():
         for path in paths:
             load_sweep(path)   # one-line SpecError before anything runs
     check_backend(backend, address)
-    out_dir = Path(out) if out is not None else default_out_dir(full)
+    out_dir = Path(out) if out is not None else default_out_dir(budget)
     check_out_dir(out_dir, "--out" if out is not None else "--out (default)")
     reports = []
     for name in selected:
-        cmd = command or " ".join(["archsim reproduce", name] + (["--full"] if full else [])
+        cmd = command or " ".join(["archsim reproduce", name] + budget_flag(budget)
                                   + ([f"--jobs {jobs}"] if jobs else []))
-        report = run_claim(name, full=full, sweep_files=plan[name], out=out_dir, backend=backend,
+        report = run_claim(name, budget=budget, sweep_files=plan[name], out=out_dir, backend=backend,
                            address=address, jobs=jobs, progress=progress, command=cmd,
                            connect_timeout=connect_timeout, stored_only=stored_only)
         reports.append(report)
@@ -93,7 +93,7 @@ def run_claims(names: Iterable[str] | None = None, *, full: bool = False,
     return reports
 
 
-def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None = None,
+def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | None = None,
               out: str | Path | None = None, backend: str = "local", address: str | None = None,
               jobs: int | None = None, progress: bool = True, command: str | None = None,
               connect_timeout: float | None = None, stored_only: bool = False) -> ClaimReport:
@@ -103,10 +103,11 @@ def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None =
     lists them."""
     from archsim.sweep import load_sweep, run_sweep
 
-    claim = CLAIMS[check_claims([name])[0]]
-    out_dir = Path(out) if out is not None else default_out_dir(full)
+    claim = CLAIMS[check_claims([name], budget)[0]]
+    out_dir = Path(out) if out is not None else default_out_dir(budget)
     if sweep_files is None:
-        sweep_files = sweep_paths(claim, full=full)
+        sweep_files = sweep_paths(claim, budget=budget)
+    rerun = " ".join([f"archsim reproduce {name}"] + budget_flag(budget))
     start = time.perf_counter()
     outcomes, rows, sweeps = [], [], []
     for path in sweep_files:
@@ -135,12 +136,11 @@ def run_claim(name: str, *, full: bool = False, sweep_files: list[Path] | None =
         n_points = len({_point_id(r) for r in rows})
         analysis.verdict = "not tested"
         analysis.sentence = (f"Incomplete: {waiting} of {n_points} points have no finished seed "
-                             f"yet (rerun `archsim reproduce {name}` to compute them); no verdict "
+                             f"yet (rerun `{rerun}` to compute them); no verdict "
                              "until then. On the points stored so far: " + analysis.sentence)
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
-    text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or
-                         f"archsim reproduce {name}" + (" --full" if full else ""), out_dir)
+    text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir)
     atomic_write_text(report_path, text)
     computed = sum(o.computed for o in outcomes)
     return ClaimReport(name, analysis, report_path, plot_path, outcomes, wall, computed)
