@@ -223,6 +223,27 @@ def test_overfitting_verdicts():
     assert len(a.table) == 3 and a.table[1]["run"] == "floating point, dropout 0.5"
 
 
+def test_the_overfitting_training_loss_is_the_last_epochs_mean_off_the_curve():
+    from archsim.reproduce.overfitting import last_epoch_train_loss
+
+    per_epoch = [{"epoch": 1.0, "train_loss": 2.0}, {"epoch": 2.0, "train_loss": 1.5}]
+    assert last_epoch_train_loss({"curve": per_epoch, "train_loss": 1.4}) == 1.5
+    halves = [{"epoch": e / 2, "train_loss": 3.0 - e / 4} for e in range(1, 7)]   # 2.75 .. 1.5
+    assert last_epoch_train_loss({"curve": halves}) == pytest.approx((1.75 + 1.5) / 2)
+    # A point whose span straddles the epoch's start counts by the share inside it.
+    uneven = [{"epoch": 0.6, "train_loss": 9.0}, {"epoch": 1.8, "train_loss": 2.0},
+              {"epoch": 2.0, "train_loss": 1.0}]
+    assert last_epoch_train_loss({"curve": uneven}) == pytest.approx((0.8 * 2.0 + 0.2 * 1.0) / 1.0)
+    assert last_epoch_train_loss({"curve": [{"epoch": 0.5, "train_loss": 2.0}]}) is None
+    assert last_epoch_train_loss({}) is None
+    rows = of_rows((1.2, 1.8), (1.6, 1.70), (1.65, 1.72))
+    rows[0]["result"]["curve"] = [{"epoch": 9.0, "train_loss": 1.4}, {"epoch": 10.0, "train_loss": 1.3}]
+    a = analyse_overfitting(rows)
+    assert a.table[0]["train loss"].startswith("1.300 ") and a.metrics["gap_fp"] == pytest.approx(0.5)
+    rows[0]["result"] = {"diverged": True, "curve": rows[0]["result"]["curve"]}
+    assert "diverged" in analyse_overfitting(rows).table[0]["train loss"]
+
+
 def test_row_loss_reads_divergence_and_missing_values():
     assert row_loss(row({"diverged": True})) == math.inf
     assert row_loss(row({"test_loss": "nan"})) == math.inf
@@ -402,7 +423,7 @@ def of_seed_rows(fp0, fpd, rpu):
     for device, dropout, seeds in (("ideal", 0.0, fp0), ("ideal", 0.5, fpd), ("rpu_baseline", 0.0, rpu)):
         for seed, (train, test) in enumerate(seeds):
             r = row({"train_loss": train, "valid_loss": test, "test_loss": test, "valid_best": test - 0.1,
-                     "epochs": 10.0, "curve": [{"epoch": e, "train_loss": train + 0.1 / e,
+                     "epochs": 10.0, "curve": [{"epoch": e, "train_loss": train + 0.1 * (2.0 - e),
                                                "valid_loss": test + 0.01 * seed} for e in (1.0, 2.0)]},
                     device=device, **{"workload.training.dropout": dropout})
             r["seed"] = seed

@@ -23,6 +23,40 @@ def _overfit_label(row: dict) -> str:
     return f"{who}, dropout {dropout:g}"
 
 
+def last_epoch_train_loss(result: dict) -> float | None:
+    """The training loss over the run's last epoch, from its curve (each point's ``train_loss`` is
+    the mean since the previous point; weighted by how much of its span lies in the last epoch).
+    The fit of the whole training text is what overfitting is about, and the trainer's own
+    ``train_loss`` covers only the last tenth of an epoch. None without a curve reaching back one
+    epoch (then the trainer's ``train_loss`` stands)."""
+    pts = [(float(p["epoch"]), float(p["train_loss"])) for p in result.get("curve") or []
+           if p.get("epoch") is not None and p.get("train_loss") is not None]
+    if not pts:
+        return None
+    end = pts[-1][0]
+    start = end - 1.0
+    if end < 1.0 - 1e-9:
+        return None
+    total = weight = 0.0
+    prev = 0.0
+    for epoch, loss in pts:
+        overlap = min(epoch, end) - max(prev, start)
+        if overlap > 1e-12:
+            total += loss * overlap
+            weight += overlap
+        prev = epoch
+    return total / weight if weight > 0 else None
+
+
+def _with_epoch_train_loss(row: dict) -> dict:
+    result = row.get("result") or {}
+    loss = last_epoch_train_loss(result)
+    own = row_loss(row, "train_loss")
+    if loss is None or own is None or math.isinf(own):
+        return row      # no curve, not run, or diverged (its own losses say so)
+    return {**row, "result": {**result, "train_loss": loss}}
+
+
 def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
                         overfit_gap: float = OVERFIT_GAP) -> Analysis:
     """Generalisation gaps (test minus train loss, per seed) of fp without dropout, fp with dropout,
@@ -37,7 +71,7 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     """
     groups: dict[str, list[dict]] = {}
     for r in rows:
-        groups.setdefault(_overfit_label(r), []).append(r)
+        groups.setdefault(_overfit_label(r), []).append(_with_epoch_train_loss(r))
     stats: dict[str, dict[str, Stats]] = {}
     for label, rs in groups.items():
         s = {k: Stats.of_rows(rs, k) for k in ("train_loss", "valid_loss", "test_loss", "valid_best", "epochs")}
@@ -55,7 +89,7 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     notes = [f"\"test - train\" is taken per seed. Overfitting: test minus training loss of floating point "
              f"without dropout above max({overfit_gap} nats/char, {SPREAD_SE:g} SE). A change is "
              f"{change_rule(f'{delta} nats/char')}. The training loss is "
-             "the mean over the last evaluation interval, measured on the training batches as trained "
+             "the mean over the run's last epoch (read off its curve), measured on the training batches as trained "
              "(with dropout active for the dropout run, and through the noisy analog tiles for the RPU "
              "run), so it overstates the dropout model's fit of the training set."]
     fp0 = next((s for k, s in stats.items() if k.startswith("floating point") and k.endswith("dropout 0")), None)
