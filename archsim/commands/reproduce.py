@@ -18,7 +18,7 @@ def register(sub) -> None:
         "<claim>.png. Results are resumable: rerunning only computes missing points. Default budgets "
         "fit a 2-core machine; --full uses paper-scale budgets (hours to days on a CPU), --mid "
         "intermediate ones for the claims whose paper scale is out of a CPU's reach (overfitting: "
-        "about an hour and a half on 2 cores). Exit status "
+        "about 80 minutes on 2 cores). Exit status "
         "4 when some sweep points failed; SIGINT/SIGTERM stop the run, keeping stored results "
         "(exit 130/143).")
     p.add_argument("claims", nargs="*", metavar="CLAIM", help=f"claims to run ({CLAIM_HELP}); default all")

@@ -59,7 +59,7 @@ CLAIMS: dict[str, Claim] = {c.name: c for c in (
 #:
 #: * ``default``: a small fraction of the paper's scale, every claim within about an hour on 2 cores;
 #: * ``mid``: where floating point is already below 1.8 nats/char on War and Peace, for claims whose
-#:   paper-scale runs are out of reach of a CPU (about an hour and a half on 2 cores);
+#:   paper-scale runs are out of reach of a CPU (overfitting: about 80 minutes on 2 cores);
 #: * ``full``: the paper's scale (hours to days on a CPU).
 BUDGETS = ("default", "mid", "full")
 
