@@ -13,10 +13,10 @@ import pytest
 
 from archsim.cli import main
 from archsim.reproduce import (
-    BUDGETS, CLAIMS, budget_flag, default_out_dir, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry, analyse_macs,
-    analyse_overfitting, analyse_resolution, check_claims, compare, corpus_chars, fmt_change, fmt_stats,
-    macs_workloads, mlp_weights, plot_asymmetry, render_report, resolution_threshold, row_loss,
-    sweep_paths,
+    BUDGETS, CLAIMS, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry,
+    analyse_macs, analyse_overfitting, analyse_resolution, budget_flag, check_claims, compare,
+    corpus_chars, default_out_dir, fmt_change, fmt_stats, macs_workloads, mlp_weights, plot_asymmetry,
+    render_report, resolution_threshold, row_loss, sweep_paths,
 )
 from archsim.reproduce.analysis import level
 from archsim.errors import SpecError

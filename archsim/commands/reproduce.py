@@ -28,12 +28,14 @@ def register(sub) -> None:
                              "Peace (the *_mid.yaml sweeps, overfitting only; reports under "
                              "reports/reproduce/mid)")
     budget.add_argument("--full", action="store_true",
-                        help="paper-scale budgets (the *_full.yaml sweeps; reports under reports/reproduce/full)")
+                        help="paper-scale budgets (the *_full.yaml sweeps; reports under "
+                             "reports/reproduce/full)")
     add_backend_arguments(p)
     p.add_argument("--sweeps", metavar="DIR", default=None,
                    help="folder holding the claims' sweep files (default: sweeps/reproduce of the checkout)")
     p.add_argument("--out", metavar="DIR", default=None,
-                   help="report folder (default: reports/reproduce, or reports/reproduce/mid or /full with --mid or --full)")
+                   help="report folder (default: reports/reproduce, or reports/reproduce/mid or "
+                        "reports/reproduce/full with --mid or --full)")
     p.add_argument("--list", action="store_true", help="list the claims and their sweep files, run nothing")
     p.add_argument("--stored", action="store_true",
                    help="compute nothing: write the reports from the results stored so far (points "

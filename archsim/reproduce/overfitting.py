@@ -88,10 +88,10 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     metrics: dict[str, Any] = {"stats": stats, "curves": curves, "delta": delta, "overfit_gap": overfit_gap}
     notes = [f"\"test - train\" is taken per seed. Overfitting: test minus training loss of floating point "
              f"without dropout above max({overfit_gap} nats/char, {SPREAD_SE:g} SE). A change is "
-             f"{change_rule(f'{delta} nats/char')}. The training loss is "
-             "the mean over the run's last epoch (read off its curve), measured on the training batches as trained "
-             "(with dropout active for the dropout run, and through the noisy analog tiles for the RPU "
-             "run), so it overstates the dropout model's fit of the training set."]
+             f"{change_rule(f'{delta} nats/char')}. The training loss is the mean over the run's last "
+             "epoch (read off its curve), measured on the training batches as trained (with dropout "
+             "active for the dropout run, and through the noisy analog tiles for the RPU run), so it "
+             "overstates the dropout model's fit of the training set."]
     fp0 = next((s for k, s in stats.items() if k.startswith("floating point") and k.endswith("dropout 0")), None)
     fpd = next((s for k, s in stats.items() if k.startswith("floating point") and not k.endswith("dropout 0")), None)
     rpu = next((s for k, s in stats.items() if k.startswith("RPU") and k.endswith("dropout 0")), None)
