@@ -210,8 +210,15 @@ class StreamBatches:
         # [B, L] -> [L, B]: time-major, so that batch k is a contiguous slice.
         self.streams = ids[: length * batch_size].view(batch_size, length).t().contiguous()
         usable = length - 1  # the last character of a stream is only a target
-        self.n_batches = usable // seq_len if drop_last else -(-usable // seq_len)
+        self.n_batches = (StreamBatches.steps_per_epoch(len(ids), batch_size, seq_len) if drop_last
+                          else -(-usable // seq_len))
         self.usable = usable
+
+    @staticmethod
+    def steps_per_epoch(n_ids: int, batch_size: int, seq_len: int) -> int:
+        """The whole batches (training steps) of a split of ``n_ids`` characters, without building
+        them: ``len(StreamBatches(ids, batch_size, seq_len))``."""
+        return (n_ids // batch_size - 1) // seq_len
 
     def __len__(self) -> int:
         return self.n_batches

@@ -58,7 +58,8 @@ def _train_prefix_point(task: dict[str, Any], workload, arch, device) -> dict[st
     epochs = opts.get("epochs") or workload.training.epochs
     # A curve point per epoch unless the sweep sets train.eval_every; a paper-scale point (hours)
     # checkpoints into its folder like any train point and continues from there when rerun.
-    per_epoch = len(StreamBatches(corpus.train, workload.training.batch_size, workload.training.seq_len))
+    per_epoch = StreamBatches.steps_per_epoch(len(corpus.train), workload.training.batch_size,
+                                              workload.training.seq_len)
     kwargs: dict[str, Any] = dict(corpus=corpus, **train_run_options(task, train, max(1, per_epoch)))
     if opts.get("max_chars"):
         kwargs["max_chars"] = opts["max_chars"]

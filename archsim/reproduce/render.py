@@ -20,16 +20,19 @@ def _markdown_table(rows: list[dict]) -> str:
                     disable_numparse=True)
 
 
-def _seeds_paragraph(sweeps: list, outcomes: list) -> str:
+#: The report's first sentence on each budget of :data:`~archsim.reproduce.registry.BUDGETS`.
+BUDGET_TEXT = {
+    "default": ("Budgets: the default budgets are a small fraction of the paper's (tens of epochs; see "
+                "the `--full` sweeps). "),
+    "mid": ("Budgets: intermediate (the `--mid` sweeps): floating point ends below 1.8 nats/char on "
+            "War and Peace, at a fraction of the paper's scale (see the `--full` sweeps). "),
+    "full": "Budgets: paper scale (the `--full` sweeps). ",
+}
+
+
+def _seeds_paragraph(sweeps: list, outcomes: list, budget: str = "default") -> str:
     """Budgets, seeds per point, and the rule for a change (single-seed wording with one seed)."""
-    if all(s.name.endswith("_full") for s in sweeps):
-        text = "Budgets: paper scale (the `--full` sweeps). "
-    elif all(s.name.endswith("_mid") for s in sweeps):
-        text = ("Budgets: intermediate (the `--mid` sweeps): floating point ends below 1.8 nats/char "
-                "on War and Peace, at a fraction of the paper's scale (see the `--full` sweeps). ")
-    else:
-        text = ("Budgets: the default budgets are a small fraction of the paper's (tens of epochs; see "
-                "the `--full` sweeps). ")
+    text = BUDGET_TEXT[budget]
     seeds = sorted({len(s.spec.seeds) for s in sweeps})
     if seeds[-1] < 2:
         text += ("One seed per point: the verdicts are single-seed, a change is a difference above the "
@@ -142,7 +145,7 @@ def _progress_line(outcome, runs: Path) -> str | None:
 
 
 def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list, plot_name: str,
-                  command: str, out_dir: Path) -> str:
+                  command: str, out_dir: Path, budget: str = "default") -> str:
     lines = [f"# Reproduction: {claim.title}", "",
              f"**Claim** ({PAPER}): {claim.statement}", "",
              f"**Verdict: {analysis.verdict}.** {analysis.sentence}", "",
@@ -151,7 +154,7 @@ def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list
         lines += [note, ""]
     lines += [f"![{claim.name}]({plot_name})", "", "## How this was produced", "", f"    {command}", ""]
     if sweeps:
-        lines += [_seeds_paragraph(sweeps, outcomes), ""]
+        lines += [_seeds_paragraph(sweeps, outcomes, budget), ""]
     if claim.prefix_data:
         lines += ["The runs train on a prefix of the text: `training.train_chars / training.train_fraction` "
                   "characters, split into training, validation and test text by `training.train_fraction` as usual "

@@ -140,7 +140,8 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
                              "until then. On the points stored so far: " + analysis.sentence)
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
-    text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir)
+    text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir,
+                         budget)
     atomic_write_text(report_path, text)
     computed = sum(o.computed for o in outcomes)
     return ClaimReport(name, analysis, report_path, plot_path, outcomes, wall, computed)
