@@ -640,7 +640,30 @@ def test_cli_mid_budget_writes_its_own_report_folder(tmp_path, monkeypatch, caps
     text = (out / "overfitting.md").read_text()
     assert "archsim reproduce overfitting --mid --jobs 1" in text
     assert "Budgets: intermediate (the `--mid` sweeps)" in text
+    # The fake trainer's floating point ends at 1.95 and 2.0 (one seed): the report says that this
+    # is not the mid budget.
+    assert "**Here it does not: the best floating-point point's mean test loss is 1.950, not below 1.8;" in text
     assert (out / "runs" / "overfitting_mid" / "results.jsonl").is_file()
+
+
+def test_a_mid_report_checks_that_floating_point_ends_below_the_ceiling():
+    from types import SimpleNamespace
+
+    from archsim.reproduce.render import _mid_check
+
+    def row(device, dropout, seed, loss, diverged=False):
+        return {"values": {"device": device, "workload.training.dropout": dropout}, "seed": seed,
+                "done": True, "result": {"test_loss": loss, "diverged": diverged}}
+
+    rows = [row("ideal", 0.0, s, v) for s, v in enumerate((1.70, 1.80, 1.90))]        # mean 1.80
+    rows += [row("ideal", 0.5, s, v) for s, v in enumerate((1.41, 1.43))]             # mean 1.42
+    rows += [row("ideal", 0.5, 2, float("nan"), diverged=True)]                      # not averaged
+    rows += [row("rpu_baseline", 0.0, s, 1.2) for s in range(3)]                      # not floating point
+    outcome = SimpleNamespace(name="overfitting_mid", rows=rows)
+    assert _mid_check([outcome]) == "Here it does: the best floating-point point's mean test loss is 1.420. "
+    assert "does not: the best floating-point point's mean test loss is 1.800, not below 1.8" in \
+        _mid_check([SimpleNamespace(name="x", rows=rows[:3] + rows[6:])])
+    assert _mid_check([SimpleNamespace(name="x", rows=rows[6:])]).startswith("**No floating-point point")
 
 
 def test_cli_with_three_seeds_reports_the_spread(tmp_path, monkeypatch, capsys):
