@@ -22,10 +22,12 @@ def test_population_table_has_a_row_per_k_and_per_model_times(tmp_path):
     text = run("--members", "1,2", "--sizes", "8", "--rounds", "1", "--json", str(out),
                "--unlike-periphery", *SMALL)
     assert "ms/step/model (CPU)" in text and "x like members" in text
+    assert "page faults/step/model" in text
     records = json.loads(out.read_text())["results"]
     assert [r["run"] for r in records] == ["fp", "K=1", "K=2", "K=2 unlike"]
     for r in records:
         assert r["step_s_per_model"] > 0 and len(r["cpu_samples_per_model"]) == 1
+        assert len(r["minor_faults_per_model"]) == 1 and r["minor_faults_per_model"][0] >= 0
     assert records[0]["ratio_to_fp"] == 1.0
 
 

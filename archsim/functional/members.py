@@ -37,6 +37,7 @@ class Members:
         self.K = int(K)
         self.B = 0
         self._member_index: dict[tuple[int, int, str], torch.Tensor] = {}
+        self._product: torch.Tensor | None = None   # _addmm_by_member_'s, reused
 
     def set_batch(self, B: int) -> None:
         self.B = int(B)
@@ -130,10 +131,20 @@ class Members:
             if n <= self.NARROW:
                 y4[:, k].baddbmm_(v4[:, k], w[k].expand(m, n, p), beta=beta, alpha=alpha)
                 continue
-            prod = torch.mm(v4[:, k].reshape(m * B, n), w[k]).view(m, B, p)
+            prod = torch.mm(v4[:, k].reshape(m * B, n), w[k], out=self._product_buffer(m * B, p, y))
+            prod = prod.view(m, B, p)
             yk = y4[:, k].mul_(beta) if beta != 1.0 else y4[:, k]
             yk.add_(prod, alpha=alpha)
         return y
+
+    def _product_buffer(self, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
+        """One member's product of :meth:`_addmm_by_member_`, in a tensor kept between calls: it
+        is as large as a whole single-model batch, and a fresh one per member and call faults in
+        its pages anew once it is past the allocator's reuse threshold."""
+        buf = self._product
+        if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._product = torch.empty(rows * cols, dtype=like.dtype, device=like.device)
+        return buf[:rows * cols].view(rows, cols)
 
     def flat_index(self, index: torch.Tensor, n: int) -> torch.Tensor:
         """Row ``r``'s ``index[r]`` into its member's block of ``n``: ``member(r)*n + index[r]``."""
@@ -143,20 +154,26 @@ class Members:
     # A pulsed update only sums over its rows, in any order within a member (the exact mode
     # keeps each member's own order), so the tiles reorder an update's rows once, member-major
     # (member k's rows are the k-th block of R/K), and then every sum is a plain batched product.
-    def member_major(self, v: torch.Tensor) -> torch.Tensor:
+    def member_major(self, v: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Rows ordered ``(m, member, sequence)`` reordered ``(member, m, sequence)`` (the tensor
-        itself when ``m == 1``: it already is; else a copy). Works on ``[R]`` and ``[R, n]``."""
+        itself when ``m == 1``: it already is; else a copy, into ``out`` when given: a
+        workspace, since a population's update operands are large enough that a fresh one
+        costs page faults every step). Works on ``[R]`` and ``[R, n]``."""
         m = self.groups(v.shape[0])
         if m == 1:
             return v
         rest = v.shape[1:]
-        return v.view(m, self.K, self.B, *rest).transpose(0, 1).reshape(v.shape)
+        blocks = v.view(m, self.K, self.B, *rest).transpose(0, 1)
+        if out is None:
+            return blocks.reshape(v.shape)
+        out.view(self.K, m, self.B, *rest).copy_(blocks)
+        return out
 
-    def outer_sums(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def outer_sums(self, x: torch.Tensor, d: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Per member, the sum over its rows of ``x_r^T d_r``: ``[K, n, p]`` from member-major
-        ``x [R, n]``, ``d [R, p]`` (the sums of a pulsed update)."""
+        ``x [R, n]``, ``d [R, p]`` (the sums of a pulsed update); into ``out`` when given."""
         return torch.bmm(x.view(self.K, -1, x.shape[1]).transpose(1, 2),
-                         d.view(self.K, -1, d.shape[1]))
+                         d.view(self.K, -1, d.shape[1]), out=out)
 
     def major_flat_index(self, index: torch.Tensor, n: int) -> torch.Tensor:
         """Member-major row ``r``'s ``index[r]`` into its member's block of ``n``."""

@@ -78,6 +78,21 @@ class Periphery:
         self.noisy = config.out_noise > 0
         self.inp_sto, self.out_sto = config.inp_sto_round, config.out_sto_round
         self._row_scales: torch.Tensor | None = None   # prepare()'s [N, out] scales, reused
+        self._kept: dict[str, torch.Tensor] = {}       # _temporary's large tensors
+
+    #: Temporaries of at least this many elements are kept between calls (:meth:`_temporary`).
+    KEEP_NUMEL = 1 << 20
+
+    def _temporary(self, name: str, shape) -> torch.Tensor:
+        """A tensor of ``shape`` for one call's use (contents undefined). Large ones (a whole
+        sequence's MVMs, the more so in a population) are kept by name and reused while the
+        shape stays: allocated afresh, each would fault in its pages again on every call."""
+        if math.prod(shape) < self.KEEP_NUMEL:
+            return torch.empty(shape, device=self.device, dtype=self.dtype)
+        buf = self._kept.get(name)
+        if buf is None or buf.shape != shape:
+            buf = self._kept[name] = torch.empty(shape, device=self.device, dtype=self.dtype)
+        return buf
 
     # ---- one MVM --------------------------------------------------------------------------
     def mvm(self, x: torch.Tensor, transposed: bool, bound_management: bool,
@@ -85,7 +100,8 @@ class Periphery:
         """The MVMs of the rows of ``x`` through the periphery, in weight units: ``x W^T``, or
         ``x W`` when ``transposed`` (``w``: that matrix when only some outputs are wanted)."""
         # max |x| per row (noise management): abs + amax is the inf-norm bit for bit, and cheaper.
-        alpha = x.abs().amax(dim=1, keepdim=True) if self.noise_management else None
+        alpha = torch.abs(x, out=self._temporary("abs", x.shape)).amax(dim=1, keepdim=True) \
+            if self.noise_management else None
         y = self.one_pass(x, alpha, 1.0, transposed, out, w)
         return self.finish(x, y, alpha, transposed, bound_management)
 
@@ -105,13 +121,16 @@ class Periphery:
         rows that ``x``'s rows are, when they are a subset (bound management's repeats).
         """
         unit = self.in_step if self.in_step > 0 else 1.0
+        # The DAC's input: a whole batch's in a kept tensor (bound management's repeats, of any
+        # number of rows, in a fresh one).
+        v = self._temporary("dac_in", x.shape) if rows is None else torch.empty_like(x)
         if alpha is not None:
             # x / (alpha*beta*in_step); + tiny keeps an all-zero row at 0 (it is scaled back by 0).
-            v = x / torch.add(self.tiny, alpha, alpha=unit * factor)
+            torch.div(x, torch.add(self.tiny, alpha, alpha=unit * factor), out=v)
         elif unit * factor != 1.0:
-            v = x * (1.0 / (unit * factor))
+            torch.mul(x, 1.0 / (unit * factor), out=v)
         else:
-            v = x.clone()
+            v.copy_(x)
         self.dac(v)
         if w is None:
             w = self.weight if transposed else self.weight_t
@@ -262,7 +281,8 @@ class Periphery:
             pre.zero_()
         beta = self.noise_levels if self.noisy else 1.0
         for b in blocks:
-            v = self.dac(u[:, b] / prep.div)
+            v = self.dac(torch.div(u[:, b], prep.div, out=self._temporary(f"dac_in_{b.start}",
+                                                                           (u.shape[0], b.stop - b.start))))
             if self.members is None:
                 pre.addmm_(v, self.weight[:, b].t(), beta=beta, alpha=self.mm_scale)
             else:
@@ -281,7 +301,8 @@ class Periphery:
             alpha.zero_()
             for known in (u[:, :rec.start], u[:, rec.stop:]):
                 if known.shape[1]:
-                    torch.maximum(alpha, known.abs().amax(1, keepdim=True), out=alpha)
+                    absolute = torch.abs(known, out=self._temporary(f"abs_{known.shape[1]}", known.shape))
+                    torch.maximum(alpha, absolute.amax(1, keepdim=True), out=alpha)
             if not bool((alpha >= rec_bound).all()):
                 raise ValueError(f"the known inputs of every row must reach {rec_bound} (max |u| "
                                  "would depend on the recurrent inputs)")

@@ -419,7 +419,7 @@ class AnalogTile:
             self._prepared = prep
         # Known columns: contiguous blocks before and after rec (the one-hot block apart).
         blocks = [b for b in (slice(s, rec.start), slice(rec.stop, n_in)) if b.stop > b.start]
-        w_hot = self._hot_weights(index) if index is not None else None
+        w_hot = self._hot_weights(index, s) if index is not None else None
         if self._ideal:
             pre = prep.pre.zero_()
             for b in blocks:
@@ -433,12 +433,17 @@ class AnalogTile:
         self.periphery.prepare(prep, u, rec, rec_bound, blocks, w_hot, hot, post_scale)
         return prep
 
-    def _hot_weights(self, index: torch.Tensor) -> torch.Tensor:
-        """``[N, out]``: for each row, the weights of its one-hot input column ``index``."""
-        if self.members is None:
-            return self.weight.t().contiguous().index_select(0, index.view(-1))
-        flat = self._weight_t.reshape(self.members.K * self.in_size, self.out_size)
-        return flat.index_select(0, self.members.flat_index(index.view(-1), self.in_size))
+    def _hot_weights(self, index: torch.Tensor, s: int) -> torch.Tensor:
+        """``[N, out]``: for each row, the weights of its one-hot input column ``index`` (< ``s``)."""
+        # The one-hot columns' weights transposed (each column a contiguous row), then gathered;
+        # both into workspace tensors: a population's are large enough to fault in afresh.
+        ws = self._workspace
+        cols = self._weight_t[..., :s, :]
+        flat = ws("hot_columns", tuple(cols.shape)).copy_(cols).view(-1, self.out_size)
+        index = index.view(-1)
+        if self.members is not None:
+            index = self.members.flat_index(index, s)
+        return torch.index_select(flat, 0, index, out=ws("hot_weights", (index.numel(), self.out_size)))
 
     def forward_prepared(self, prepared: PreparedForward, step: int, u: torch.Tensor) -> torch.Tensor:
         """Finish the forward MVMs of ``step`` of ``prepared`` and return their outputs (times
@@ -482,7 +487,8 @@ class AnalogTile:
         self._activity.updates += x.shape[0]
         if self.members is not None:
             # Each member's rows as one block: the update's sums become batched products.
-            x, d = self.members.member_major(x), self.members.member_major(d)
+            x = self.members.member_major(x, out=self._workspace("major_x", x.shape))
+            d = self.members.member_major(d, out=self._workspace("major_d", d.shape))
             if onehot is not None:
                 onehot = (onehot[0], self.members.member_major(onehot[1].reshape(-1)))
         if self.config.is_ideal:

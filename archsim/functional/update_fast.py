@@ -29,11 +29,12 @@ class Workspace:
         self.device, self.dtype = device, dtype
         self._tensors: dict[str, torch.Tensor] = {}
 
-    def __call__(self, name: str, shape) -> torch.Tensor:
-        """The tensor ``name`` of ``shape`` (contents undefined), made anew when the shape changes."""
+    def __call__(self, name: str, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The tensor ``name`` of ``shape`` (contents undefined; the workspace's dtype unless
+        ``dtype`` is given), made anew when the shape changes."""
         buf = self._tensors.get(name)
         if buf is None or buf.shape != shape:
-            buf = torch.empty(shape, device=self.device, dtype=self.dtype)
+            buf = torch.empty(shape, device=self.device, dtype=dtype or self.dtype)
             self._tensors[name] = buf
         return buf
 
@@ -105,7 +106,7 @@ class FastUpdate:
         # Dense columns s.. : matrix products over the K updates, each computed transposed
         # (x side first: 10-20 % faster for these tall operands) and copied into place.
         xd, axd = xt[:, s:], ax[:, s:]
-        prod = buffer("prod", (xd.shape[1], out_size)) if members is None else None
+        prod = buffer("prod", (xd.shape[1], out_size) if members is None else (K, xd.shape[1], out_size))
         x2 = buffer("x_side", xd.shape)
         for j, d_side in enumerate(d_sides):
             if j < 2:
@@ -118,7 +119,7 @@ class FastUpdate:
                 sums[j][:, s:].copy_(torch.mm(x_side.t(), d_side, out=prod).t())
             else:
                 sums[j].view(K, out_size, -1)[..., s:].copy_(
-                    members.outer_sums(x_side, d_side).transpose(1, 2))
+                    members.outer_sums(x_side, d_side, out=prod).transpose(1, 2))
         if s:
             # One-hot columns: row k adds its d-side terms, weighted by its single x-side value,
             # to column index[k] of each sum (one index_add for all of them).
@@ -140,7 +141,10 @@ class FastUpdate:
         c = lr / dev.dw_min
         c2 = c * c / (1.0 if per_k else bl)
         m_all.mul_(c)
-        self.writes.add_(m_all)   # expected coincidences per device (endurance)
+        # Expected coincidences per device (endurance), counted in float64: an in-place add of
+        # a float32 tensor would cast it into a fresh float64 copy first.
+        same = self.writes.dtype == m_all.dtype
+        self.writes.add_(m_all if same else buffer("m_all_wide", out_in, self.writes.dtype).copy_(m_all))
         m_sgn.mul_(c)
         v_all.mul_(c2)
         if v_sgn is not None:
@@ -153,4 +157,5 @@ class FastUpdate:
         self.row_pulses += torch.nansum(a * x_sum * bl)
         self.col_pulses += torch.nansum(b * d_sum * bl)
         self.coincidences += torch.nansum(x_sum * d_sum) * c
-        dev.apply_moments_(self.weight, m_all, m_sgn, v_all, v_sgn, self.generator)
+        dev.apply_moments_(self.weight, m_all, m_sgn, v_all, v_sgn, self.generator,
+                           noise=buffer("noise", out_in))

@@ -108,16 +108,24 @@ class PulsedDevices:
         return torch.maximum(w, self._get("w_min", idx), out=w)
 
     def apply_moments_(self, w: torch.Tensor, m_all, m_sgn, v_all, v_sgn,
-                       generator: torch.Generator) -> torch.Tensor:
+                       generator: torch.Generator, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Fast mode: move every device by one Gaussian draw with the exact model's mean and
         variance, then clip. In place.
 
         ``m_all = sum_k BL p q`` and ``m_sgn = sum_k BL p q sign(d x)`` are the expected counts,
         ``v_all``/``v_sgn`` the same sums of ``BL (p q)^2``; the count variance per direction is
         ``E[n] - sum BL (p q)^2`` (binomial). ``v_sgn`` may be None for symmetric devices.
-        Consumes (overwrites) the moment tensors.
+        Consumes (overwrites) the moment tensors. ``noise``: a tensor of ``w``'s shape to draw
+        the Gaussian draws into (a workspace), else a fresh one (the same draws either way).
         """
         raise NotImplementedError
+
+    @staticmethod
+    def gaussian(w: torch.Tensor, generator: torch.Generator, out: torch.Tensor | None = None):
+        """Standard normal draws of ``w``'s shape, into ``out`` when given (the same draws)."""
+        if out is None:
+            return torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+        return torch.randn(w.shape, generator=generator, out=out)
 
     def apply_counts(self, w: torch.Tensor, n_all, n_sgn, generator: torch.Generator,
                      idx=None) -> torch.Tensor:
@@ -134,8 +142,8 @@ class StateDependentSteps:
 
     clamp_count_variance = False
 
-    def apply_moments_(self, w, m_all, m_sgn, v_all, v_sgn, generator):
-        noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+    def apply_moments_(self, w, m_all, m_sgn, v_all, v_sgn, generator, noise=None):
+        noise = PulsedDevices.gaussian(w, generator, noise)
         n_up, n_dn = 0.5 * (m_all - m_sgn), 0.5 * (m_all + m_sgn)
         v_up = n_up - 0.5 * (v_all - v_sgn)
         v_dn = n_dn - 0.5 * (v_all + v_sgn)

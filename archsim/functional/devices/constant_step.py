@@ -29,9 +29,9 @@ class ConstantStepDevices(PulsedDevices):
         # One host check at creation: equal steps make the fast update cheaper (no up/down split).
         self.symmetric = bool(torch.equal(self.step_up, self.step_down))
 
-    def apply_moments_(self, w, m_all, m_sgn, v_all, v_sgn, generator):
+    def apply_moments_(self, w, m_all, m_sgn, v_all, v_sgn, generator, noise=None):
         s2 = self.dw_min_std ** 2
-        noise = torch.randn(w.shape, generator=generator, device=w.device, dtype=w.dtype)
+        noise = self.gaussian(w, generator, noise)
         # var = c1*((1+s2) m_all - v_all) + c2*((1+s2) m_sgn - v_sgn)
         var = v_all.neg_().add_(m_all, alpha=1.0 + s2).mul_(self.c1)
         if not self.symmetric:
