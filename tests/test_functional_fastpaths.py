@@ -245,24 +245,30 @@ def test_prepared_forward_with_only_onehot_known_columns(noise):
     assert torch.allclose(got, expect, atol=1e-9 if noise == 0 else 0.4)
 
 
-@pytest.mark.parametrize("seeds", [None, [4, 5]], ids=["single", "population"])
-def test_kept_temporaries_give_the_same_numbers_as_fresh_ones(monkeypatch, seeds):
+@pytest.mark.parametrize("seeds, unlike", [(None, False), ([4, 5], False), ([4, 5], True)],
+                         ids=["single", "population", "population_unlike_converters"])
+def test_kept_temporaries_give_the_same_numbers_as_fresh_ones(monkeypatch, seeds, unlike):
     """Large temporaries of the periphery (a whole sequence's MVM inputs) are kept between calls
     once they reach Periphery.KEEP_NUMEL elements: with every temporary kept, a noisy rpu_baseline
-    network (one and a population of two) trains to the same bits as with none kept."""
+    network (one, a population of two, and two whose DACs differ) trains to the same bits as with
+    none kept."""
+    import dataclasses
+
     from archsim.functional.periphery import Periphery
 
     arch = load_architecture("rpu2016")
     cfg = RPUConfig.from_specs(load_device("rpu_baseline"), arch, "fast")
+    member_configs = [dataclasses.replace(cfg, inp_res=1 / 30, inp_sto_round=True), cfg] if unlike else None
     T, B = 5, 3
     ids = torch.randint(0, 7, (T, B), generator=torch.Generator().manual_seed(3))
 
     def run(keep_numel):
         monkeypatch.setattr(Periphery, "KEEP_NUMEL", keep_numel)
         net = AnalogLSTM(7, 6, 2, cfg, array_rows=arch.array.rows, array_cols=arch.array.cols,
-                         seed=1, seeds=seeds)
+                         seed=1, seeds=seeds, member_configs=member_configs)
         losses = [net.train_step(ids, ids, net.zero_state(B), 0.1)[0] for _ in range(3)]
         kept = sum(len(t.periphery._kept) for m in net.matrices for t in m.tiles)
+        assert (type(net.matrices[0].tiles[0].periphery).__name__ == "MemberPeriphery") == unlike
         return losses, [m.weight.clone() for m in net.matrices], kept
 
     fresh, kept = run(math.inf), run(1)

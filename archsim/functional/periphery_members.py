@@ -143,16 +143,21 @@ class MemberPeriphery(Periphery):
     # ---- Periphery's steps, row by row --------------------------------------------------------
     def one_pass(self, x, alpha, factor, transposed, out=None, w=None, rows=None):
         c = self._rows(x.shape[0], rows)
+        # A whole batch's temporaries are kept (Periphery._temporary); bound management's
+        # repeats, of any number of rows, get fresh ones.
+        whole = rows is None
+        v = self._temporary("dac_in", x.shape) if whole else torch.empty_like(x)
         if alpha is not None:
-            v = x / torch.addcmul(self.tiny, alpha, c.unit, value=factor)
+            torch.div(x, torch.addcmul(self.tiny, alpha, c.unit, value=factor), out=v)
         else:
-            v = x / (c.unit * factor)
+            torch.div(x, c.unit * factor, out=v)
         self._dac(v, c)
         if w is None:
             w = self.weight if transposed else self.weight_t
         y = self.members.mm(v, w, out, rows).mul_(c.mm)
         if self.noisy:
-            y.addcmul_(torch.empty_like(y).normal_(generator=self.generator), c.noise)
+            noise = self._temporary("noise", y.shape) if whole else torch.empty_like(y)
+            y.addcmul_(noise.normal_(generator=self.generator), c.noise)
         self._adc(y, c)
         n, n_in = x.shape
         self.activity.dac_conversions += n * n_in
@@ -196,8 +201,9 @@ class MemberPeriphery(Periphery):
         else:
             pre.zero_()
         for b in blocks:
-            v = self._dac(u[:, b] / prep.div, c)
-            pre.addcmul_(self.members.mm(v, self.weight_t[:, b]), c.mm)
+            width = b.stop - b.start
+            v = self._dac(torch.div(u[:, b], prep.div, out=self._temporary(f"dac_in_{b.start}", (N, width))), c)
+            pre.addcmul_(self.members.mm(v, self.weight_t[:, b], self._temporary("product", (N, out))), c.mm)
         if w_hot is not None:
             pre.addcmul_(w_hot, self._dac(hot / prep.div, c).mul_(c.mm))
 
