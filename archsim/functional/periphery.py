@@ -100,7 +100,8 @@ class Periphery:
         """The MVMs of the rows of ``x`` through the periphery, in weight units: ``x W^T``, or
         ``x W`` when ``transposed`` (``w``: that matrix when only some outputs are wanted)."""
         # max |x| per row (noise management): abs + amax is the inf-norm bit for bit, and cheaper.
-        alpha = torch.abs(x, out=self._temporary("abs", x.shape)).amax(dim=1, keepdim=True) \
+        # (The kept temporaries are named by direction: a tile may run whole sequences both ways.)
+        alpha = torch.abs(x, out=self._temporary(f"abs_{transposed}", x.shape)).amax(dim=1, keepdim=True) \
             if self.noise_management else None
         y = self.one_pass(x, alpha, 1.0, transposed, out, w)
         return self.finish(x, y, alpha, transposed, bound_management)
@@ -123,7 +124,7 @@ class Periphery:
         unit = self.in_step if self.in_step > 0 else 1.0
         # The DAC's input: a whole batch's in a kept tensor (bound management's repeats, of any
         # number of rows, in a fresh one).
-        v = self._temporary("dac_in", x.shape) if rows is None else torch.empty_like(x)
+        v = self._temporary(f"dac_in_{transposed}", x.shape) if rows is None else torch.empty_like(x)
         if alpha is not None:
             # x / (alpha*beta*in_step); + tiny keeps an all-zero row at 0 (it is scaled back by 0).
             torch.div(x, torch.add(self.tiny, alpha, alpha=unit * factor), out=v)
@@ -281,8 +282,8 @@ class Periphery:
             pre.zero_()
         beta = self.noise_levels if self.noisy else 1.0
         for b in blocks:
-            v = self.dac(torch.div(u[:, b], prep.div, out=self._temporary(f"dac_in_{b.start}",
-                                                                           (u.shape[0], b.stop - b.start))))
+            v = self.dac(torch.div(u[:, b], prep.div, out=self._temporary(
+                f"prepare_dac_in_{b.start}", (u.shape[0], b.stop - b.start))))
             if self.members is None:
                 pre.addmm_(v, self.weight[:, b].t(), beta=beta, alpha=self.mm_scale)
             else:
@@ -301,7 +302,8 @@ class Periphery:
             alpha.zero_()
             for known in (u[:, :rec.start], u[:, rec.stop:]):
                 if known.shape[1]:
-                    absolute = torch.abs(known, out=self._temporary(f"abs_{known.shape[1]}", known.shape))
+                    absolute = torch.abs(known, out=self._temporary(f"prepare_abs_{known.shape[1]}",
+                                                                    known.shape))
                     torch.maximum(alpha, absolute.amax(1, keepdim=True), out=alpha)
             if not bool((alpha >= rec_bound).all()):
                 raise ValueError(f"the known inputs of every row must reach {rec_bound} (max |u| "

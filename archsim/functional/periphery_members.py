@@ -146,7 +146,7 @@ class MemberPeriphery(Periphery):
         # A whole batch's temporaries are kept (Periphery._temporary); bound management's
         # repeats, of any number of rows, get fresh ones.
         whole = rows is None
-        v = self._temporary("dac_in", x.shape) if whole else torch.empty_like(x)
+        v = self._temporary(f"dac_in_{transposed}", x.shape) if whole else torch.empty_like(x)
         if alpha is not None:
             torch.div(x, torch.addcmul(self.tiny, alpha, c.unit, value=factor), out=v)
         else:
@@ -156,7 +156,7 @@ class MemberPeriphery(Periphery):
             w = self.weight if transposed else self.weight_t
         y = self.members.mm(v, w, out, rows).mul_(c.mm)
         if self.noisy:
-            noise = self._temporary("noise", y.shape) if whole else torch.empty_like(y)
+            noise = self._temporary(f"noise_{transposed}", y.shape) if whole else torch.empty_like(y)
             y.addcmul_(noise.normal_(generator=self.generator), c.noise)
         self._adc(y, c)
         n, n_in = x.shape
@@ -202,8 +202,10 @@ class MemberPeriphery(Periphery):
             pre.zero_()
         for b in blocks:
             width = b.stop - b.start
-            v = self._dac(torch.div(u[:, b], prep.div, out=self._temporary(f"dac_in_{b.start}", (N, width))), c)
-            pre.addcmul_(self.members.mm(v, self.weight_t[:, b], self._temporary("product", (N, out))), c.mm)
+            v = self._dac(torch.div(u[:, b], prep.div, out=self._temporary(f"prepare_dac_in_{b.start}",
+                                                                             (N, width))), c)
+            pre.addcmul_(self.members.mm(v, self.weight_t[:, b], self._temporary("prepare_product", (N, out))),
+                         c.mm)
         if w_hot is not None:
             pre.addcmul_(w_hot, self._dac(hot / prep.div, c).mul_(c.mm))
 

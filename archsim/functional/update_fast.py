@@ -31,10 +31,11 @@ class Workspace:
 
     def __call__(self, name: str, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The tensor ``name`` of ``shape`` (contents undefined; the workspace's dtype unless
-        ``dtype`` is given), made anew when the shape changes."""
+        ``dtype`` is given), made anew when the shape or dtype changes."""
+        dtype = dtype or self.dtype
         buf = self._tensors.get(name)
-        if buf is None or buf.shape != shape:
-            buf = torch.empty(shape, device=self.device, dtype=dtype or self.dtype)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = torch.empty(shape, device=self.device, dtype=dtype)
             self._tensors[name] = buf
         return buf
 
