@@ -20,6 +20,7 @@ import torch
 from archsim.functional.activity import TileActivity
 from archsim.functional.config import RPUConfig
 from archsim.functional.quant import level_step
+from archsim.functional.update_fast import Workspace
 
 
 class Periphery:
@@ -78,7 +79,7 @@ class Periphery:
         self.noisy = config.out_noise > 0
         self.inp_sto, self.out_sto = config.inp_sto_round, config.out_sto_round
         self._row_scales: torch.Tensor | None = None   # prepare()'s [N, out] scales, reused
-        self._kept: dict[str, torch.Tensor] = {}       # _temporary's large tensors
+        self._kept = Workspace(self.device, self.dtype)   # _temporary's large tensors
 
     #: Temporaries of at least this many elements are kept between calls (:meth:`_temporary`).
     KEEP_NUMEL = 1 << 20
@@ -89,10 +90,7 @@ class Periphery:
         shape stays: allocated afresh, each would fault in its pages again on every call."""
         if math.prod(shape) < self.KEEP_NUMEL:
             return torch.empty(shape, device=self.device, dtype=self.dtype)
-        buf = self._kept.get(name)
-        if buf is None or buf.shape != shape:
-            buf = self._kept[name] = torch.empty(shape, device=self.device, dtype=self.dtype)
-        return buf
+        return self._kept(name, tuple(shape))
 
     # ---- one MVM --------------------------------------------------------------------------
     def mvm(self, x: torch.Tensor, transposed: bool, bound_management: bool,

@@ -39,6 +39,9 @@ class Workspace:
             self._tensors[name] = buf
         return buf
 
+    def __len__(self) -> int:
+        return len(self._tensors)
+
 
 class FastUpdate:
     """The fast update of one tile's devices ``weight [out, in]`` (changed in place).
