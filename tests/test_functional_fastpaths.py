@@ -245,6 +245,26 @@ def test_prepared_forward_with_only_onehot_known_columns(noise):
     assert torch.allclose(got, expect, atol=1e-9 if noise == 0 else 0.4)
 
 
+def test_a_workspace_keeps_a_tensor_per_name_and_remakes_it_only_when_it_must():
+    from archsim.functional.workspace import Workspace
+
+    ws = Workspace(torch.device("cpu"), torch.float32)
+    a = ws("a", (3, 4))
+    assert a.shape == (3, 4) and a.dtype == torch.float32
+    assert ws("a", [3, 4]).data_ptr() == a.data_ptr()            # same shape: the same tensor
+    assert ws("a", (4, 3)).shape == (4, 3)                        # another shape: made anew
+    assert ws("a", (4, 3), torch.float64).dtype == torch.float64  # another dtype: made anew
+    g = ws.at_least("g", (4, 5))
+    assert g.shape == (4, 5) and g.is_contiguous()
+    smaller = ws.at_least("g", (2, 5))
+    assert smaller.shape == (2, 5) and smaller.data_ptr() == g.data_ptr()   # grows only
+    larger = ws.at_least("g", (6, 5))
+    assert larger.shape == (6, 5) and larger.numel() == 30
+    assert ws.at_least("g", (4, 5)).data_ptr() == larger.data_ptr()
+    assert ws.at_least("g", (4, 5), torch.float64).dtype == torch.float64
+    assert sorted(ws) == ["a", "g"] and len(ws) == 2
+
+
 @pytest.mark.parametrize("seeds, unlike", [(None, False), ([4, 5], False), ([4, 5], True)],
                          ids=["single", "population", "population_unlike_converters"])
 def test_kept_temporaries_give_the_same_numbers_as_fresh_ones(monkeypatch, seeds, unlike):
@@ -267,7 +287,8 @@ def test_kept_temporaries_give_the_same_numbers_as_fresh_ones(monkeypatch, seeds
         net = AnalogLSTM(7, 6, 2, cfg, array_rows=arch.array.rows, array_cols=arch.array.cols,
                          seed=1, seeds=seeds, member_configs=member_configs)
         losses = [net.train_step(ids, ids, net.zero_state(B), 0.1)[0] for _ in range(3)]
-        kept = sum(len(t.periphery._kept) for m in net.matrices for t in m.tiles)
+        # prepare()'s row scales are always kept; the temporaries only from KEEP_NUMEL up
+        kept = sum(name != "row_scales" for m in net.matrices for t in m.tiles for name in t.periphery._kept)
         assert (type(net.matrices[0].tiles[0].periphery).__name__ == "MemberPeriphery") == unlike
         return losses, [m.weight.clone() for m in net.matrices], kept
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from archsim.functional.workspace import Workspace
+
 
 class Members:
     """The row layout of a population of ``K`` members: ``B`` rows per member and timestep.
@@ -37,7 +39,7 @@ class Members:
         self.K = int(K)
         self.B = 0
         self._member_index: dict[tuple[int, int, str], torch.Tensor] = {}
-        self._product: torch.Tensor | None = None   # _addmm_by_member_'s, reused
+        self._kept: Workspace | None = None   # _addmm_by_member_'s product, made on first use
 
     def set_batch(self, B: int) -> None:
         self.B = int(B)
@@ -140,11 +142,11 @@ class Members:
     def _product_buffer(self, rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
         """One member's product of :meth:`_addmm_by_member_`, in a tensor kept between calls: it
         is as large as a whole single-model batch, and a fresh one per member and call faults in
-        its pages anew once it is past the allocator's reuse threshold."""
-        buf = self._product
-        if buf is None or buf.numel() < rows * cols or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._product = torch.empty(rows * cols, dtype=like.dtype, device=like.device)
-        return buf[:rows * cols].view(rows, cols)
+        its pages anew once it is past the allocator's reuse threshold. Its row count varies with
+        the block of timesteps, so the kept tensor only grows."""
+        if self._kept is None or self._kept.device != like.device:
+            self._kept = Workspace(like.device, like.dtype)
+        return self._kept.at_least("product", (rows, cols), like.dtype)
 
     def flat_index(self, index: torch.Tensor, n: int) -> torch.Tensor:
         """Row ``r``'s ``index[r]`` into its member's block of ``n``: ``member(r)*n + index[r]``."""

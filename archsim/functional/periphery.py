@@ -20,7 +20,7 @@ import torch
 from archsim.functional.activity import TileActivity
 from archsim.functional.config import RPUConfig
 from archsim.functional.quant import level_step
-from archsim.functional.update_fast import Workspace
+from archsim.functional.workspace import Workspace
 
 
 class Periphery:
@@ -78,8 +78,8 @@ class Periphery:
         # Settings read on every MVM, as plain attributes.
         self.noisy = config.out_noise > 0
         self.inp_sto, self.out_sto = config.inp_sto_round, config.out_sto_round
-        self._row_scales: torch.Tensor | None = None   # prepare()'s [N, out] scales, reused
-        self._kept = Workspace(self.device, self.dtype)   # _temporary's large tensors
+        # _temporary's large tensors and prepare()'s [N, out] scales, kept between calls
+        self._kept = Workspace(self.device, self.dtype)
 
     #: Temporaries of at least this many elements are kept between calls (:meth:`_temporary`).
     KEEP_NUMEL = 1 << 20
@@ -268,10 +268,7 @@ class Periphery:
         if bool((alpha == 1.0).all()):
             prep.scale = vec.expand(out) if vec.dim() == 0 else vec
         else:
-            buf = self._row_scales
-            if buf is None or buf.shape != (N, out):
-                buf = self._row_scales = torch.empty(N, out, device=self.device, dtype=self.dtype)
-            prep.scale = torch.mul(alpha, vec.expand(out), out=buf)
+            prep.scale = torch.mul(alpha, vec.expand(out), out=self._kept("row_scales", (N, out)))
         # pre = output noise in ADC levels + the known blocks' share of the array result
         pre = prep.pre
         if self.noisy:

@@ -190,9 +190,7 @@ class MemberPeriphery(Periphery):
         alpha = self.prepared_alpha(prep, u, rec, rec_bound)
         torch.addcmul(self.tiny, alpha, c.unit, out=prep.div)
         scale = alpha * c.factor
-        buf = self._row_scales
-        if buf is None or buf.shape != (N, out):
-            buf = self._row_scales = torch.empty(N, out, device=self.device, dtype=self.dtype)
+        buf = self._kept("row_scales", (N, out))
         prep.scale = (buf.copy_(scale.expand(N, out)) if post_scale is None
                       else torch.mul(scale, post_scale, out=buf))
         pre = prep.pre

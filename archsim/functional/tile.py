@@ -23,7 +23,8 @@ from archsim.functional.config import RPUConfig
 from archsim.functional.devices import make_devices
 from archsim.functional.periphery_members import make_periphery
 from archsim.functional.update_exact import ExactUpdate
-from archsim.functional.update_fast import FastUpdate, Workspace
+from archsim.functional.update_fast import FastUpdate
+from archsim.functional.workspace import Workspace
 
 # Accumulators kept on the tile's device (folded into TileActivity on demand, so the hot path
 # never waits for an accelerator): indices into AnalogTile._pending.

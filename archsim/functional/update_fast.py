@@ -1,5 +1,5 @@
 r"""The moment-matched pulsed update of one RPU tile (``RPUConfig.update_mode = "fast"``, the
-default), and the workspace that keeps the updates' large temporaries between calls.
+default).
 
 For ``K`` rank-one updates ``x[k], d[k]`` per call, no pulses are sampled. The coincidence count
 of device ij in update k is ``Binomial(BL_k, p_jk q_ik)`` in exact mode, independent over k, so
@@ -20,27 +20,7 @@ from __future__ import annotations
 
 import torch
 
-
-class Workspace:
-    """Tensors kept between calls, by name: the update's ``[K, n]`` temporaries are large, and
-    fresh allocations of that size cost more (page faults) than the arithmetic on them."""
-
-    def __init__(self, device: torch.device, dtype: torch.dtype):
-        self.device, self.dtype = device, dtype
-        self._tensors: dict[str, torch.Tensor] = {}
-
-    def __call__(self, name: str, shape, dtype: torch.dtype | None = None) -> torch.Tensor:
-        """The tensor ``name`` of ``shape`` (contents undefined; the workspace's dtype unless
-        ``dtype`` is given), made anew when the shape or dtype changes."""
-        dtype = dtype or self.dtype
-        buf = self._tensors.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = torch.empty(shape, device=self.device, dtype=dtype)
-            self._tensors[name] = buf
-        return buf
-
-    def __len__(self) -> int:
-        return len(self._tensors)
+from archsim.functional.workspace import Workspace
 
 
 class FastUpdate:
