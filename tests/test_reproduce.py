@@ -224,7 +224,7 @@ def test_overfitting_verdicts():
 
 
 def test_the_overfitting_training_loss_is_the_last_epochs_mean_off_the_curve():
-    from archsim.reproduce.overfitting import last_epoch_train_loss
+    from archsim.functional.curves import last_epoch_train_loss
 
     per_epoch = [{"epoch": 1.0, "train_loss": 2.0}, {"epoch": 2.0, "train_loss": 1.5}]
     assert last_epoch_train_loss({"curve": per_epoch, "train_loss": 1.4}) == 1.5

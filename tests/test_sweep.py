@@ -379,11 +379,13 @@ def _install_fake_train(monkeypatch, behaviour):
                       **extra})
         return behaviour(device)
 
-    functional = types.ModuleType("archsim.functional")
+    # Only the trainer is replaced: the rest of the package (checkpoint descriptions, curves)
+    # stays the real one, so that the test passes alone as well as after others.
+    import archsim.functional as functional
+
     module = types.ModuleType("archsim.functional.train")
     module.train = train
-    functional.train = module
-    monkeypatch.setitem(sys.modules, "archsim.functional", functional)
+    monkeypatch.setattr(functional, "train", module, raising=False)
     monkeypatch.setitem(sys.modules, "archsim.functional.train", module)
     return calls
 
@@ -412,6 +414,28 @@ def test_train_points_call_the_trainer_with_budget_and_keep_scalars(tmp_path, mo
                           "chars_seen": 500, "seconds": 0.1}  # the curve (a list) is dropped
     assert results[2]["diverged"] is True and "nan" in results[2]["error"]
     assert "test_loss" in outcome.columns and "diverged" in outcome.table
+
+
+def test_a_training_summary_shows_the_last_epochs_training_loss_and_says_what_each_loss_is(
+        tmp_path, monkeypatch):
+    # Curve points each carry the mean since the previous one; the last epoch here is the two
+    # points after epoch 1.0 (1.6 and 1.4), while the trainer's own train_loss (1.3) is a tenth.
+    curve = [{"epoch": 0.5, "train_loss": 2.0}, {"epoch": 1.0, "train_loss": 1.8},
+             {"epoch": 1.5, "train_loss": 1.6}, {"epoch": 2.0, "train_loss": 1.4}]
+    _install_fake_train(monkeypatch, lambda device: _FakeTrainResult(1.3, 1.5, 1.6, 500, 0.1, curve))
+    path = write_sweep(tmp_path, """\
+        axes:
+          device.up_down: [0.0]
+        kind: train
+        train: {max_chars: 500, epochs: 2}
+        """)
+    outcome = run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
+    result = outcome.rows[0]["result"]
+    assert result["train_loss"] == 1.3 and result["train_loss_last_epoch"] == pytest.approx(1.5)
+    assert outcome.columns[:2] == ["train_loss", "train_loss_last_epoch"]
+    summary = outcome.summary_path.read_text()
+    assert "`train_loss`: the trainer's mean training loss over the last tenth of an epoch" in summary
+    assert "`train_loss_last_epoch`: the mean training loss over the last epoch" in summary
 
 
 def test_error_in_a_worker_is_one_line_with_its_exit_status(tmp_path, monkeypatch, capsys):

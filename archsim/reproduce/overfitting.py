@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from archsim.functional.curves import last_epoch_train_loss
 from archsim.reproduce.analysis import (
     DELTA, SPREAD_SE, Analysis, Stats, _axis, _fmt, _is_fp, _strength, change_rule, compare, diverged_in,
     fmt_change, fmt_stats, level, paired, row_loss, spread_clause,
@@ -21,31 +22,6 @@ def _overfit_label(row: dict) -> str:
     dropout = float(_axis(row, "workload.training.dropout", 0.0) or 0.0)
     who = "floating point" if _is_fp(row) else f"RPU ({_axis(row, 'device')})"
     return f"{who}, dropout {dropout:g}"
-
-
-def last_epoch_train_loss(result: dict) -> float | None:
-    """The training loss over the run's last epoch, from its curve (each point's ``train_loss`` is
-    the mean since the previous point; weighted by how much of its span lies in the last epoch).
-    The fit of the whole training text is what overfitting is about, and the trainer's own
-    ``train_loss`` covers only the last tenth of an epoch. None without a curve reaching back one
-    epoch (then the trainer's ``train_loss`` stands)."""
-    pts = [(float(p["epoch"]), float(p["train_loss"])) for p in result.get("curve") or []
-           if p.get("epoch") is not None and p.get("train_loss") is not None]
-    if not pts:
-        return None
-    end = pts[-1][0]
-    start = end - 1.0
-    if end < 1.0 - 1e-9:
-        return None
-    total = weight = 0.0
-    prev = 0.0
-    for epoch, loss in pts:
-        overlap = min(epoch, end) - max(prev, start)
-        if overlap > 1e-12:
-            total += loss * overlap
-            weight += overlap
-        prev = epoch
-    return total / weight if weight > 0 else None
 
 
 def _with_epoch_train_loss(row: dict) -> dict:

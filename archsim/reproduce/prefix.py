@@ -51,7 +51,7 @@ def _train_on_prefix(task: dict[str, Any]) -> dict[str, Any]:
 def _train_prefix_point(task: dict[str, Any], workload, arch, device) -> dict[str, Any]:
     from archsim.functional.data import StreamBatches
     from archsim.functional.train import train
-    from archsim.sweep.evaluate import compact, train_run_options
+    from archsim.sweep.evaluate import train_result, train_run_options
 
     opts = task["options"]
     corpus = prefix_corpus(workload)
@@ -66,7 +66,7 @@ def _train_prefix_point(task: dict[str, Any], workload, arch, device) -> dict[st
     else:
         kwargs["epochs"] = epochs
     outcome = train(workload, arch, device, **kwargs)  # divergence: worker_output records it
-    result = compact(outcome)
+    result = train_result(outcome)
     curve = [{k: p.get(k) for k in ("epoch", "train_loss", "valid_loss")} for p in outcome.curve
              if not p.get("final")]
     valid = [p["valid_loss"] for p in curve if p.get("valid_loss") is not None] + [outcome.valid_loss]

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 from archsim.errors import ArchsimError, DivergenceError, SpecError
+from archsim.functional.curves import last_epoch_train_loss
 from archsim.sweep.expand import PointFailure, point_key, resolve_task, resolved_values
 
 
@@ -35,7 +36,7 @@ def _train(task: dict, workload, arch, device) -> dict[str, Any]:
         workload.training.epochs = int(opts["epochs"])
     kwargs: dict[str, Any] = {"max_chars": opts.get("max_chars"), **train_run_options(task, train)}
     outcome = train(workload, arch, device, **kwargs)
-    return compact(outcome)
+    return train_result(outcome)
 
 
 def train_run_options(task: dict, train: Callable, default_eval_every: int | None = None) -> dict[str, Any]:
@@ -232,7 +233,7 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
         if isinstance(result, DivergenceError):
             result = {"diverged": True, "error": str(result)}
         else:
-            result = compact(result)
+            result = train_result(result)
         outputs.append({"key": task["key"], "index": task["index"], "result": result,
                         "seconds": seconds})
     return {"key": group["key"], "outputs": outputs}
@@ -292,6 +293,17 @@ def worker_output(task: dict[str, Any], evaluate: Callable[[dict], dict]) -> dic
                           "exit_status": getattr(exc, "exit_status", 1)}}
     return {"key": task.get("key"), "index": task.get("index"), "result": result,
             "seconds": time.perf_counter() - start}
+
+
+def train_result(outcome: Any) -> dict[str, Any]:
+    """The stored result of a training run: its scalars (:func:`compact`) and, when its curve
+    reaches back one epoch, ``train_loss_last_epoch``: the trainer's own ``train_loss`` is the
+    mean over the last tenth of an epoch only."""
+    result = compact(outcome)
+    loss = last_epoch_train_loss({"curve": getattr(outcome, "curve", None)})
+    if loss is not None:
+        result["train_loss_last_epoch"] = loss
+    return result
 
 
 def compact(outcome: Any) -> dict[str, Any]:

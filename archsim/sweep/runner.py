@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 from archsim import __version__
 from archsim.errors import ArchsimError
+from archsim.functional.curves import last_epoch_train_loss
 from archsim.fsutil import atomic_write_bytes, check_out_dir
 from archsim.sweep.backends import DEFAULT_CONNECT_TIMEOUT, check_backend, run_points
 from archsim.sweep.evaluate import group_populations, run_task
@@ -37,7 +38,7 @@ from archsim.sweep.store import ResultsStore
 #: Result keys shown by default, when the sweep names no columns (first present ones win).
 DEFAULT_COLUMNS = {
     "estimate": ["time_per_step_s", "energy_per_step_J", "time_per_epoch_s", "energy_per_epoch_J"],
-    "train": ["train_loss", "valid_loss", "test_loss", "chars_seen"],
+    "train": ["train_loss", "train_loss_last_epoch", "valid_loss", "test_loss", "chars_seen"],
     "echo": ["random", "n_weights"],
 }
 MAX_DEFAULT_COLUMNS = 4
@@ -267,8 +268,28 @@ def _row(point: Point, task: dict, record: dict | None, invalid: str | None = No
     return {"point": point, "values": point.values, "resolved": task["resolved"],
             "seed": point.seed, "kind": point.kind, "label": point.label(),
             "done": done, "failed": failed, "error": error,
-            "result": flatten(record.get("result")) if done else {},
+            "result": _shown_result(record.get("result")) if done else {},
             "seconds": record.get("seconds") if record else None}
+
+
+def _shown_result(result: dict[str, Any] | None) -> dict[str, Any]:
+    """A stored result's scalar leaves (:func:`flatten`). A training run stored before
+    ``train_loss_last_epoch`` was (:func:`archsim.sweep.evaluate.train_result`) gets it from its
+    stored curve when it has one."""
+    flat = flatten(result)
+    if isinstance(result, dict) and result.get("curve") and "train_loss_last_epoch" not in flat:
+        loss = last_epoch_train_loss(result)
+        if loss is not None:
+            flat["train_loss_last_epoch"] = loss
+    return flat
+
+
+#: What a summary table's column means, for columns whose name does not say it all.
+COLUMN_NOTES = {
+    "train_loss": "the trainer's mean training loss over the last tenth of an epoch",
+    "train_loss_last_epoch": "the mean training loss over the last epoch, from the run's curve",
+    "s": "seconds the point took to compute",
+}
 
 
 def _record_error(record: dict) -> str:
@@ -350,6 +371,9 @@ def _summary_markdown(sweep: Sweep, outcome: SweepOutcome) -> str:
               f"{outcome.points} points, {outcome.unique} distinct; "
               f"results in `{outcome.results_path.name}`.",
               "", outcome.table, ""]
+    notes = [f"`{c}`: {COLUMN_NOTES[c]}" for c in [*outcome.columns, "s"] if c in COLUMN_NOTES]
+    if notes:
+        lines += ["Columns: " + "; ".join(notes) + ".", ""]
     if outcome.failures:
         lines += ["## Failed points", "",
                   f"{len(outcome.failures)} of {outcome.points} points failed; a failure stored in "
