@@ -438,6 +438,17 @@ def test_a_training_summary_shows_the_last_epochs_training_loss_and_says_what_ea
     assert "`train_loss_last_epoch`: the mean training loss over the last epoch" in summary
 
 
+def test_a_resumed_training_run_counts_the_seconds_of_all_its_segments():
+    from archsim.sweep.runner import _point_seconds
+
+    # The record's seconds are the last segment's; the trainer's clock carries over checkpoints.
+    train = {"kind": "train", "seconds": 5.0}
+    assert _point_seconds({**train, "result": {"seconds": 120.0}}) == 120.0
+    assert _point_seconds({**train, "result": {"diverged": True}}) == 5.0
+    assert _point_seconds({**train, "result": {"seconds": "nan"}}) == 5.0   # compact's non-finite
+    assert _point_seconds({"kind": "echo", "seconds": 5.0, "result": {"seconds": 7.0}}) == 5.0
+
+
 def test_error_in_a_worker_is_one_line_with_its_exit_status(tmp_path, monkeypatch, capsys):
     def behaviour(device):
         raise SpecError("data.txt", "training.data", "data.txt", "no such text file")

@@ -119,7 +119,8 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
     seconds = [r.get("seconds") for r in outcome.rows if r.get("seconds") is not None]
     if seconds:
         lines.append(f"- Run time: {sum(seconds):.0f} s in total over {len(seconds)} runs "
-                     f"(longest {max(seconds):.0f} s).")
+                     f"(longest {max(seconds):.0f} s; wall clock, as each run measured it over all "
+                     "the segments it was resumed in).")
     runs = out_dir / "runs" / sweep.name
     wall = runs / "wall.json"
     if wall.is_file():

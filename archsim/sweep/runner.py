@@ -269,7 +269,17 @@ def _row(point: Point, task: dict, record: dict | None, invalid: str | None = No
             "seed": point.seed, "kind": point.kind, "label": point.label(),
             "done": done, "failed": failed, "error": error,
             "result": _shown_result(record.get("result")) if done else {},
-            "seconds": record.get("seconds") if record else None}
+            "seconds": _point_seconds(record) if record else None}
+
+
+def _point_seconds(record: dict) -> float | None:
+    """Seconds a point took. A training run's own clock (its result's ``seconds``) when it has
+    one: it adds up the segments of a run that was stopped and resumed from its checkpoint,
+    where the record's ``seconds`` is the last segment's alone."""
+    own = (record.get("result") or {}).get("seconds") if record.get("kind") == "train" else None
+    if isinstance(own, (int, float)) and not isinstance(own, bool) and math.isfinite(own):
+        return float(own)
+    return record.get("seconds")
 
 
 def _shown_result(result: dict[str, Any] | None) -> dict[str, Any]:
@@ -288,7 +298,8 @@ def _shown_result(result: dict[str, Any] | None) -> dict[str, Any]:
 COLUMN_NOTES = {
     "train_loss": "the trainer's mean training loss over the last tenth of an epoch",
     "train_loss_last_epoch": "the mean training loss over the last epoch, from the run's curve",
-    "s": "seconds the point took to compute",
+    "s": "seconds the point took (wall clock; a training run's own clock, summed over the "
+         "segments it was resumed in)",
 }
 
 
