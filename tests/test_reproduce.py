@@ -749,7 +749,9 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     assert main(argv + ["--jobs", "1"]) == 0 and len(calls) == 9
     store = out / "runs" / "asymmetry" / "results.jsonl"
     assert "Progress:" not in (out / "asymmetry.md").read_text()   # all runs finished
-    lines = store.read_text().splitlines()
+    # each finished run took 600 s by its own clock (the pace of what is left)
+    lines = [json.dumps({**rec, "result": {**rec["result"], "seconds": 600.0}})
+             for rec in map(json.loads, store.read_text().splitlines())]
     store.write_text("\n".join(lines[:-1]) + "\n")           # one seed of one point not run yet
     # ... and part way: a checkpoint of it (as a killed run leaves one)
     ckpt = out / "runs" / "asymmetry" / "checkpoints" / json.loads(lines[-1])["key"]
@@ -761,7 +763,9 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     assert "(2 of 3)" in text and "Incomplete" not in text   # every point has a seed: judged
     progress = next(line for line in text.splitlines() if line.startswith("- Progress:"))
     assert progress.startswith("- Progress: 8 of 9 runs finished; part way")
-    assert "`runs/asymmetry/checkpoints/`" in progress and progress.endswith("at step 1,234 of 18,000.")
+    assert "`runs/asymmetry/checkpoints/`" in progress and "at step 1,234 of 18,000. Left:" in progress
+    # what is left: 1 - 1234/18000 = 0.93 runs at 600 s = 559 s
+    assert "Left: about 9 minutes of run time (0.93 runs at the finished runs' mean of 600 s;" in progress
     assert progress.count(" at step ") == 1 and "kind=train" not in progress
     assert "(0 points computed" in capsys.readouterr().out
 

@@ -147,20 +147,25 @@ def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
 
 
 def _progress_line(outcome, runs: Path) -> str | None:
-    """How far an unfinished sweep has got: runs finished, and each run a checkpoint says is part
-    way (the next run of the command resumes it there). None when every run has finished."""
+    """How far an unfinished sweep has got: runs finished, each run a checkpoint says is part
+    way (the next run of the command resumes it there), and the run time left at the pace of the
+    finished runs. None when every run has finished."""
     from archsim.sweep.runner import CHECKPOINTS
 
     finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
     if finished == outcome.points:
         return None
-    partway = []
+    partway, runs_left = [], 0.0
     for r in outcome.rows:
-        at = None if r.get("done") or not r.get("key") else _checkpoint_step(runs / CHECKPOINTS / r["key"])
+        if r.get("done") or r.get("failed"):
+            continue
+        at = _checkpoint_step(runs / CHECKPOINTS / r["key"]) if r.get("key") else None
+        runs_left += 1.0 - (at[0] / at[1] if at and at[1] else 0.0)
         if at is not None:
             label = r.get("label", r["key"]).replace(", kind=train", "")
             partway.append(f"{label} at step {at[0]:,} of {at[1]:,}")
-    for folder in sorted((runs / CHECKPOINTS).glob("population-*")):   # a population's members
+    populations = sorted((runs / CHECKPOINTS).glob("population-*"))
+    for folder in populations:   # a population's members
         at = _checkpoint_step(folder)
         if at is not None:
             partway.append(f"population {folder.name[len('population-'):]} at step {at[0]:,} of {at[1]:,}")
@@ -168,6 +173,16 @@ def _progress_line(outcome, runs: Path) -> str | None:
     if partway:
         text += ("; part way (the next run of the command continues from the checkpoint under "
                  f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(partway))
+    # Finished runs that trained to the end set the pace (a diverged one stopped early). Not for
+    # populations: their members share one clock.
+    paces = [r["seconds"] for r in outcome.rows if r.get("done") and r.get("seconds")
+             and not (r.get("result") or {}).get("diverged")]
+    if paces and not populations:
+        pace = sum(paces) / len(paces)
+        left = runs_left * pace
+        left_text = f"{left / 3600:.1f} hours" if left >= 3600 else f"{left / 60:.0f} minutes"
+        text += (f". Left: about {left_text} of run time ({runs_left:.2f} runs at the finished runs' "
+                 f"mean of {pace:,.0f} s; the command runs --jobs of them at once)")
     return text + "."
 
 
