@@ -28,6 +28,9 @@ class DivergenceError(ArchsimError):
     """Training produced NaN/inf or diverged."""
 
     exit_status = 3
+    #: Seconds the run had trained when it diverged, by its own clock (over all the segments it
+    #: was resumed in); set by the trainers, None where unknown.
+    seconds: float | None = None
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -144,6 +144,7 @@ def test_a_diverged_member_is_retired_and_the_others_finish(tmp_path, monkeypatc
     monkeypatch.setattr(AnalogLSTM, "train_step", blow_up_member_1)
     results = train_population(workload, arch, device, seeds=[0, 1, 2], max_chars=200)
     assert isinstance(results[1], DivergenceError) and "step 3" in str(results[1])
+    assert 0 < results[1].seconds <= results[0].seconds      # it trained until step 3
     assert [type(r).__name__ for r in (results[0], results[2])] == ["TrainResult"] * 2
     assert calls[3] == [1, 0, 1] and calls[-1] == [1, 0, 1]
     monkeypatch.setattr(AnalogLSTM, "train_step", original)

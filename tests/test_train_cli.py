@@ -70,8 +70,13 @@ def test_resume_equals_uninterrupted(tmp_path, text_file):
 
 def test_divergence_is_an_error(tmp_path, text_file):
     w, a, d = _specs("ideal", **{"training.learning_rate": 1e4})
-    with pytest.raises(DivergenceError, match="diverged at step"):
+    with pytest.raises(DivergenceError, match="diverged at step") as info:
         train(w, a, d, data_path=text_file, max_chars=2000, progress=False)
+    assert info.value.seconds is not None and info.value.seconds > 0   # how long it trained
+    from archsim.sweep.evaluate import diverged_result
+    assert diverged_result(info.value) == {"diverged": True, "error": str(info.value),
+                                           "seconds": info.value.seconds}
+    assert "seconds" not in diverged_result(DivergenceError("no clock"))
     rc = main(["train", str(TINY), "--device", "ideal", "--data", str(text_file), "--lr", "1e4",
                "--max-chars", "2000", "--out", str(tmp_path), "--no-progress"])
     assert rc == DivergenceError.exit_status != 0

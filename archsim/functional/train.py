@@ -567,6 +567,11 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
             write_json(out / "result.json", final_result.to_dict())
 
     def divergence(loss: float) -> DivergenceError:
+        err = _divergence(loss)
+        err.seconds = elapsed()
+        return err
+
+    def _divergence(loss: float) -> DivergenceError:
         finite = math.isfinite(loss)
         what = "is not finite" if not finite else \
             f"exceeds {DIVERGENCE_FACTOR:g} ln V = {DIVERGENCE_FACTOR * ln_v:.3g}"

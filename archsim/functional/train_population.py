@@ -182,6 +182,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                         f"nats/char exceeds {DIVERGENCE_FACTOR:g} ln V = {DIVERGENCE_FACTOR * ln_v:.3g} "
                         f"(seed {seeds[k]}, in a population of {K}); lower training.learning_rate "
                         f"({lr:g}) or set training.grad_clip")
+                    failed[k].seconds = elapsed()
                     state = model.retire(k, state)
                     continue
                 windows[k].append(loss)

@@ -231,7 +231,7 @@ def run_population(group: dict[str, Any]) -> dict[str, Any]:
     outputs = []
     for task, result in zip(tasks, results):
         if isinstance(result, DivergenceError):
-            result = {"diverged": True, "error": str(result)}
+            result = diverged_result(result)
         else:
             result = train_result(result)
         outputs.append({"key": task["key"], "index": task["index"], "result": result,
@@ -281,7 +281,7 @@ def worker_output(task: dict[str, Any], evaluate: Callable[[dict], dict]) -> dic
     try:
         result = evaluate(task)
     except DivergenceError as exc:
-        result = {"diverged": True, "error": str(exc)}
+        result = diverged_result(exc)
     except PointFailure as exc:
         return {"key": task.get("key"), "index": task.get("index"),
                 "failure": {"type": type(exc).__name__, "message": exc.reason,
@@ -293,6 +293,15 @@ def worker_output(task: dict[str, Any], evaluate: Callable[[dict], dict]) -> dic
                           "exit_status": getattr(exc, "exit_status", 1)}}
     return {"key": task.get("key"), "index": task.get("index"), "result": result,
             "seconds": time.perf_counter() - start}
+
+
+def diverged_result(exc: DivergenceError) -> dict[str, Any]:
+    """The stored result of a diverged run: the message, and the seconds it trained when the
+    trainer knows them (a resumed run's segments included)."""
+    result: dict[str, Any] = {"diverged": True, "error": str(exc)}
+    if exc.seconds is not None:
+        result["seconds"] = float(exc.seconds)
+    return result
 
 
 def train_result(outcome: Any) -> dict[str, Any]:
