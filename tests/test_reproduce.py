@@ -770,6 +770,25 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     assert "(0 points computed" in capsys.readouterr().out
 
 
+def test_the_time_left_is_not_guessed_for_populations(tmp_path):
+    """A population's members share one clock (each row holds the whole population's seconds), so
+    the finished runs' mean is no pace for what is left."""
+    from types import SimpleNamespace
+
+    from archsim.reproduce.render import _progress_line
+    from archsim.sweep.expand import Point
+
+    def rows(options):
+        return [{"done": i < 2, "key": f"k{i}", "label": f"p{i}", "seconds": 600.0, "result": {},
+                 "point": Point(i, {}, i, "train", options)} for i in range(4)]
+
+    single = _progress_line(SimpleNamespace(rows=rows({}), points=4), tmp_path)
+    assert single.startswith("- Progress: 2 of 4 runs finished. Left: about 20 minutes")
+    grouped = _progress_line(SimpleNamespace(rows=rows({"population_seeds": [0, 1, 2, 3]}), points=4),
+                             tmp_path)
+    assert grouped == "- Progress: 2 of 4 runs finished."
+
+
 def test_asymmetry_shows_other_devices_as_references_outside_the_verdict(tmp_path):
     fp, sym = spread(2.00, 0.01), spread(2.30, 0.01)
     rows = asym_seed_rows(fp, {0.0: sym, 0.02: spread(2.40, 0.01), 0.05: spread(2.60, 0.01)})

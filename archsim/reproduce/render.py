@@ -177,7 +177,9 @@ def _progress_line(outcome, runs: Path) -> str | None:
     # populations: their members share one clock.
     paces = [r["seconds"] for r in outcome.rows if r.get("done") and r.get("seconds")
              and not (r.get("result") or {}).get("diverged")]
-    if paces and not populations:
+    in_populations = populations or any(
+        "population_seeds" in (getattr(r.get("point"), "options", None) or {}) for r in outcome.rows)
+    if paces and not in_populations:
         pace = sum(paces) / len(paces)
         left = runs_left * pace
         left_text = f"{left / 3600:.1f} hours" if left >= 3600 else f"{left / 60:.0f} minutes"
