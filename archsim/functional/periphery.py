@@ -90,7 +90,7 @@ class Periphery:
         shape stays: allocated afresh, each would fault in its pages again on every call."""
         if math.prod(shape) < self.KEEP_NUMEL:
             return torch.empty(shape, device=self.device, dtype=self.dtype)
-        return self._kept(name, tuple(shape))
+        return self._kept(name, shape)
 
     # ---- one MVM --------------------------------------------------------------------------
     def mvm(self, x: torch.Tensor, transposed: bool, bound_management: bool,
