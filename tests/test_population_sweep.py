@@ -142,7 +142,8 @@ def test_a_diverged_member_is_retired_and_the_others_finish(tmp_path, monkeypatc
         return losses, state
 
     monkeypatch.setattr(AnalogLSTM, "train_step", blow_up_member_1)
-    results = train_population(workload, arch, device, seeds=[0, 1, 2], max_chars=200)
+    out = tmp_path / "ck"
+    results = train_population(workload, arch, device, seeds=[0, 1, 2], max_chars=200, out_dir=out)
     assert isinstance(results[1], DivergenceError) and "step 3" in str(results[1])
     assert 0 < results[1].seconds <= results[0].seconds      # it trained until step 3
     assert [type(r).__name__ for r in (results[0], results[2])] == ["TrainResult"] * 2
@@ -153,6 +154,10 @@ def test_a_diverged_member_is_retired_and_the_others_finish(tmp_path, monkeypatc
     pair = train_population(workload, arch, device, seeds=[0, 2], max_chars=200)
     for got, want in zip((results[0], results[2]), pair):
         assert got.test_loss == pytest.approx(want.test_loss, rel=1e-5)
+    # Resumed from its checkpoint with a larger budget, the retired member keeps its seconds.
+    longer = train_population(workload, arch, device, seeds=[0, 1, 2], max_chars=400, out_dir=out)
+    assert str(longer[1]) == str(results[1]) and longer[1].seconds == results[1].seconds
+    assert longer[0].steps > results[0].steps
 
 
 def test_population_refuses_tiki_taka_with_one_line(tmp_path, capsys):

@@ -236,6 +236,10 @@ def test_the_overfitting_training_loss_is_the_last_epochs_mean_off_the_curve():
     assert last_epoch_train_loss({"curve": uneven}) == pytest.approx((0.8 * 2.0 + 0.2 * 1.0) / 1.0)
     assert last_epoch_train_loss({"curve": [{"epoch": 0.5, "train_loss": 2.0}]}) is None
     assert last_epoch_train_loss({}) is None
+    # A stored result's own field is read, not recomputed; without it, the curve answers.
+    from archsim.functional.curves import result_last_epoch_train_loss
+    assert result_last_epoch_train_loss({"curve": per_epoch, "train_loss_last_epoch": 1.25}) == 1.25
+    assert result_last_epoch_train_loss({"curve": per_epoch}) == 1.5
     rows = of_rows((1.2, 1.8), (1.6, 1.70), (1.65, 1.72))
     rows[0]["result"]["curve"] = [{"epoch": 9.0, "train_loss": 1.4}, {"epoch": 10.0, "train_loss": 1.3}]
     a = analyse_overfitting(rows)

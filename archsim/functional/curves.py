@@ -28,3 +28,13 @@ def last_epoch_train_loss(result: dict) -> float | None:
             weight += overlap
         prev = epoch
     return total / weight if weight > 0 else None
+
+
+def result_last_epoch_train_loss(result: dict) -> float | None:
+    """A stored result's last-epoch training loss: its ``train_loss_last_epoch`` where it has one
+    (:func:`archsim.sweep.evaluate.train_result` stores it), else from its curve (results stored
+    before that field was, or made by hand)."""
+    stored = result.get("train_loss_last_epoch")
+    if isinstance(stored, (int, float)) and not isinstance(stored, bool):
+        return float(stored)
+    return last_epoch_train_loss(result)

@@ -84,11 +84,13 @@ class Periphery:
     #: Temporaries of at least this many elements are kept between calls (:meth:`_temporary`).
     KEEP_NUMEL = 1 << 20
 
-    def _temporary(self, name: str, shape) -> torch.Tensor:
+    def _temporary(self, name: str, shape, keep: bool = True) -> torch.Tensor:
         """A tensor of ``shape`` for one call's use (contents undefined). Large ones (a whole
         sequence's MVMs, the more so in a population) are kept by name and reused while the
-        shape stays: allocated afresh, each would fault in its pages again on every call."""
-        if math.prod(shape) < self.KEEP_NUMEL:
+        shape stays: allocated afresh, each would fault in its pages again on every call.
+        ``keep=False`` always gives a fresh one (bound management's repeats: their row count
+        changes from call to call, so a kept tensor would be remade each time anyway)."""
+        if not keep or math.prod(shape) < self.KEEP_NUMEL:
             return torch.empty(shape, device=self.device, dtype=self.dtype)
         return self._kept(name, shape)
 
@@ -120,9 +122,7 @@ class Periphery:
         rows that ``x``'s rows are, when they are a subset (bound management's repeats).
         """
         unit = self.in_step if self.in_step > 0 else 1.0
-        # The DAC's input: a whole batch's in a kept tensor (bound management's repeats, of any
-        # number of rows, in a fresh one).
-        v = self._temporary(f"dac_in_{transposed}", x.shape) if rows is None else torch.empty_like(x)
+        v = self._temporary(f"dac_in_{transposed}", x.shape, keep=rows is None)
         if alpha is not None:
             # x / (alpha*beta*in_step); + tiny keeps an all-zero row at 0 (it is scaled back by 0).
             torch.div(x, torch.add(self.tiny, alpha, alpha=unit * factor), out=v)

@@ -143,10 +143,8 @@ class MemberPeriphery(Periphery):
     # ---- Periphery's steps, row by row --------------------------------------------------------
     def one_pass(self, x, alpha, factor, transposed, out=None, w=None, rows=None):
         c = self._rows(x.shape[0], rows)
-        # A whole batch's temporaries are kept (Periphery._temporary); bound management's
-        # repeats, of any number of rows, get fresh ones.
-        whole = rows is None
-        v = self._temporary(f"dac_in_{transposed}", x.shape) if whole else torch.empty_like(x)
+        whole = rows is None  # else bound management's repeats: fresh temporaries (_temporary)
+        v = self._temporary(f"dac_in_{transposed}", x.shape, keep=whole)
         if alpha is not None:
             torch.div(x, torch.addcmul(self.tiny, alpha, c.unit, value=factor), out=v)
         else:
@@ -156,7 +154,7 @@ class MemberPeriphery(Periphery):
             w = self.weight if transposed else self.weight_t
         y = self.members.mm(v, w, out, rows).mul_(c.mm)
         if self.noisy:
-            noise = self._temporary(f"noise_{transposed}", y.shape) if whole else torch.empty_like(y)
+            noise = self._temporary(f"noise_{transposed}", y.shape, keep=whole)
             y.addcmul_(noise.normal_(generator=self.generator), c.noise)
         self._adc(y, c)
         n, n_in = x.shape

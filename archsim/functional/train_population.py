@@ -136,6 +136,10 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
             for r, values in zip(recents, ck["recents"]):
                 r.extend(values)
             failed = [None if m is None else DivergenceError(m) for m in ck["failed"]]
+            # The seconds each diverged member had trained (checkpoints before them: unknown).
+            for f, s in zip(failed, ck.get("failed_seconds", [None] * K)):
+                if f is not None:
+                    f.seconds = s
             state = [(h.to(dev), c.to(dev)) for h, c in ck["state"]]
         except Exception as exc:  # noqa: BLE001 - any unreadable file is one line, never a traceback
             text = str(exc).strip().splitlines()
@@ -153,6 +157,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                     "model": _model_state(model), "alive": list(model.alive), "curves": curves,
                     "windows": windows, "recents": [list(r) for r in recents],
                     "failed": [None if f is None else str(f) for f in failed],
+                    "failed_seconds": [None if f is None else f.seconds for f in failed],
                     "state": [(h.detach().cpu(), c.detach().cpu()) for h, c in state]}, buf)
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(ckpt, buf.getvalue())

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from archsim.functional.curves import last_epoch_train_loss
+from archsim.functional.curves import result_last_epoch_train_loss
 from archsim.reproduce.analysis import (
     DELTA, SPREAD_SE, Analysis, Stats, _axis, _fmt, _is_fp, _strength, change_rule, compare, diverged_in,
     fmt_change, fmt_stats, level, paired, row_loss, spread_clause,
@@ -26,7 +26,7 @@ def _overfit_label(row: dict) -> str:
 
 def _with_epoch_train_loss(row: dict) -> dict:
     result = row.get("result") or {}
-    loss = last_epoch_train_loss(result)
+    loss = result_last_epoch_train_loss(result)
     own = row_loss(row, "train_loss")
     if loss is None or own is None or math.isinf(own):
         return row      # no curve, not run, or diverged (its own losses say so)

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from archsim import __version__
 from archsim.errors import ArchsimError
-from archsim.functional.curves import last_epoch_train_loss
+from archsim.functional.curves import result_last_epoch_train_loss
 from archsim.fsutil import atomic_write_bytes, check_out_dir
 from archsim.sweep.backends import DEFAULT_CONNECT_TIMEOUT, check_backend, run_points
 from archsim.sweep.evaluate import group_populations, run_task
@@ -287,8 +287,8 @@ def _shown_result(result: dict[str, Any] | None) -> dict[str, Any]:
     ``train_loss_last_epoch`` was (:func:`archsim.sweep.evaluate.train_result`) gets it from its
     stored curve when it has one."""
     flat = flatten(result)
-    if isinstance(result, dict) and result.get("curve") and "train_loss_last_epoch" not in flat:
-        loss = last_epoch_train_loss(result)
+    if isinstance(result, dict) and result.get("curve"):
+        loss = result_last_epoch_train_loss(result)
         if loss is not None:
             flat["train_loss_last_epoch"] = loss
     return flat
