@@ -76,8 +76,9 @@ def test_budgets_select_claims_sweeps_and_report_folders():
         ["reports/reproduce", "reports/reproduce/mid", "reports/reproduce/full"]
     assert [budget_flag(b) for b in BUDGETS] == [[], ["--mid"], ["--full"]]
     mid = load_sweep(sweep_paths(CLAIMS["overfitting"], budget="mid")[0]).spec
-    assert mid.axes["workload.model.hidden_size"] == [256] * 3 and mid.train.epochs == 20
-    assert mid.axes["device"][0] == "rpu_baseline"     # the slowest point starts first
+    assert mid.axes["workload.model.hidden_size"] == [256] * 4 and mid.train.epochs == 20
+    assert mid.axes["device"][0] == "rpu_baseline"     # the slowest point starts first, and decides
+    assert mid.axes["device"][-1] == "rpu_symmetric"   # a reference point
 
 
 def test_cli_refuses_a_budget_the_claim_lacks_and_mid_with_full(capsys):
@@ -221,6 +222,27 @@ def test_overfitting_verdicts():
     d = analyse_overfitting(of_rows((1.8, 1.82), (1.9, 1.9), (1.9, 1.9)))
     assert d.verdict == "not tested" and "does not overfit" in d.sentence
     assert len(a.table) == 3 and a.table[1]["run"] == "floating point, dropout 0.5"
+
+
+def test_a_second_rpu_device_is_an_overfitting_reference_outside_the_verdict():
+    """The sweep's first RPU device without dropout decides; another (rpu_symmetric) is a marked
+    table row and a note with its differences, whatever it shows."""
+    rows = of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0))
+    ref = of_rows((1.2, 1.8), (1.6, 1.70), (1.3, 1.6))[2]
+    ref["values"]["device"] = "rpu_symmetric"
+    alone = analyse_overfitting(rows)
+    both = analyse_overfitting(rows + [ref])
+    assert (both.verdict, both.sentence) == (alone.verdict, alone.sentence) == ("partly", alone.sentence)
+    assert both.table[-1]["run"] == "RPU (rpu_symmetric), dropout 0 (reference)"
+    note = both.notes[-1]
+    # gap 0.3 against fp's 0.6 and rpu_baseline's 0.1; test 1.6 against 1.8, 1.7 and 2.0 (one seed each)
+    assert note.startswith("Reference point RPU (rpu_symmetric), dropout 0 (not part of the verdict)")
+    for part in ("+0.300", "-0.300 against floating point without dropout", "+0.200 against RPU (rpu_baseline)",
+                 "test loss 1.600", "-0.200 against floating point without dropout", "-0.100 against floating point with dropout",
+                 "-0.400 against RPU (rpu_baseline)"):
+        assert part in note, part
+    # Listed first, it would decide instead.
+    assert analyse_overfitting([rows[0], rows[1], ref, rows[2]]).verdict == "holds"
 
 
 def test_the_overfitting_training_loss_is_the_last_epochs_mean_off_the_curve():

@@ -44,10 +44,16 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     ``delta``) and the RPU test loss is not above the fp-with-dropout test loss by a change (it needs
     no dropout). partly: the gap is smaller but the RPU test loss is worse (part of the smaller gap is
     slower learning). does not hold: the gap is not smaller by a change.
+
+    The verdict's RPU device is the sweep's first device without dropout (``rpu_baseline`` in the
+    shipped sweeps); the rows of other devices (e.g. ``rpu_symmetric``, without its device-to-device
+    up/down imbalance) are reference points: a table row and a note each, outside the verdict.
     """
     groups: dict[str, list[dict]] = {}
     for r in rows:
         groups.setdefault(_overfit_label(r), []).append(_with_epoch_train_loss(r))
+    rpu_label = next((k for k in groups if k.startswith("RPU") and k.endswith("dropout 0")), None)
+    reference_labels = [k for k in groups if k.startswith("RPU") and k != rpu_label]
     stats: dict[str, dict[str, Stats]] = {}
     for label, rs in groups.items():
         s = {k: Stats.of_rows(rs, k) for k in ("train_loss", "valid_loss", "test_loss", "valid_best", "epochs")}
@@ -55,7 +61,7 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
         s["gap"] = paired(per_seed["test_loss"], per_seed["train_loss"])
         s["valid_rise"] = paired(per_seed["valid_loss"], per_seed["valid_best"])
         stats[label] = s
-    table = [{"run": label, "epochs": _fmt(s["epochs"].value, 1), "train loss": fmt_stats(s["train_loss"]),
+    table = [{"run": label + (" (reference)" if label in reference_labels else ""), "epochs": _fmt(s["epochs"].value, 1), "train loss": fmt_stats(s["train_loss"]),
               "valid loss (best)": fmt_stats(s["valid_best"]), "valid loss (final)": fmt_stats(s["valid_loss"]),
               "test loss": fmt_stats(s["test_loss"]), "test - train": fmt_stats(s["gap"], signed=True)}
              for label, s in stats.items()]
@@ -70,7 +76,10 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
              "overstates the dropout model's fit of the training set."]
     fp0 = next((s for k, s in stats.items() if k.startswith("floating point") and k.endswith("dropout 0")), None)
     fpd = next((s for k, s in stats.items() if k.startswith("floating point") and not k.endswith("dropout 0")), None)
-    rpu = next((s for k, s in stats.items() if k.startswith("RPU") and k.endswith("dropout 0")), None)
+    rpu = stats.get(rpu_label)
+    metrics["references"] = {k: stats[k] for k in reference_labels}
+    for label in reference_labels:
+        notes.append(_reference_note(label, stats[label], rpu_label, rpu, fp0, fpd))
     if fp0 is None or rpu is None or fp0["gap"].value is None or rpu["gap"].value is None:
         return Analysis("not tested", "Not tested: the sweep lacks the floating-point or the RPU run "
                         "without dropout, or they have no results.", table, metrics, notes)
@@ -119,6 +128,27 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     return Analysis("partly", f"Holds partly in our runs: {gaps}, but the RPU model's test loss is no "
                     f"better than floating point without dropout ({tests}), so the smaller gap is "
                     f"mostly slower learning, not regularisation.{seeds}", table, metrics, notes)
+
+
+def _reference_note(label: str, ref: dict[str, Stats], rpu_label: str | None,
+                    rpu: dict[str, Stats] | None, fp0: dict[str, Stats] | None,
+                    fpd: dict[str, Stats] | None) -> str:
+    """A reference point's sentence: its generalisation gap and test loss against the verdict's
+    runs (differences of means ± 2 SE)."""
+    def vs(key: str, other: dict[str, Stats] | None, name: str) -> str | None:
+        c = None if other is None else compare(ref[key], other[key])
+        return None if c is None else f"{fmt_change(c)} against {name}"
+
+    gap = [t for t in (vs("gap", fp0, "floating point without dropout"),
+                       vs("gap", rpu, rpu_label or "the RPU device")) if t]
+    test = [t for t in (vs("test_loss", fp0, "floating point without dropout"),
+                        vs("test_loss", fpd, "floating point with dropout"),
+                        vs("test_loss", rpu, rpu_label or "the RPU device")) if t]
+    return (f"Reference point {label} (not part of the verdict): test - train "
+            f"{fmt_stats(ref['gap'], signed=True, table=False)} nats/char"
+            + (f" ({'; '.join(gap)})" if gap else "")
+            + f", test loss {fmt_stats(ref['test_loss'], table=False)}"
+            + (f" ({'; '.join(test)})" if test else "") + ".")
 
 
 def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]:
