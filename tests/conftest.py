@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,29 @@ def shared_data_dir() -> Path | None:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+class FakeTrainResult:
+    """What the sweep's training evaluator reads of a :class:`archsim.functional.train.TrainResult`,
+    for tests that replace the trainer with a stand-in (:func:`install_fake_train`); ``extra``
+    fields (e.g. ``epochs``) are stored as given, and only they."""
+
+    def __init__(self, train_loss: float, valid_loss: float, test_loss: float, chars_seen: int,
+                 seconds: float, curve: list, **extra):
+        vars(self).update(train_loss=train_loss, valid_loss=valid_loss, test_loss=test_loss,
+                          chars_seen=chars_seen, seconds=seconds, curve=curve, **extra)
+
+
+def install_fake_train(monkeypatch, train) -> None:
+    """Replace ``archsim.functional.train`` (the module, only it: the rest of the package, such as
+    checkpoint descriptions and curves, stays real, so a test passes alone as after others) by one
+    whose ``train`` is the given stand-in. In-process sweeps only (``--jobs 1``)."""
+    import archsim.functional as functional
+
+    module = types.ModuleType("archsim.functional.train")
+    module.train = train
+    monkeypatch.setattr(functional, "train", module, raising=False)
+    monkeypatch.setitem(sys.modules, "archsim.functional.train", module)
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ import tempfile
 import textwrap
 import threading
 import time
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.sweep import run_sweep
 
+from conftest import FakeTrainResult, install_fake_train  # noqa: E402
 from test_sweep import TINY  # noqa: E402  (the sweeps' base workload, shared)
 
 
@@ -137,31 +136,15 @@ def test_an_environment_error_in_a_worker_still_stops_the_sweep_with_one_line(tm
     def train(workload, arch, device, **kwargs):
         if device.up_down > 0.04:
             raise SpecError(arch.name, "system.n_tiles", 1, "the workload needs 2 tiles")
-        return _FakeTrainResult(2.0, 2.0, 2.0 + device.up_down, 200, 0.01, [])
+        return FakeTrainResult(2.0, 2.0, 2.0 + device.up_down, 200, 0.01, [])
 
-    _install_fake_train(monkeypatch, train)
+    install_fake_train(monkeypatch, train)
     path = write_sweep(tmp_path, "axes: {device.up_down: [0.0, 0.05]}\nkind: train\n")
     out = tmp_path / "out"
     assert main(["sweep", str(path), "--out", str(out), "--jobs", "1", "--no-progress"]) == 4
     assert "device.up_down=0.05, seed=0, kind=train: rpu2016: system.n_tiles: got 1" in capsys.readouterr().out
     records = {r["point"]["device.up_down"]: r for r in records_of(out / "results.jsonl")}
     assert records[0.0]["result"]["test_loss"] == 2.0 and records[0.05]["failed"] is True
-
-
-@dataclass
-class _FakeTrainResult:
-    train_loss: float
-    valid_loss: float
-    test_loss: float
-    chars_seen: int
-    seconds: float
-    curve: list
-
-
-def _install_fake_train(monkeypatch, train):
-    module = types.ModuleType("archsim.functional.train")
-    module.train = train
-    monkeypatch.setitem(sys.modules, "archsim.functional.train", module)
 
 
 def reproduce_sweeps(tmp_path: Path) -> Path:
@@ -186,9 +169,9 @@ def test_reproduce_lists_failed_points_and_exits_4(tmp_path, monkeypatch, capsys
     def train(workload, arch, device, **kwargs):
         if device.up_down > 0.04:
             raise SpecError(arch.name, "system.n_tiles", 1, "the workload needs 2 tiles")
-        return _FakeTrainResult(2.0, 2.0, 2.0 + device.up_down, 200, 0.01, [])
+        return FakeTrainResult(2.0, 2.0, 2.0 + device.up_down, 200, 0.01, [])
 
-    _install_fake_train(monkeypatch, train)
+    install_fake_train(monkeypatch, train)
     sweeps, out = reproduce_sweeps(tmp_path), tmp_path / "r"
     rc = main(["reproduce", "asymmetry", "--sweeps", str(sweeps), "--out", str(out), "--jobs", "1",
                "--no-progress"])
@@ -343,9 +326,9 @@ def test_reproduce_handles_sigterm_like_sigint(tmp_path, monkeypatch, capsys):
         if len(calls) == 2:
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)   # the signal interrupts this
-        return _FakeTrainResult(2.0, 2.0, 2.0, 200, 0.01, [])
+        return FakeTrainResult(2.0, 2.0, 2.0, 200, 0.01, [])
 
-    _install_fake_train(monkeypatch, train)
+    install_fake_train(monkeypatch, train)
     sweeps, out = reproduce_sweeps(tmp_path), tmp_path / "r"
     previous = signal.signal(signal.SIGTERM, fallback)
     try:

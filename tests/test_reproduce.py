@@ -6,12 +6,12 @@ import math
 import sys
 import textwrap
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from archsim.cli import main
+from conftest import FakeTrainResult, install_fake_train
 from archsim.reproduce import (
     BUDGETS, CLAIMS, MNIST_TRAIN_IMAGES, PLOTS, RESOLUTION_TOLERANCE, Stats, analyse_asymmetry,
     analyse_macs, analyse_overfitting, analyse_resolution, budget_flag, check_claims, compare,
@@ -590,17 +590,6 @@ def tiny_sweeps(tmp_path: Path, seeds: str = "[0]") -> Path:
     return sweeps
 
 
-@dataclass
-class _FakeTrainResult:
-    train_loss: float
-    valid_loss: float
-    test_loss: float
-    chars_seen: int
-    seconds: float
-    epochs: float
-    curve: list
-
-
 def _install_fake_train(monkeypatch) -> list[dict]:
     """A stand-in trainer (in-process: --jobs 1) whose losses follow the specs, so the verdicts of
     the whole CLI flow are known: asymmetry, resolution and overfitting all hold."""
@@ -619,11 +608,9 @@ def _install_fake_train(monkeypatch) -> list[dict]:
         test += 0.002 * kwargs.get("seed", 0)   # a small seed spread
         curve = [{"epoch": 1.0, "train_loss": train_loss + 0.2, "valid_loss": test - 0.01},
                  {"epoch": 2.0, "train_loss": train_loss, "valid_loss": test, "final": True}]
-        return _FakeTrainResult(train_loss, test, test, 200, 0.01, 2.0, curve)
+        return FakeTrainResult(train_loss, test, test, 200, 0.01, curve, epochs=2.0)
 
-    module = types.ModuleType("archsim.functional.train")
-    module.train = train
-    monkeypatch.setitem(sys.modules, "archsim.functional.train", module)
+    install_fake_train(monkeypatch, train)
     return calls
 
 

@@ -12,12 +12,12 @@ import sys
 import textwrap
 import time
 import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from archsim.cli import main
+from conftest import FakeTrainResult, install_fake_train
 from archsim.errors import DivergenceError, SpecError
 from archsim.sweep import (
     ResultsStore, expand, load_sweep, make_task, resolve_point, run_sweep,
@@ -360,16 +360,6 @@ def test_dask_backend_without_dask_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 # -- wiring of the real evaluators (with stand-ins for the engines) ---------------------------
-@dataclass
-class _FakeTrainResult:
-    train_loss: float
-    valid_loss: float
-    test_loss: float
-    chars_seen: int
-    seconds: float
-    curve: list
-
-
 def _install_fake_train(monkeypatch, behaviour):
     calls = []
 
@@ -379,14 +369,7 @@ def _install_fake_train(monkeypatch, behaviour):
                       **extra})
         return behaviour(device)
 
-    # Only the trainer is replaced: the rest of the package (checkpoint descriptions, curves)
-    # stays the real one, so that the test passes alone as well as after others.
-    import archsim.functional as functional
-
-    module = types.ModuleType("archsim.functional.train")
-    module.train = train
-    monkeypatch.setattr(functional, "train", module, raising=False)
-    monkeypatch.setitem(sys.modules, "archsim.functional.train", module)
+    install_fake_train(monkeypatch, train)
     return calls
 
 
@@ -394,7 +377,7 @@ def test_train_points_call_the_trainer_with_budget_and_keep_scalars(tmp_path, mo
     def behaviour(device):
         if device.up_down > 0.5:
             raise DivergenceError("loss became nan at step 3")
-        return _FakeTrainResult(1.0 + device.up_down, 1.1, 1.2 + device.up_down, 500, 0.1, [3.0, 2.0])
+        return FakeTrainResult(1.0 + device.up_down, 1.1, 1.2 + device.up_down, 500, 0.1, [3.0, 2.0])
 
     calls = _install_fake_train(monkeypatch, behaviour)
     path = write_sweep(tmp_path, """\
@@ -422,7 +405,7 @@ def test_a_training_summary_shows_the_last_epochs_training_loss_and_says_what_ea
     # points after epoch 1.0 (1.6 and 1.4), while the trainer's own train_loss (1.3) is a tenth.
     curve = [{"epoch": 0.5, "train_loss": 2.0}, {"epoch": 1.0, "train_loss": 1.8},
              {"epoch": 1.5, "train_loss": 1.6}, {"epoch": 2.0, "train_loss": 1.4}]
-    _install_fake_train(monkeypatch, lambda device: _FakeTrainResult(1.3, 1.5, 1.6, 500, 0.1, curve))
+    _install_fake_train(monkeypatch, lambda device: FakeTrainResult(1.3, 1.5, 1.6, 500, 0.1, curve))
     path = write_sweep(tmp_path, """\
         axes:
           device.up_down: [0.0]
@@ -511,7 +494,7 @@ def test_example_sweep_files_are_valid():
 def test_train_eval_every_reaches_the_trainer_unless_a_checkpoint_has_another(tmp_path, monkeypatch):
     from archsim.sweep.evaluate import resumed_eval_every
 
-    calls = _install_fake_train(monkeypatch, lambda d: _FakeTrainResult(1.0, 1.1, 1.2, 50, 0.1, []))
+    calls = _install_fake_train(monkeypatch, lambda d: FakeTrainResult(1.0, 1.1, 1.2, 50, 0.1, []))
     path = write_sweep(tmp_path, "axes: {device.up_down: [0.0]}\nkind: train\n"
                                  "train: {max_chars: 50, eval_every: 25}\n")
     run_sweep(path, jobs=1, out=tmp_path / "out", progress=False)
