@@ -61,7 +61,8 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
         s["gap"] = paired(per_seed["test_loss"], per_seed["train_loss"])
         s["valid_rise"] = paired(per_seed["valid_loss"], per_seed["valid_best"])
         stats[label] = s
-    table = [{"run": label + (" (reference)" if label in reference_labels else ""), "epochs": _fmt(s["epochs"].value, 1), "train loss": fmt_stats(s["train_loss"]),
+    table = [{"run": label + (" (reference)" if label in reference_labels else ""),
+              "epochs": _fmt(s["epochs"].value, 1), "train loss": fmt_stats(s["train_loss"]),
               "valid loss (best)": fmt_stats(s["valid_best"]), "valid loss (final)": fmt_stats(s["valid_loss"]),
               "test loss": fmt_stats(s["test_loss"]), "test - train": fmt_stats(s["gap"], signed=True)}
              for label, s in stats.items()]
