@@ -47,7 +47,7 @@ MAX_REPEATS = 50
 #: Cache file name inside the cache directory.
 CACHE_FILE = "cpu_baseline.json"
 #: Bump when the measurement procedure changes, so that old cache entries are not reused.
-_METHOD_VERSION = 3
+_METHOD_VERSION = 4
 
 
 def load_cpu(name: str = "cpu_host", overrides: dict | None = None) -> CPUSpec:
@@ -186,7 +186,11 @@ def _measure(layer_shapes, output, batch: int, seq_len: int, max_seconds: float,
         intercept, slope = _line(probes)
         fit = seq_len if slope == 0 else min(seq_len, max(1, int((max_seconds - intercept) / slope)))
         if fit in probes:
-            break
+            if len(probes) > 1 or fit >= seq_len:
+                break
+            # One probe gives no slope, and its proportional guess charges the fixed costs to
+            # every timestep: when they fill most of the budget that guess is T = 1 again.
+            fit = min(seq_len, 2 * fit)
         probes[fit] = sum(step.time(fit, n).values())
         if probes[fit] > max_seconds:  # over-predicted: step back under the budget
             del probes[fit]
