@@ -10,6 +10,63 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOADS = REPO / "workloads"
+TINY = WORKLOADS / "tiny.yaml"
+
+
+def tiny_specs(device="rpu_baseline", **overrides):
+    """The tiny workload (dotted-path ``overrides``) on rpu2016 with ``device``: the train tests' specs."""
+    from archsim.specs import load_architecture, load_device, load_workload
+
+    w = load_workload(TINY, overrides=overrides or None)
+    return w, load_architecture("rpu2016"), load_device(device)
+
+
+#: The sweep tests' base workload: a 1x8 LSTM that trains in well under a second.
+TINY_SWEEP_BASE = """\
+name: tiny_sweep_base
+model: {layers: 1, hidden_size: 8, vocab_size: 16}
+training: {seq_len: 10, batch_size: 2, train_chars: 2000, learning_rate: 0.1}
+architecture: rpu2016
+device: rpu_baseline
+baselines: []
+"""
+
+
+def write_sweep(folder: Path, body: str, name: str = "s.yaml") -> Path:
+    """``body`` (dedented) as a sweep file over TINY_SWEEP_BASE, written into ``folder``."""
+    import textwrap
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tiny.yaml").write_text(TINY_SWEEP_BASE)
+    path = folder / name
+    path.write_text("base: tiny.yaml\n" + textwrap.dedent(body))
+    return path
+
+
+def write_echo_sweep(folder: Path, n_points: int, sleep_s: float) -> Path:
+    """A sweep of ``n_points`` echo points (no model) that each sleep ``sleep_s``: something to
+    interrupt. The sleep is not part of a point's key, so a resume may drop it."""
+    return write_sweep(folder, f"""\
+        axes:
+          workload.training.batch_size: {list(range(1, n_points + 1))}
+        kind: echo
+        echo: {{sleep_s: {sleep_s}}}
+        """)
+
+
+def lines_of(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def start_sweep_process(path: Path, out: Path, stderr, jobs: int = 2):
+    """``archsim sweep`` in a child process of its own session, so that a signal to the group
+    reaches its pool workers too (a killed machine kills everything); stdout is discarded."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "archsim", "sweep", str(path), "--out", str(out), "--jobs",
+           str(jobs), "--no-progress"]
+    return subprocess.Popen(cmd, cwd=path.parent, stdout=subprocess.DEVNULL, stderr=stderr,
+                            start_new_session=True)
 
 
 def shared_data_dir() -> Path | None:

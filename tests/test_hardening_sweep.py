@@ -22,20 +22,10 @@ from archsim.cli import main
 from archsim.errors import SpecError
 from archsim.sweep import run_sweep
 
-from conftest import FakeTrainResult, install_fake_train  # noqa: E402
-from test_sweep import TINY  # noqa: E402  (the sweeps' base workload, shared)
-
-
-def write_sweep(folder: Path, body: str, name: str = "s.yaml") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tiny.yaml").write_text(TINY)
-    path = folder / name
-    path.write_text("base: tiny.yaml\n" + textwrap.dedent(body))
-    return path
-
-
-def lines_of(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
+from conftest import (  # noqa: E402
+    TINY_SWEEP_BASE, FakeTrainResult, install_fake_train, lines_of, start_sweep_process,
+    write_echo_sweep, write_sweep,
+)
 
 
 def records_of(path: Path) -> list[dict]:
@@ -149,7 +139,7 @@ def test_an_environment_error_in_a_worker_still_stops_the_sweep_with_one_line(tm
 
 def reproduce_sweeps(tmp_path: Path) -> Path:
     """An asymmetry sweep over the tiny workload (the fake trainer makes it instant)."""
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    (tmp_path / "tiny.yaml").write_text(TINY_SWEEP_BASE)
     sweeps = tmp_path / "sweeps"
     sweeps.mkdir()
     (sweeps / "asymmetry.yaml").write_text(textwrap.dedent("""\
@@ -230,20 +220,12 @@ def _cleanup(proc, children) -> None:
 def test_sigterm_is_143_keeps_stored_results_and_leaves_no_workers(tmp_path, capsys):
     psutil = pytest.importorskip("psutil")
     n_points = 12
-    path = write_sweep(tmp_path, f"""\
-        axes:
-          workload.training.batch_size: {list(range(1, n_points + 1))}
-        kind: echo
-        echo: {{sleep_s: 1.5}}
-        """)
+    path = write_echo_sweep(tmp_path, n_points, 1.5)
     out = tmp_path / "out"
     results = out / "results.jsonl"
-    cmd = [sys.executable, "-m", "archsim", "sweep", str(path), "--out", str(out), "--jobs", "2",
-           "--no-progress"]
     # stderr to a file, not a pipe: orphaned workers holding a pipe open would block reading it.
     with open(tmp_path / "stderr.txt", "wb") as stderr:
-        proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=stderr,
-                                start_new_session=True)
+        proc = start_sweep_process(path, out, stderr)
     children: list = []
     try:
         _wait_for_records(proc, results, 1)

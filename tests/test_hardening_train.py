@@ -21,17 +21,11 @@ from archsim.errors import DivergenceError, SpecError  # noqa: E402
 from archsim.functional import train as train_module  # noqa: E402
 from archsim.functional.lstm import AnalogLSTM  # noqa: E402
 from archsim.functional.train import train, validate  # noqa: E402
-from archsim.specs import load_architecture, load_device, load_workload  # noqa: E402
+from archsim.specs import load_architecture  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "workloads" / "tiny.yaml"
+from conftest import TINY, tiny_specs as _specs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _specs(device="rpu_baseline", **overrides):
-    w = load_workload(TINY, overrides=overrides or None)
-    return w, load_architecture("rpu2016"), load_device(device)
 
 
 def _cli_train(text_file, out, *extra) -> list[str]:

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import types
 from pathlib import Path
@@ -17,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from archsim.cli import main
-from conftest import FakeTrainResult, install_fake_train
+from conftest import (
+    FakeTrainResult, install_fake_train, lines_of, start_sweep_process, write_echo_sweep, write_sweep,
+)
 from archsim.errors import DivergenceError, SpecError
 from archsim.sweep import (
     ResultsStore, expand, load_sweep, make_task, resolve_point, run_sweep,
@@ -26,27 +27,6 @@ from archsim.sweep.evaluate import run_task
 from archsim.sweep.runner import flatten
 
 REPO = Path(__file__).resolve().parent.parent
-
-TINY = """\
-name: tiny_sweep_base
-model: {layers: 1, hidden_size: 8, vocab_size: 16}
-training: {seq_len: 10, batch_size: 2, train_chars: 2000, learning_rate: 0.1}
-architecture: rpu2016
-device: rpu_baseline
-baselines: []
-"""
-
-
-def write_sweep(tmp_path: Path, body: str, name: str = "s.yaml") -> Path:
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    path = tmp_path / name
-    path.write_text("base: tiny.yaml\n" + textwrap.dedent(body))
-    return path
-
-
-def lines_of(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
 
 # -- expansion and keys ----------------------------------------------------------------------
 def test_grid_expansion_order_seeds_and_kinds(tmp_path):
@@ -231,19 +211,10 @@ def test_run_sweep_writes_results_summary_plot_and_skips_done_points(tmp_path):
 
 def test_resume_after_sigkill_loses_and_duplicates_nothing(tmp_path, capsys):
     n_points = 16
-    path = write_sweep(tmp_path, f"""\
-        axes:
-          workload.training.batch_size: {list(range(1, n_points + 1))}
-        kind: echo
-        echo: {{sleep_s: 0.3}}
-        """)
+    path = write_echo_sweep(tmp_path, n_points, 0.3)
     out = tmp_path / "out"
     results = out / "results.jsonl"
-    cmd = [sys.executable, "-m", "archsim", "sweep", str(path), "--out", str(out), "--jobs", "2",
-           "--no-progress"]
-    # Own session, so the kill reaches the loky workers too (a killed machine kills everything).
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = start_sweep_process(path, out, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     try:
         while len(lines_of(results)) < 4:

@@ -65,3 +65,16 @@ def learning_rate(text: str) -> float:
     if not (math.isfinite(value) and 0 < value <= MAX_LEARNING_RATE):
         raise argparse.ArgumentTypeError(f"got {text}; expected a number above 0 and at most {MAX_LEARNING_RATE:g}")
     return value
+
+
+def load_workload_specs(args, arch_overrides: dict | None = None):
+    """(workload, architecture, device) named by ``args.workload`` and the ``--arch``/``--device``
+    flags; an error in a preset names the flag when the flag chose it, else the workload file."""
+    from archsim.specs import load_architecture, load_device, load_workload
+
+    workload = load_workload(args.workload)
+    arch = load_architecture(args.arch or workload.architecture, overrides=arch_overrides,
+                             referrer="command line" if args.arch else args.workload)
+    device = load_device(args.device or workload.device,
+                         referrer="command line" if args.device else args.workload)
+    return workload, arch, device

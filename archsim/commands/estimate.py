@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from archsim.commands import positive_int
+from archsim.commands import load_workload_specs, positive_int
 from archsim.specs.architecture import ALGORITHMS
 
 
@@ -42,18 +42,13 @@ def run(args) -> int:
     from archsim.estimate import estimate
     from archsim.fsutil import check_out_dir, write_files_together
     from archsim.report import estimate_markdown, estimate_text
-    from archsim.specs import load_architecture, load_device, load_workload
 
     if args.out:
         check_out_dir(args.out)   # before any work: nothing is computed for an unwritable folder
-    workload = load_workload(args.workload)
     # Overrides are validated with the preset (e.g. chopped TTv2 needs gamma 0).
     overrides = {k: v for k, v in (("system.bptt_state", args.bptt),
                                    ("update.algorithm", args.algorithm)) if v}
-    arch = load_architecture(args.arch or workload.architecture, overrides=overrides,
-                             referrer="command line" if args.arch else args.workload)
-    device = load_device(args.device or workload.device,
-                         referrer="command line" if args.device else args.workload)
+    workload, arch, device = load_workload_specs(args, arch_overrides=overrides)
     activity = load_activity(args.activity) if args.activity else None
     baselines = None
     if args.baselines is not None:

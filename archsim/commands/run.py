@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from archsim.commands import learning_rate, positive_int, seed_int
+from archsim.commands import learning_rate, load_workload_specs, positive_int, seed_int
 
 
 def register(sub) -> None:
@@ -28,14 +28,11 @@ def run(args) -> int:
     from archsim.activity_run import activity_run
     from archsim.fsutil import check_out_dir, write_files_together
     from archsim.report import endurance_table
-    from archsim.specs import load_architecture, load_device, load_workload
     from archsim.units import format_quantity as fq
 
     if args.out:
         check_out_dir(args.out)   # before any work: nothing is computed for an unwritable folder
-    w = load_workload(args.workload)
-    a = load_architecture(args.arch or w.architecture, referrer="command line" if args.arch else args.workload)
-    d = load_device(args.device or w.device, referrer="command line" if args.device else args.workload)
+    w, a, d = load_workload_specs(args)
     r = activity_run(w, a, d, steps=args.steps, seed=args.seed, data_path=args.data,
                      update_mode=args.update_mode, progress=not args.json, learning_rate=args.lr)
     data = r.to_json()

@@ -6,7 +6,8 @@ import sys
 from pathlib import Path
 
 from archsim.commands import (
-    MAX_STEPS_FLAG, MAX_THREADS, bounded_int, learning_rate, positive_int, seed_int,
+    MAX_STEPS_FLAG, MAX_THREADS, bounded_int, learning_rate, load_workload_specs, positive_int,
+    seed_int,
 )
 from archsim.errors import SpecError
 
@@ -66,14 +67,7 @@ def register(sub) -> None:
 
 def load_inputs(args):
     """Workload, architecture and device specs named by the flags (one-line errors)."""
-    from archsim.specs import load_architecture, load_device, load_workload
-
-    workload = load_workload(args.workload)
-    where = Path(args.workload)
-    arch = load_architecture(args.arch or workload.architecture,
-                             referrer="command line" if args.arch else where)
-    device = load_device(args.device or workload.device,
-                         referrer="command line" if args.device else where)
+    workload, arch, device = load_workload_specs(args)
     for flag in ("epochs", "max_chars", "eval_every", "threads"):
         value = getattr(args, flag)
         if value is not None and value < 1:

@@ -83,20 +83,23 @@ def _merge(base: dict, top: dict) -> dict:
     return out
 
 
-def load_architecture(name_or_path: str, overrides: dict[str, Any] | None = None,
-                      referrer: object = "command line") -> ArchitectureSpec:
-    loaded = apply_overrides(_read_preset("architectures", name_or_path, referrer), overrides)
-    spec = validate(ArchitectureSpec, loaded)
+def _load_preset(kind: str, spec_class, name_or_path: str, overrides: dict[str, Any] | None,
+                 referrer: object):
+    """A preset (name or YAML file) of ``kind``, overridden, validated, with its sources kept."""
+    loaded = apply_overrides(_read_preset(kind, name_or_path, referrer), overrides)
+    spec = validate(spec_class, loaded)
     spec._sources = loaded.sources
     return spec
+
+
+def load_architecture(name_or_path: str, overrides: dict[str, Any] | None = None,
+                      referrer: object = "command line") -> ArchitectureSpec:
+    return _load_preset("architectures", ArchitectureSpec, name_or_path, overrides, referrer)
 
 
 def load_device(name_or_path: str, overrides: dict[str, Any] | None = None,
                 referrer: object = "command line") -> DeviceSpec:
-    loaded = apply_overrides(_read_preset("devices", name_or_path, referrer), overrides)
-    spec = validate(DeviceSpec, loaded)
-    spec._sources = loaded.sources
-    return spec
+    return _load_preset("devices", DeviceSpec, name_or_path, overrides, referrer)
 
 
 def json_schema() -> dict:
