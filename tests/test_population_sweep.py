@@ -160,6 +160,26 @@ def test_a_diverged_member_is_retired_and_the_others_finish(tmp_path, monkeypatc
     assert longer[0].steps > results[0].steps
 
 
+def test_a_resumed_population_shows_its_progress_from_the_checkpoint(tmp_path, capsys):
+    (tmp_path / "text.txt").write_text(TEXT)
+    (tmp_path / "base.yaml").write_text(BASE)
+    workload = load_workload(str(tmp_path / "base.yaml"))
+    arch, device = load_architecture("rpu2016"), load_device("ideal")
+    out = tmp_path / "ck"
+    first = train_population(workload, arch, device, seeds=[0, 1], max_chars=200, out_dir=out)
+    done = first[0].steps
+    capsys.readouterr()
+    longer = train_population(workload, arch, device, seeds=[0, 1], max_chars=400, out_dir=out,
+                              progress=True)
+    total = longer[0].steps
+    bar = capsys.readouterr().err
+    # The bar's first frame counts the steps the checkpoint had done, as a single run's does.
+    assert f" {done}/{total} " in bar and f" 0/{total} " not in bar, bar
+    # Nothing left to train: no bar at all.
+    train_population(workload, arch, device, seeds=[0, 1], max_chars=400, out_dir=out, progress=True)
+    assert "step" not in capsys.readouterr().err
+
+
 def test_population_refuses_tiki_taka_with_one_line(tmp_path, capsys):
     from archsim.cli import main
 

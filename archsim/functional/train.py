@@ -247,6 +247,17 @@ def evaluate(model, ids: torch.Tensor, batch_size: int, seq_len: int, *, seed: i
     return total / max(count, 1)
 
 
+def step_bar(progress: bool, total_steps: int, step: int, label: str):
+    """A tqdm bar over a run's steps that starts at ``step`` (a resumed run shows what it has
+    done); None without ``progress`` or when nothing is left to train."""
+    if not progress or step >= total_steps:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True, desc=label,
+                leave=True)
+
+
 def _model_state(model) -> dict:
     return {
         "tiles": [[t.state_dict() for t in m.tiles] for m in model.matrices],
@@ -588,12 +599,7 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
         return DivergenceError(f"{where}; lower training.learning_rate ({lr:g}) or set training.grad_clip")
 
     last_save = time.perf_counter()
-    bar = None
-    if progress and step < total_steps:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_steps, initial=step, unit="step", dynamic_ncols=True,
-                   desc=progress_label or f"{workload.name}/{device.name}", leave=True)
+    bar = step_bar(progress, total_steps, step, progress_label or f"{workload.name}/{device.name}")
     try:
         while step < total_steps:
             k = step % steps_per_epoch

@@ -31,8 +31,8 @@ from archsim.functional.data import CharCorpus
 from archsim.functional.train import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_SECONDS,
                                       DIVERGENCE_FACTOR, TrainResult, _activity_dict,
                                       _load_model_state, _model_state, _run_key, build_model,
-                                      evaluate, resolve_torch_device, tenth_of_an_epoch,
-                                      training_plan)
+                                      evaluate, resolve_torch_device, step_bar,
+                                      tenth_of_an_epoch, training_plan)
 
 
 def train_population(workload, arch, device, *, seeds, data_path=None, epochs: int | None = None,
@@ -163,11 +163,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
         atomic_write_bytes(ckpt, buf.getvalue())
 
     last_save = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_steps, unit="step", desc=f"{workload.name}/{device.name} x{K}")
+    bar = step_bar(progress, total_steps, step, f"{workload.name}/{device.name} x{K}")
     try:
         while step < total_steps and not all(failed):
             k_step = step % steps_per_epoch
