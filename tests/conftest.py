@@ -147,3 +147,32 @@ def assert_rows_equal_member_tiles(pop, singles, members, x, d, label=()):
             rows = (member == k).nonzero().squeeze(1)
             want = op(t, v[rows])
             assert torch.allclose(got[rows], want, rtol=0, atol=1e-12), (*label, name, k)
+
+
+def separate_tile_forwards(cfg, w0, x, seed: int, n: int):
+    """The forward MVMs of ``n`` one-member tiles that a population's members stand for: the same
+    devices (drawn from ``seed + 2``) and weights ``w0``, each on its own stream
+    (``seed + 1000 + i``); stacked, one row per tile."""
+    import torch
+
+    from archsim.functional.tile import AnalogTile
+
+    out, inp = w0.shape
+    ys = []
+    for i in range(n):
+        t = AnalogTile(out, inp, cfg, generator=torch.Generator().manual_seed(seed + 2))
+        t.generator = torch.Generator().manual_seed(seed + 1000 + i)
+        t.set_weights(w0)
+        ys.append(t.forward(x))
+    return torch.stack(ys)
+
+
+def draw_statistics(pop, single) -> tuple[float, float]:
+    """Two sets of draws (first dimension: the draw) compared per element: the mean squared z of
+    the difference of their means (about 1 when both come from one distribution) and the ratio
+    of their mean variances (about 1)."""
+    n_pop, n_single = pop.shape[0], single.shape[0]
+    assert float(pop.var(0).min()) > 0 and float(single.var(0).min()) > 0, "nothing random drawn"
+    z = (pop.mean(0) - single.mean(0)) / (pop.var(0) / n_pop + single.var(0) / n_single).sqrt()
+    return float((z * z).mean()), float(pop.var(0).mean() / single.var(0).mean())
+

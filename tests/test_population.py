@@ -19,7 +19,9 @@ from archsim.functional.lstm import AnalogLSTM  # noqa: E402
 from archsim.functional.members import Members  # noqa: E402
 from archsim.functional.tile import AnalogTile  # noqa: E402
 from archsim.specs import load_architecture, load_device  # noqa: E402
-from conftest import assert_rows_equal_member_tiles  # noqa: E402
+from conftest import (  # noqa: E402
+    assert_rows_equal_member_tiles, draw_statistics, separate_tile_forwards,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -335,10 +337,8 @@ def test_population_update_matches_separate_tiles_in_distribution(device, mode, 
     assert 0.5 < float(a_single.mean()) < 2.0                     # the update follows SGD
     t_stat = (a_pop.mean() - a_single.mean()) / (a_pop.var() / K + a_single.var() / K).sqrt()
     assert abs(float(t_stat)) < 4.5, float(t_stat)
-    var_ratio = float(dw_pop.var(0).mean() / dw_single.var(0).mean())
+    z2, var_ratio = draw_statistics(dw_pop, dw_single)
     assert 0.7 < var_ratio < 1.4, var_ratio
-    z = (dw_pop.mean(0) - dw_single.mean(0)) / (dw_pop.var(0) / K + dw_single.var(0) / K).sqrt()
-    z2 = float((z * z).mean())
     assert 0.5 < z2 < 2.0, z2
 
 
@@ -359,16 +359,7 @@ def _forward_noise_stats(seed: int):
                      member_generators=[torch.Generator().manual_seed(seed + 2) for _ in range(K)])
     pop.set_weights(w0.expand(K, out, inp))
     y_pop = pop.forward(x.repeat(K, 1)).view(K, Bt, out)
-    y_single = []
-    for i in range(K):
-        t = AnalogTile(out, inp, cfg, generator=torch.Generator().manual_seed(seed + 2))
-        t.generator = torch.Generator().manual_seed(seed + 1000 + i)
-        t.set_weights(w0)
-        y_single.append(t.forward(x))
-    y_single = torch.stack(y_single)
-    assert float(y_single.var(0).min()) > 0 and float(y_pop.var(0).min()) > 0
-    z = (y_pop.mean(0) - y_single.mean(0)) / (y_pop.var(0) / K + y_single.var(0) / K).sqrt()
-    return float((z * z).mean()), float(y_pop.var(0).mean() / y_single.var(0).mean())
+    return draw_statistics(y_pop, separate_tile_forwards(cfg, w0, x, seed, K))
 
 
 def test_population_forward_noise_matches_separate_tiles_in_distribution():

@@ -20,7 +20,9 @@ from archsim.functional.periphery import Periphery  # noqa: E402
 from archsim.functional.periphery_members import MemberPeriphery  # noqa: E402
 from archsim.functional.tile import AnalogTile  # noqa: E402
 from archsim.specs import load_architecture, load_device  # noqa: E402
-from conftest import assert_rows_equal_member_tiles  # noqa: E402
+from conftest import (  # noqa: E402
+    assert_rows_equal_member_tiles, draw_statistics, separate_tile_forwards,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -150,17 +152,7 @@ def test_unlike_members_draw_their_own_noise_and_rounding_in_distribution():
             t.set_weights(w0)
             assert torch.allclose(y_pop[1], t.forward(x).expand(K, Bt, out), rtol=0, atol=1e-6)
             continue
-        y_single = []
-        for i in range(K):
-            t = AnalogTile(out, inp, cfg, generator=torch.Generator().manual_seed(seed + 2))
-            t.generator = torch.Generator().manual_seed(seed + 1000 + i)
-            t.set_weights(w0)
-            y_single.append(t.forward(x))
-        y_single = torch.stack(y_single)
-        y_p = y_pop[j]
-        z = (y_p.mean(0) - y_single.mean(0)) / (y_p.var(0) / K + y_single.var(0) / K).sqrt()
-        z2 = float((z * z).mean())
-        var_ratio = float(y_p.var(0).mean() / y_single.var(0).mean())
+        z2, var_ratio = draw_statistics(y_pop[j], separate_tile_forwards(cfg, w0, x, seed, K))
         assert 0.5 < z2 < 2.0, (j, z2)
         assert 0.7 < var_ratio < 1.4, (j, var_ratio)
 
