@@ -11,7 +11,6 @@ power x time (archsim/baselines/gpu.py), with board TDP x time beside them.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 

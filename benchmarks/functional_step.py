@@ -158,7 +158,6 @@ def profile_step(step, sync, dev, path: str) -> None:
     says whether the step is launch-bound: the wall time against the time the GPU spent in
     kernels, and how many kernel launches and host waits (synchronizations, device-to-host
     copies: the step's data-dependent branches) one step makes."""
-    import torch
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 

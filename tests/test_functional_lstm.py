@@ -44,7 +44,7 @@ def _torch_twin(model):
 
 
 def _twin_grads(lstm, out, V):
-    grads, n = [], V
+    grads = []
     for li in range(lstm.num_layers):
         grads.append(torch.cat([getattr(lstm, f"weight_ih_l{li}").grad,
                                 getattr(lstm, f"weight_hh_l{li}").grad,

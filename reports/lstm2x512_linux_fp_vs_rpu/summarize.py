@@ -181,7 +181,7 @@ def lr001_findings():
             gaps.append((p["epoch"], p["valid_loss"] - q["valid_loss"]))
     out = []
     if diverged(rpu) is None and rpu and rpu[-1]["step"] > 842:
-        out.append(f"rpu_baseline passed the stretch where it diverged at lr 0.02 (steps 797-842) and "
+        out.append("rpu_baseline passed the stretch where it diverged at lr 0.02 (steps 797-842) and "
                    + ("finished the 2 epochs." if rpu[-1].get("final") else f"went on to step {rpu[-1]['step']}."))
     ahead = [(e, g) for e, g in gaps if g < 0]
     if ahead:
