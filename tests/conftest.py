@@ -1,4 +1,5 @@
-"""Shared test fixtures: paths to the repository's workloads and to the shared data sets."""
+"""Shared test fixtures and helpers: repository paths, the shared data sets, tiny specs and sweeps,
+a stand-in trainer, and the population-versus-separate-tiles comparisons."""
 from __future__ import annotations
 
 import os
