@@ -455,6 +455,28 @@ def test_cpu_baseline_probes_past_t1_when_fixed_costs_fill_most_of_the_budget(tm
     assert res.time_per_step_s == pytest.approx(5e-4 + 100 * per_t, rel=1e-9)
 
 
+def test_cpu_baseline_stops_probing_when_only_t1_fits(tmp_path, monkeypatch):
+    """A budget between the steps of T = 1 and T = 2: each length is timed once, not re-timed."""
+    from archsim.baselines import cpu as cpumod
+
+    monkeypatch.setenv("ARCHSIM_CACHE", str(tmp_path))
+    clock = _linear_clock(5e-4, 1e-6)
+    timed = []
+
+    def counting(self, seq_len, batch, repeats=None):
+        timed.append(seq_len)
+        return clock(self, seq_len, batch, repeats)
+
+    monkeypatch.setattr(cpumod._Step, "time", counting)
+    per_t = 1e-6 * 16
+    res = cpu_training_step([(16, 64)], (16, 64), 16, 100, threads=1,
+                            max_seconds=5e-4 + 1.5 * per_t)
+    assert res.scaled_from["seq_len"] == [1, 2]
+    assert res.time_per_step_s == pytest.approx(5e-4 + 100 * per_t, rel=1e-9)
+    # Probes: T = 1, then 2 (over the budget); then the two measurements of the line.
+    assert timed == [1, 2, 2, 1], timed
+
+
 def test_cpu_baseline_shrunk_path_runs_on_the_real_clock(tmp_path, monkeypatch):
     """The same path with real torch timings: structure only (the ratio is benchmarks' business)."""
     monkeypatch.setenv("ARCHSIM_CACHE", str(tmp_path))

@@ -194,7 +194,10 @@ def _measure(layer_shapes, output, batch: int, seq_len: int, max_seconds: float,
         probes[fit] = sum(step.time(fit, n).values())
         if probes[fit] > max_seconds:  # over-predicted: step back under the budget
             del probes[fit]
-            probes[max(1, fit // 2)] = sum(step.time(max(1, fit // 2), n).values())
+            back = max(1, fit // 2)
+            if back in probes:   # already timed: the next fit would ask the same question again
+                break
+            probes[back] = sum(step.time(back, n).values())
     # Two distinct lengths are needed for the line (T = 1 alone would scale the fixed costs too).
     t_b = max(min(2, seq_len), max(t for t, y in probes.items() if y <= max_seconds or t == 1))
     if t_b >= seq_len and n == batch:
