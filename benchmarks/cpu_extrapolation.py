@@ -23,10 +23,12 @@ SIZES = [("1x64, V 16", [(16, 64)], (16, 64)),
 
 
 def main(argv: list[str] | None = None) -> int:
+    from archsim.commands import MAX_THREADS, bounded_int, positive_int
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--seq-len", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=positive_int, default=16)
+    ap.add_argument("--seq-len", type=positive_int, default=100)
+    ap.add_argument("--threads", type=bounded_int(1, MAX_THREADS), default=1)
     args = ap.parse_args(argv)
 
     from archsim.baselines.cpu import cpu_training_step
