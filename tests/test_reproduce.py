@@ -78,6 +78,11 @@ def test_budgets_select_claims_sweeps_and_report_folders():
     assert mid.axes["workload.model.hidden_size"] == [256] * 4 and mid.train.epochs == 20
     assert mid.axes["device"][0] == "rpu_baseline"     # the slowest point starts first, and decides
     assert mid.axes["device"][-1] == "rpu_symmetric"   # a reference point
+    full = load_sweep(sweep_paths(CLAIMS["overfitting"], budget="full")[0]).spec
+    assert full.axes["device"][0] == "rpu_baseline" and full.train.epochs == 30
+    # one learning rate and error clip for every point (at 0.05 without a clip it diverged at once)
+    assert set(full.axes["workload.training.learning_rate"]) == {0.01}
+    assert set(full.axes["workload.training.grad_clip"]) == {0.05}
 
 
 def test_cli_refuses_a_budget_the_claim_lacks_and_mid_with_full(capsys):
@@ -800,6 +805,45 @@ def test_the_time_left_is_not_guessed_for_populations(tmp_path):
     grouped = _progress_line(SimpleNamespace(rows=rows({"population_seeds": [0, 1, 2, 3]}), points=4),
                              tmp_path)
     assert grouped == "- Progress: 2 of 4 runs finished."
+
+
+def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_finishes(tmp_path):
+    """A paper-scale sweep runs for hours before its first run ends: each part-way run's latest
+    validation loss (from the curve beside its checkpoint) shows how far it has got, and with no
+    finished run the time left comes from the part-way runs' own pace."""
+    from types import SimpleNamespace
+
+    from archsim.reproduce.render import _progress_line
+
+    rows = [{"done": False, "key": f"k{i}", "label": f"p{i}"} for i in range(3)]
+    rows[0]["label"] = "device=a, lr=0.01, seed=0, kind=train"
+    ckpt = tmp_path / "checkpoints"
+    for key, step, seconds in (("k0", 6000, 3600.0), ("k1", 2000, 3600.0)):
+        (ckpt / key).mkdir(parents=True)
+        (ckpt / key / "checkpoint.json").write_text(json.dumps({"step": step, "total_steps": 24000}))
+        curve = [{"step": step - 400, "epoch": (step - 400) / 800, "train_loss": 2.0, "valid_loss": 2.5,
+                  "seconds": seconds * (step - 400) / step},
+                 {"step": step, "epoch": step / 800, "train_loss": 1.9, "valid_loss": 1.75,
+                  "seconds": seconds},
+                 {"step": step + 7, "chars": 1, "train_loss": 1.8}]    # a later point without validation
+        (ckpt / key / "curve.json").write_text(json.dumps({"run": {}, "curve": curve}))
+    line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
+    assert line.startswith("- Progress: 0 of 3 runs finished; part way")
+    # rows with their axis values: only the axes that vary, and the seed
+    valued = [{**r, "values": {"device": d, "lr": 0.01}, "seed": 0} for r, d in zip(rows, "abb")]
+    short = _progress_line(SimpleNamespace(rows=valued, points=3), tmp_path)
+    assert "device=a, seed=0 at step 6,000" in short and "device=b, seed=0 at step 2,000" in short
+    assert "lr=" not in short
+    assert ("device=a, lr=0.01, seed=0 at step 6,000 of 24,000 (validation 1.750 nats/char at epoch 7.5, "
+            "after 1.0 hours of run time)") in line
+    assert "p1 at step 2,000 of 24,000 (validation 1.750 nats/char at epoch 2.5, after 1.0 hours" in line
+    # whole runs at their own pace: 4 h (p0) and 12 h (p1), mean 8 h; left: 0.75 + 0.917 + 1 runs
+    assert "Left: about 21.3 hours of run time (2.67 runs at 28,800 s a run, the part-way runs' pace" in line
+    # a checkpoint without a curve beside it (a killed run's first segment): no loss, no pace
+    (ckpt / "k0" / "curve.json").unlink()
+    (ckpt / "k1" / "curve.json").write_text("not json")
+    line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
+    assert "seed=0 at step 6,000 of 24,000;" in line and line.endswith("p1 at step 2,000 of 24,000.")
 
 
 def test_asymmetry_shows_other_devices_as_references_outside_the_verdict(tmp_path):

@@ -146,24 +146,70 @@ def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
         return None
 
 
+def _last_curve_point(folder: Path) -> dict | None:
+    """The latest curve point with a validation loss that a part-way run wrote beside its
+    checkpoint (``curve.json``: epoch, validation loss, run seconds so far); None without one."""
+    try:
+        curve = json.loads((folder / "curve.json").read_text()).get("curve") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    points = [c for c in curve if isinstance(c, dict) and c.get("valid_loss") is not None]
+    return points[-1] if points else None
+
+
+def _hours_or_minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+
+
+def _partway_text(label: str, at: tuple[int, int], point: dict | None) -> str:
+    """``label at step S of N`` and, from its curve, where its validation loss stood at its
+    latest curve point."""
+    text = f"{label} at step {at[0]:,} of {at[1]:,}"
+    if point is not None:
+        where = (f"epoch {float(point['epoch']):.1f}" if point.get("epoch") is not None
+                 else f"step {int(point.get('step') or 0):,}")
+        text += f" (validation {float(point['valid_loss']):.3f} nats/char at {where}"
+        if point.get("seconds"):
+            text += f", after {_hours_or_minutes(float(point['seconds']))} of run time"
+        text += ")"
+    return text
+
+
+def _short_labels(rows: list[dict]) -> dict[int, str]:
+    """Row index -> the axes in which the row differs from some other row, and its seed (a
+    paper-scale sweep zips eight axes of which two vary); rows without values keep their label."""
+    values = [r.get("values") for r in rows]
+    if not values or not all(isinstance(v, dict) for v in values):
+        return {}
+    varying = [k for k in values[0] if len({repr(v.get(k)) for v in values}) > 1]
+    return {i: ", ".join([f"{k}={r['values'].get(k)}" for k in varying] + [f"seed={r.get('seed')}"])
+            for i, r in enumerate(rows)}
+
+
 def _progress_line(outcome, runs: Path) -> str | None:
     """How far an unfinished sweep has got: runs finished, each run a checkpoint says is part
-    way (the next run of the command resumes it there), and the run time left at the pace of the
-    finished runs. None when every run has finished."""
+    way (the next run of the command resumes it there; with its latest validation loss), and the
+    run time left: at the pace of the finished runs, else (nothing finished yet) at the pace each
+    part-way run has kept so far, projected to whole runs. None when every run has finished."""
     from archsim.sweep.runner import CHECKPOINTS
 
     finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
     if finished == outcome.points:
         return None
-    partway, runs_left = [], 0.0
-    for r in outcome.rows:
+    partway, runs_left, projected = [], 0.0, []
+    short = _short_labels(outcome.rows)
+    for i, r in enumerate(outcome.rows):
         if r.get("done") or r.get("failed"):
             continue
-        at = _checkpoint_step(runs / CHECKPOINTS / r["key"]) if r.get("key") else None
+        folder = runs / CHECKPOINTS / r["key"] if r.get("key") else None
+        at = _checkpoint_step(folder) if folder is not None else None
         runs_left += 1.0 - (at[0] / at[1] if at and at[1] else 0.0)
         if at is not None:
-            label = r.get("label", r["key"]).replace(", kind=train", "")
-            partway.append(f"{label} at step {at[0]:,} of {at[1]:,}")
+            label = short.get(i) or r.get("label", r["key"]).replace(", kind=train", "")
+            point = _last_curve_point(folder)
+            partway.append(_partway_text(label, at, point))
+            if point is not None and point.get("seconds") and point.get("step") and at[1]:
+                projected.append(float(point["seconds"]) * at[1] / int(point["step"]))
     populations = sorted((runs / CHECKPOINTS).glob("population-*"))
     for folder in populations:   # a population's members
         at = _checkpoint_step(folder)
@@ -173,18 +219,24 @@ def _progress_line(outcome, runs: Path) -> str | None:
     if partway:
         text += ("; part way (the next run of the command continues from the checkpoint under "
                  f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(partway))
-    # Finished runs that trained to the end set the pace (a diverged one stopped early). Not for
-    # populations: their members share one clock.
+    # Finished runs that trained to the end set the pace (a diverged one stopped early); before
+    # any has, the part-way runs' own pace so far. Not for populations: their members share one
+    # clock.
     paces = [r["seconds"] for r in outcome.rows if r.get("done") and r.get("seconds")
              and not (r.get("result") or {}).get("diverged")]
     in_populations = populations or any(
         "population_seeds" in (getattr(r.get("point"), "options", None) or {}) for r in outcome.rows)
-    if paces and not in_populations:
+    if in_populations:
+        return text + "."
+    if paces:
         pace = sum(paces) / len(paces)
-        left = runs_left * pace
-        left_text = f"{left / 3600:.1f} hours" if left >= 3600 else f"{left / 60:.0f} minutes"
-        text += (f". Left: about {left_text} of run time ({runs_left:.2f} runs at the finished runs' "
-                 f"mean of {pace:,.0f} s; the command runs --jobs of them at once)")
+        text += (f". Left: about {_hours_or_minutes(runs_left * pace)} of run time ({runs_left:.2f} runs "
+                 f"at the finished runs' mean of {pace:,.0f} s; the command runs --jobs of them at once)")
+    elif projected:
+        pace = sum(projected) / len(projected)
+        text += (f". Left: about {_hours_or_minutes(runs_left * pace)} of run time ({runs_left:.2f} runs "
+                 f"at {pace:,.0f} s a run, the part-way runs' pace so far carried to their ends; the "
+                 "command runs --jobs of them at once)")
     return text + "."
 
 
