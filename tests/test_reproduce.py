@@ -839,11 +839,25 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     assert "p1 at step 2,000 of 24,000 (validation 1.750 nats/char at epoch 2.5, after 1.0 hours" in line
     # whole runs at their own pace: 4 h (p0) and 12 h (p1), mean 8 h; left: 0.75 + 0.917 + 1 runs
     assert "Left: about 21.3 hours of run time (2.67 runs at 28,800 s a run, the part-way runs' pace" in line
+    # the curves so far go to a small file beside the results, committed with the report
+    from archsim.reproduce.render import PARTWAY_CURVES, write_partway_curves
+
+    written = write_partway_curves(SimpleNamespace(rows=rows, points=3), tmp_path)
+    assert written == tmp_path / PARTWAY_CURVES
+    stored = json.loads(written.read_text())["runs"]
+    assert [(r["key"], r["step"], r["total_steps"], len(r["curve"])) for r in stored] == \
+        [("k0", 6000, 24000, 3), ("k1", 2000, 24000, 3)]
+    line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
+    assert f"(their curves so far: `runs/{tmp_path.name}/{PARTWAY_CURVES}`)" in line
     # a checkpoint without a curve beside it (a killed run's first segment): no loss, no pace
     (ckpt / "k0" / "curve.json").unlink()
     (ckpt / "k1" / "curve.json").write_text("not json")
     line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
-    assert "seed=0 at step 6,000 of 24,000;" in line and line.endswith("p1 at step 2,000 of 24,000.")
+    assert "seed=0 at step 6,000 of 24,000;" in line and "p1 at step 2,000 of 24,000 (their" in line
+    # every run finished: the file goes
+    assert write_partway_curves(SimpleNamespace(rows=[{**r, "done": True} for r in rows], points=3),
+                                tmp_path) is None
+    assert not (tmp_path / PARTWAY_CURVES).exists()
 
 
 def test_asymmetry_shows_other_devices_as_references_outside_the_verdict(tmp_path):

@@ -146,14 +146,24 @@ def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
         return None
 
 
-def _last_curve_point(folder: Path) -> dict | None:
-    """The latest curve point with a validation loss that a part-way run wrote beside its
-    checkpoint (``curve.json``: epoch, validation loss, run seconds so far); None without one."""
+#: File beside a sweep's results (``runs/<sweep>/``) holding the curves of its part-way runs, as
+#: their checkpoints' ``curve.json`` hold them. Small and committed with the report: a checkpoint
+#: too large for the repository is lost with its machine, the curve up to it is not.
+PARTWAY_CURVES = "partway_curves.json"
+
+
+def _read_curve(folder: Path) -> list[dict]:
+    """The curve a part-way run wrote beside its checkpoint (``curve.json``); empty without one."""
     try:
         curve = json.loads((folder / "curve.json").read_text()).get("curve") or []
     except (OSError, ValueError, AttributeError):
-        return None
-    points = [c for c in curve if isinstance(c, dict) and c.get("valid_loss") is not None]
+        return []
+    return [c for c in curve if isinstance(c, dict)] if isinstance(curve, list) else []
+
+
+def _last_curve_point(curve: list[dict]) -> dict | None:
+    """The latest curve point with a validation loss (epoch, validation loss, run seconds so far)."""
+    points = [c for c in curve if c.get("valid_loss") is not None]
     return points[-1] if points else None
 
 
@@ -161,10 +171,11 @@ def _hours_or_minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
 
 
-def _partway_text(label: str, at: tuple[int, int], point: dict | None) -> str:
+def _partway_text(run: dict) -> str:
     """``label at step S of N`` and, from its curve, where its validation loss stood at its
     latest curve point."""
-    text = f"{label} at step {at[0]:,} of {at[1]:,}"
+    text = f"{run['label']} at step {run['step']:,} of {run['total_steps']:,}"
+    point = _last_curve_point(run["curve"])
     if point is not None:
         where = (f"epoch {float(point['epoch']):.1f}" if point.get("epoch") is not None
                  else f"step {int(point.get('step') or 0):,}")
@@ -186,6 +197,41 @@ def _short_labels(rows: list[dict]) -> dict[int, str]:
             for i, r in enumerate(rows)}
 
 
+def partway_runs(outcome, runs: Path) -> list[dict]:
+    """The sweep's unfinished runs that a checkpoint under ``runs/checkpoints/`` says are part way:
+    label, key, step, total_steps and the curve so far (populations are not included)."""
+    from archsim.sweep.runner import CHECKPOINTS
+
+    short = _short_labels(outcome.rows)
+    found = []
+    for i, r in enumerate(outcome.rows):
+        if r.get("done") or r.get("failed") or not r.get("key"):
+            continue
+        folder = runs / CHECKPOINTS / r["key"]
+        at = _checkpoint_step(folder)
+        if at is not None:
+            label = short.get(i) or r.get("label", r["key"]).replace(", kind=train", "")
+            found.append({"label": label, "key": r["key"], "step": at[0], "total_steps": at[1],
+                          "curve": _read_curve(folder)})
+    return found
+
+
+def write_partway_curves(outcome, runs: Path) -> Path | None:
+    """Write ``runs/``:data:`PARTWAY_CURVES` with the part-way runs' curves (atomically), or remove
+    it when no run is part way; the path written, else None."""
+    from archsim.fsutil import atomic_write_json
+
+    path = runs / PARTWAY_CURVES
+    found = [r for r in partway_runs(outcome, runs) if r["curve"]]
+    if not found:
+        path.unlink(missing_ok=True)
+        return None
+    return atomic_write_json(path, {
+        "about": "Curves of the runs still part way, as their checkpoints hold them (the sweep "
+                 "resumes each from its checkpoint; this file goes when none is part way).",
+        "runs": found})
+
+
 def _progress_line(outcome, runs: Path) -> str | None:
     """How far an unfinished sweep has got: runs finished, each run a checkpoint says is part
     way (the next run of the command resumes it there; with its latest validation loss), and the
@@ -196,29 +242,26 @@ def _progress_line(outcome, runs: Path) -> str | None:
     finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
     if finished == outcome.points:
         return None
-    partway, runs_left, projected = [], 0.0, []
-    short = _short_labels(outcome.rows)
-    for i, r in enumerate(outcome.rows):
-        if r.get("done") or r.get("failed"):
-            continue
-        folder = runs / CHECKPOINTS / r["key"] if r.get("key") else None
-        at = _checkpoint_step(folder) if folder is not None else None
-        runs_left += 1.0 - (at[0] / at[1] if at and at[1] else 0.0)
-        if at is not None:
-            label = short.get(i) or r.get("label", r["key"]).replace(", kind=train", "")
-            point = _last_curve_point(folder)
-            partway.append(_partway_text(label, at, point))
-            if point is not None and point.get("seconds") and point.get("step") and at[1]:
-                projected.append(float(point["seconds"]) * at[1] / int(point["step"]))
+    partway = partway_runs(outcome, runs)
+    unfinished = sum(1 for r in outcome.rows if not (r.get("done") or r.get("failed")))
+    runs_left = unfinished - sum(r["step"] / r["total_steps"] for r in partway if r["total_steps"])
+    texts = [_partway_text(r) for r in partway]
+    projected = []
+    for r in partway:
+        point = _last_curve_point(r["curve"])
+        if point is not None and point.get("seconds") and point.get("step") and r["total_steps"]:
+            projected.append(float(point["seconds"]) * r["total_steps"] / int(point["step"]))
     populations = sorted((runs / CHECKPOINTS).glob("population-*"))
     for folder in populations:   # a population's members
         at = _checkpoint_step(folder)
         if at is not None:
-            partway.append(f"population {folder.name[len('population-'):]} at step {at[0]:,} of {at[1]:,}")
+            texts.append(f"population {folder.name[len('population-'):]} at step {at[0]:,} of {at[1]:,}")
     text = f"- Progress: {finished} of {outcome.points} runs finished"
-    if partway:
+    if texts:
         text += ("; part way (the next run of the command continues from the checkpoint under "
-                 f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(partway))
+                 f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(texts))
+    if (runs / PARTWAY_CURVES).is_file():
+        text += f" (their curves so far: `runs/{runs.name}/{PARTWAY_CURVES}`)"
     # Finished runs that trained to the end set the pace (a diverged one stopped early); before
     # any has, the part-way runs' own pace so far. Not for populations: their members share one
     # clock.

@@ -15,7 +15,7 @@ from archsim.reproduce.macs import analyse_macs, macs_workloads, plot_macs
 from archsim.reproduce.overfitting import analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import run_prefix_sweep
 from archsim.reproduce.registry import CLAIMS, budget_flag, check_claims, default_out_dir, sweep_paths
-from archsim.reproduce.render import render_report
+from archsim.reproduce.render import render_report, write_partway_curves
 from archsim.reproduce.resolution import analyse_resolution, plot_resolution
 
 ANALYSES: dict[str, Callable[[list[dict]], Analysis]] = {
@@ -121,6 +121,8 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
                          **extra)
         if outcome.computed:
             _record_wall(runs, time.perf_counter() - start, outcome.computed, jobs, command)
+        if runs.is_dir():
+            write_partway_curves(outcome, runs)
         outcomes.append(outcome)
         sweeps.append(sweep)
         rows += _rows_with_records(outcome)
