@@ -10,6 +10,10 @@ from pathlib import Path
 #: File name of a checkpoint's description in its folder.
 CHECKPOINT_META = "checkpoint.json"
 
+#: File name of a run's loss curve in its output folder (``{"run": ..., "curve": [...]}``), written
+#: at every curve point, so a part-way run's curve lies beside its checkpoint.
+CURVE_FILE = "curve.json"
+
 
 def read_checkpoint_meta(folder: str | Path | None) -> dict | None:
     """The description in ``folder``; None when there is none or it cannot be read (a fresh

@@ -570,7 +570,7 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
     def save_outputs(final_result: TrainResult | None = None) -> None:
         if out is None:
             return
-        write_json(out / "curve.json", {"run": info, "curve": curve})
+        write_json(out / checkpoint_meta.CURVE_FILE, {"run": info, "curve": curve})
         if write_plots:
             plot_curves(out / "curve.png", {f"{device.name}": curve},
                         title=f"{workload.name} on {arch.name} / {device.name} ({update_mode})")

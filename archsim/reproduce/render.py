@@ -154,8 +154,10 @@ PARTWAY_CURVES = "partway_curves.json"
 
 def _read_curve(folder: Path) -> list[dict]:
     """The curve a part-way run wrote beside its checkpoint (``curve.json``); empty without one."""
+    from archsim.functional.checkpoint_meta import CURVE_FILE
+
     try:
-        curve = json.loads((folder / "curve.json").read_text()).get("curve") or []
+        curve = json.loads((folder / CURVE_FILE).read_text()).get("curve") or []
     except (OSError, ValueError, AttributeError):
         return []
     return [c for c in curve if isinstance(c, dict)] if isinstance(curve, list) else []
