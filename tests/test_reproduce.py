@@ -782,8 +782,10 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     progress = next(line for line in text.splitlines() if line.startswith("- Progress:"))
     assert progress.startswith("- Progress: 8 of 9 runs finished; part way")
     assert "`runs/asymmetry/checkpoints/`" in progress and "at step 1,234 of 18,000. Left:" in progress
-    # what is left: 1 - 1234/18000 = 0.93 runs at 600 s = 559 s
-    assert "Left: about 9 minutes of run time (0.93 runs at the finished runs' mean of 600 s;" in progress
+    # what is left: 1 - 1234/18000 = 0.93 runs at the 600 s of its point's finished seeds = 559 s
+    assert "Left: about 9 minutes of run time (0.93 runs, each at its own point's pace" in progress
+    assert "0.93 runs of device=rpu_baseline, device.up_down=0.05 at 600 s a run (its finished runs);" \
+        in progress
     assert progress.count(" at step ") == 1 and "kind=train" not in progress
     assert "(0 points computed" in capsys.readouterr().out
 
@@ -834,6 +836,24 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     short = _progress_line(SimpleNamespace(rows=valued, points=3), tmp_path)
     assert "device=a, seed=0 at step 6,000" in short and "device=b, seed=0 at step 2,000" in short
     assert "lr=" not in short
+    # each point's runs at that point's own pace: a's part-way run (4 h a run) for what is left of
+    # it, b's (12 h) for itself and b's unstarted seed; 0.75 x 4 h + 1.917 x 12 h = 26.0 h
+    assert ("Left: about 26.0 hours of run time (2.67 runs, each at its own point's pace where a seed "
+            "of that point has finished or is part way, else at the part-way runs' pace so far carried to "
+            "their ends: 0.75 runs of device=a at 14,400 s a run (its part-way runs' pace so far); 1.92 runs "
+            "of device=b at 43,200 s a run (its part-way runs' pace so far); the command runs --jobs of "
+            "them at once).") in short
+    # a finished seed of b sets b's pace; a point with no seed finished or part way (c) goes at the
+    # finished runs' mean
+    more = valued + [{"done": True, "key": "k3", "label": "p3", "values": {"device": "b", "lr": 0.01},
+                      "seed": 1, "seconds": 36000.0, "result": {}},
+                     {"done": False, "key": "k4", "label": "p4", "values": {"device": "c", "lr": 0.01},
+                      "seed": 0}]
+    mixed = _progress_line(SimpleNamespace(rows=more, points=5), tmp_path)
+    assert ("0.75 runs of device=a at 14,400 s a run (its part-way runs' pace so far); 1.92 runs of "
+            "device=b at 36,000 s a run (its finished runs); 1.00 runs of device=c at 36,000 s a run "
+            "(the finished runs' mean)") in mixed
+    assert "Left: about 32.2 hours of run time (3.67 runs" in mixed     # 3 h + 19.17 h + 10 h
     assert ("device=a, lr=0.01, seed=0 at step 6,000 of 24,000 (validation 1.750 nats/char at epoch 7.5, "
             "after 1.0 hours of run time)") in line
     assert "p1 at step 2,000 of 24,000 (validation 1.750 nats/char at epoch 2.5, after 1.0 hours" in line

@@ -89,7 +89,7 @@ def _short_points(outcomes: list) -> int:
     return sum(1 for complete in points.values() if not complete)
 
 
-def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
+def _budget_lines(sweep, outcome, out_dir: Path, partway: list[dict] | None = None) -> list[str]:
     spec = sweep.spec
     try:
         shown = sweep.file.resolve().relative_to(repo_root())
@@ -113,7 +113,7 @@ def _budget_lines(sweep, outcome, out_dir: Path) -> list[str]:
     if failed:
         lines.append(f"- Failed points: {len(failed)} of {outcome.points} (not in the analysis): "
                      + "; ".join(f"{r['label']}: {r['error']}" for r in failed) + ".")
-    progress = _progress_line(outcome, out_dir / "runs" / sweep.name)
+    progress = _progress_line(outcome, out_dir / "runs" / sweep.name, partway)
     if progress:
         lines.append(progress)
     seconds = [r.get("seconds") for r in outcome.rows if r.get("seconds") is not None]
@@ -218,13 +218,16 @@ def partway_runs(outcome, runs: Path) -> list[dict]:
     return found
 
 
-def write_partway_curves(outcome, runs: Path) -> Path | None:
+def write_partway_curves(outcome, runs: Path, partway: list[dict] | None = None) -> Path | None:
     """Write ``runs/``:data:`PARTWAY_CURVES` with the part-way runs' curves (atomically), or remove
-    it when no run is part way; the path written, else None."""
+    it when no run is part way; the path written, else None. ``partway``: :func:`partway_runs`
+    when the caller has it already (read from the checkpoints otherwise)."""
     from archsim.fsutil import atomic_write_json
 
     path = runs / PARTWAY_CURVES
-    found = [r for r in partway_runs(outcome, runs) if r["curve"]]
+    if partway is None:
+        partway = partway_runs(outcome, runs)
+    found = [r for r in partway if r["curve"]]
     if not found:
         path.unlink(missing_ok=True)
         return None
@@ -234,25 +237,92 @@ def write_partway_curves(outcome, runs: Path) -> Path | None:
         "runs": found})
 
 
-def _progress_line(outcome, runs: Path) -> str | None:
+def _point_of(row: dict) -> str | None:
+    """A row's point: its axis values without the seed (None for a row without values: such rows
+    are not told apart)."""
+    values = row.get("values")
+    return repr(sorted(values.items())) if isinstance(values, dict) else None
+
+
+def _projected_run_seconds(run: dict) -> float | None:
+    """A part-way run's whole-run time at the pace it has kept so far (its latest curve point's
+    run seconds, carried from that step to the run's last); None without a usable curve point."""
+    point = _last_curve_point(run["curve"])
+    if point is not None and point.get("seconds") and point.get("step") and run["total_steps"]:
+        return float(point["seconds"]) * run["total_steps"] / int(point["step"])
+    return None
+
+
+def _time_left(outcome, partway: list[dict]) -> str | None:
+    """The run time left, summed over the unfinished runs, each (what is left of it) at its own
+    point's pace: the mean of that point's finished runs, else of its part-way runs' projected
+    whole-run times, else the same over all points. Rows without axis values share one pace, as
+    before any point could be told apart. None with no pace to go by."""
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    finished: dict = {}
+    projected: dict = {}
+    # Finished runs that trained to the end set the pace (a diverged one stopped early).
+    for r in outcome.rows:
+        if r.get("done") and r.get("seconds") and not (r.get("result") or {}).get("diverged"):
+            finished.setdefault(_point_of(r), []).append(float(r["seconds"]))
+    step_of = {p["key"]: p for p in partway}
+    point_of_key = {r.get("key"): _point_of(r) for r in outcome.rows}
+    for p in partway:
+        seconds = _projected_run_seconds(p)
+        if seconds is not None:
+            projected.setdefault(point_of_key.get(p["key"]), []).append(seconds)
+    all_finished = [s for xs in finished.values() for s in xs]
+    all_projected = [s for xs in projected.values() for s in xs]
+    pooled = ((mean(all_finished), "the finished runs' mean") if all_finished else
+              (mean(all_projected), "the part-way runs' pace so far carried to their ends") if all_projected
+              else (None, None))
+    if pooled[0] is None:
+        return None
+    short = _short_labels(outcome.rows)
+    groups: dict = {}     # point -> [runs left, pace, source, label]
+    for i, r in enumerate(outcome.rows):
+        if r.get("done") or r.get("failed"):
+            continue
+        p = step_of.get(r.get("key"))
+        left = 1.0 - (p["step"] / p["total_steps"] if p and p["total_steps"] else 0.0)
+        point = _point_of(r)
+        if point is not None and point in finished:
+            pace, source = mean(finished[point]), "its finished runs"
+        elif point is not None and point in projected:
+            pace, source = mean(projected[point]), "its part-way runs' pace so far"
+        else:
+            pace, source = pooled
+        label = ", ".join(a for a in short.get(i, "").split(", ") if a and not a.startswith("seed="))
+        g = groups.setdefault(point, [0.0, pace, source, label])
+        g[0] += left
+    total = sum(g[0] * g[1] for g in groups.values())
+    runs_left = sum(g[0] for g in groups.values())
+    if all(g[2] == pooled[1] for g in groups.values()):    # one pace for all: the pooled one
+        how = (f"at the finished runs' mean of {pooled[0]:,.0f} s" if all_finished
+               else f"at {pooled[0]:,.0f} s a run, {pooled[1]}")
+        return f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs {how}"
+    parts = [f"{g[0]:.2f} runs of {g[3] or 'the other points'} at {g[1]:,.0f} s a run ({g[2]})"
+             for g in groups.values()]
+    return (f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs, each at its own point's pace "
+            f"where a seed of that point has finished or is part way, else at {pooled[1]}: "
+            + "; ".join(parts))
+
+
+def _progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str | None:
     """How far an unfinished sweep has got: runs finished, each run a checkpoint says is part
     way (the next run of the command resumes it there; with its latest validation loss), and the
-    run time left: at the pace of the finished runs, else (nothing finished yet) at the pace each
-    part-way run has kept so far, projected to whole runs. None when every run has finished."""
+    run time left (:func:`_time_left`). None when every run has finished. ``partway``:
+    :func:`partway_runs` when the caller has it already."""
     from archsim.sweep.runner import CHECKPOINTS
 
     finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
     if finished == outcome.points:
         return None
-    partway = partway_runs(outcome, runs)
-    unfinished = sum(1 for r in outcome.rows if not (r.get("done") or r.get("failed")))
-    runs_left = unfinished - sum(r["step"] / r["total_steps"] for r in partway if r["total_steps"])
+    if partway is None:
+        partway = partway_runs(outcome, runs)
     texts = [_partway_text(r) for r in partway]
-    projected = []
-    for r in partway:
-        point = _last_curve_point(r["curve"])
-        if point is not None and point.get("seconds") and point.get("step") and r["total_steps"]:
-            projected.append(float(point["seconds"]) * r["total_steps"] / int(point["step"]))
     populations = sorted((runs / CHECKPOINTS).glob("population-*"))
     for folder in populations:   # a population's members
         at = _checkpoint_step(folder)
@@ -264,29 +334,22 @@ def _progress_line(outcome, runs: Path) -> str | None:
                  f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(texts))
     if (runs / PARTWAY_CURVES).is_file():
         text += f" (their curves so far: `runs/{runs.name}/{PARTWAY_CURVES}`)"
-    # Finished runs that trained to the end set the pace (a diverged one stopped early); before
-    # any has, the part-way runs' own pace so far. Not for populations: their members share one
-    # clock.
-    paces = [r["seconds"] for r in outcome.rows if r.get("done") and r.get("seconds")
-             and not (r.get("result") or {}).get("diverged")]
+    # Not for populations: their members share one clock, so no run's seconds are its own.
     in_populations = populations or any(
         "population_seeds" in (getattr(r.get("point"), "options", None) or {}) for r in outcome.rows)
     if in_populations:
         return text + "."
-    if paces:
-        pace = sum(paces) / len(paces)
-        text += (f". Left: about {_hours_or_minutes(runs_left * pace)} of run time ({runs_left:.2f} runs "
-                 f"at the finished runs' mean of {pace:,.0f} s; the command runs --jobs of them at once)")
-    elif projected:
-        pace = sum(projected) / len(projected)
-        text += (f". Left: about {_hours_or_minutes(runs_left * pace)} of run time ({runs_left:.2f} runs "
-                 f"at {pace:,.0f} s a run, the part-way runs' pace so far carried to their ends; the "
-                 "command runs --jobs of them at once)")
+    left = _time_left(outcome, partway)
+    if left:
+        text += f". Left: about {left}; the command runs --jobs of them at once)"
     return text + "."
 
 
 def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list, plot_name: str,
-                  command: str, out_dir: Path, budget: str = "default") -> str:
+                  command: str, out_dir: Path, budget: str = "default",
+                  partway: list[list[dict]] | None = None) -> str:
+    """The report's Markdown. ``partway``: per outcome, its :func:`partway_runs` when the caller
+    has read them already (they are read from the checkpoints otherwise)."""
     lines = [f"# Reproduction: {claim.title}", "",
              f"**Claim** ({PAPER}): {claim.statement}", "",
              f"**Verdict: {analysis.verdict}.** {analysis.sentence}", "",
@@ -300,8 +363,8 @@ def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list
         lines += ["The runs train on a prefix of the text: `training.train_chars / training.train_fraction` "
                   "characters, split into training, validation and test text by `training.train_fraction` as usual "
                   "(see `archsim/reproduce/prefix.py`).", ""]
-    for sweep, outcome in zip(sweeps, outcomes):
-        lines += _budget_lines(sweep, outcome, out_dir)
+    for i, (sweep, outcome) in enumerate(zip(sweeps, outcomes)):
+        lines += _budget_lines(sweep, outcome, out_dir, partway[i] if partway is not None else None)
     if not sweeps:
         lines.append("- No training: the counts come from the shipped workload files "
                      f"({', '.join(f'`workloads/{n}.yaml`' for n in MAC_WORKLOADS)}).")

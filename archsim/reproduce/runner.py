@@ -15,7 +15,7 @@ from archsim.reproduce.macs import analyse_macs, macs_workloads, plot_macs
 from archsim.reproduce.overfitting import analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import run_prefix_sweep
 from archsim.reproduce.registry import CLAIMS, budget_flag, check_claims, default_out_dir, sweep_paths
-from archsim.reproduce.render import render_report, write_partway_curves
+from archsim.reproduce.render import partway_runs, render_report, write_partway_curves
 from archsim.reproduce.resolution import analyse_resolution, plot_resolution
 
 ANALYSES: dict[str, Callable[[list[dict]], Analysis]] = {
@@ -109,7 +109,7 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
         sweep_files = sweep_paths(claim, budget=budget)
     rerun = " ".join([f"archsim reproduce {name}"] + budget_flag(budget))
     start = time.perf_counter()
-    outcomes, rows, sweeps = [], [], []
+    outcomes, rows, sweeps, partway = [], [], [], []
     for path in sweep_files:
         sweep = load_sweep(path)
         runs = out_dir / "runs" / sweep.name
@@ -121,8 +121,10 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
                          **extra)
         if outcome.computed:
             _record_wall(runs, time.perf_counter() - start, outcome.computed, jobs, command)
+        # Read the part-way runs' checkpoints once, for the curves file and the report.
+        partway.append(partway_runs(outcome, runs) if runs.is_dir() else [])
         if runs.is_dir():
-            write_partway_curves(outcome, runs)
+            write_partway_curves(outcome, runs, partway[-1])
         outcomes.append(outcome)
         sweeps.append(sweep)
         rows += _rows_with_records(outcome)
@@ -143,7 +145,7 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
     text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir,
-                         budget)
+                         budget, partway)
     atomic_write_text(report_path, text)
     computed = sum(o.computed for o in outcomes)
     return ClaimReport(name, analysis, report_path, plot_path, outcomes, wall, computed)
