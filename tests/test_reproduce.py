@@ -275,6 +275,37 @@ def test_the_overfitting_training_loss_is_the_last_epochs_mean_off_the_curve():
     assert "diverged" in analyse_overfitting(rows).table[0]["train loss"]
 
 
+def test_part_way_overfitting_runs_are_drawn_as_curves_so_far_outside_the_table(monkeypatch, tmp_path):
+    """A paper-scale run trains for hours before it has a final loss: the plot shows the curve it
+    has so far (its own, labelled part way with its seed and epoch), the table and verdict do not."""
+    from archsim.reproduce import overfitting
+    from archsim.reproduce.overfitting import add_partway_curves, plot_overfitting
+
+    rows = of_rows((1.2, 1.8), (1.6, 1.70), (1.65, 1.72))
+    rows[0]["result"]["curve"] = [{"epoch": 1.0, "train_loss": 2.0, "valid_loss": 2.1}]
+    for i, r in enumerate(rows):
+        r["key"] = f"k{i}"
+    unfinished = {"key": "k9", "values": dict(rows[2]["values"]), "seed": 1}   # RPU, a second seed
+    curve = [{"step": 400, "epoch": 0.5, "train_loss": 3.0, "valid_loss": 2.9},
+             {"step": 800, "epoch": 1.0, "train_loss": 2.5, "valid_loss": 2.4},
+             {"step": 810, "chars": 1, "train_loss": 2.4}]                 # no validation: not drawn
+    a = analyse_overfitting(rows)
+    add_partway_curves(a, rows + [unfinished], [{"key": "k9", "curve": curve}, {"key": "k0", "curve": []},
+                                               {"key": "gone", "curve": curve}])
+    assert a.metrics["partway_curves"] == {"RPU (rpu_baseline), dropout 0": [(1, curve)]}
+    assert a.table == analyse_overfitting(rows).table        # not in the table
+    drawn = []
+    monkeypatch.setattr(overfitting, "_save",
+                        lambda fig, ax, path: drawn.append((ax.get_legend_handles_labels()[1],
+                                                            [list(line.get_xdata()) for line in ax.lines]))
+                        or path)
+    plot_overfitting(a, tmp_path / "o.png")
+    labels, xs = drawn[0]
+    assert "RPU (rpu_baseline), dropout 0, part way (seed 1, epoch 1 so far): valid dotted, train dashed" \
+        in labels and "floating point, dropout 0: valid (mean ± sd)" in labels
+    assert [0.5, 1.0] in xs                                   # the part-way run's validation points
+
+
 def test_row_loss_reads_divergence_and_missing_values():
     assert row_loss(row({"diverged": True})) == math.inf
     assert row_loss(row({"test_loss": "nan"})) == math.inf

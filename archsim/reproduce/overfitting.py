@@ -162,19 +162,61 @@ def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]
     return [(e, Stats.of(v)) for e, v in sorted(by_epoch.items())]
 
 
+def add_partway_curves(analysis: Analysis, rows: list[dict], partway: list[dict]) -> None:
+    """Give the plot the curves so far of the runs still part way (``partway``: the part-way runs of
+    :func:`archsim.reproduce.render.partway_runs`, matched to ``rows`` by key): a paper-scale run
+    trains for hours before it has a final loss, and its curve is the claim's figure in the making.
+    They stay out of the table and the verdict, which take finished runs only."""
+    by_key = {r.get("key"): r for r in rows if r.get("key")}
+    found: dict[str, list[tuple[Any, list[dict]]]] = {}
+    for run in partway:
+        row = by_key.get(run.get("key"))
+        if row is not None and run.get("curve"):
+            found.setdefault(_overfit_label(row), []).append((row.get("seed"), run["curve"]))
+    analysis.metrics["partway_curves"] = found
+
+
+def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]) -> bool:
+    """Each part-way run's own curve (no mean: seeds stand at different epochs): validation loss
+    dotted with hollow markers, training loss faint; labelled with its seed and the epoch reached."""
+    drawn = False
+    for seed, curve in runs:
+        valid = [(float(c["epoch"]), float(c["valid_loss"])) for c in curve
+                 if c.get("epoch") is not None and c.get("valid_loss") is not None]
+        train = [(float(c["epoch"]), float(c["train_loss"])) for c in curve
+                 if c.get("epoch") is not None and c.get("train_loss") is not None]
+        if not valid:
+            continue
+        ax.plot([e for e, _ in train], [y for _, y in train], color=color, alpha=0.35, lw=1, ls="--")
+        ax.plot([e for e, _ in valid], [y for _, y in valid], color=color, lw=1.2, ls=":", marker="o",
+                ms=3, mfc="none",
+                label=f"{label}, part way (seed {seed}, epoch {valid[-1][0]:g} so far): valid dotted, "
+                      "train dashed")
+        drawn = True
+    return drawn
+
+
 def plot_overfitting(analysis: Analysis, path: Path) -> Path:
+    """Training (dashed) and validation loss by epoch per point, mean ± sd over its finished seeds,
+    and the curves so far of part-way runs (:func:`add_partway_curves`); bars of the final losses
+    when there is no curve at all."""
     m = analysis.metrics
     fig, ax = _figure()
     drawn = False
-    for i, (label, curves) in enumerate(m["curves"].items()):
+    partway = m.get("partway_curves") or {}
+    colors = {label: f"C{i}" for i, label in enumerate(list(m["curves"]) + [k for k in partway
+                                                                           if k not in m["curves"]])}
+    for label, curves in m["curves"].items():
         if not curves:
             continue
         train = [(e, s.mean) for e, s in _mean_curve(curves, "train_loss") if s.mean is not None]
-        ax.plot([e for e, _ in train], [y for _, y in train], color=f"C{i}", alpha=0.5, lw=1, ls="--",
+        ax.plot([e for e, _ in train], [y for _, y in train], color=colors[label], alpha=0.5, lw=1, ls="--",
                 label=f"{label}: train (mean)")
         seed_errorbars(ax, _mean_curve(curves, "valid_loss"), label=f"{label}: valid (mean ± sd)",
-                       color=f"C{i}")
+                       color=colors[label])
         drawn = True
+    for label, runs in partway.items():
+        drawn = _plot_partway(ax, label, colors[label], runs) or drawn
     if not drawn:  # no curves: bars of the final losses
         labels = list(m["stats"])
         for j, key in enumerate(("train_loss", "test_loss")):

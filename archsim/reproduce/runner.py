@@ -12,7 +12,7 @@ from archsim.fsutil import atomic_write_text
 from archsim.reproduce.analysis import Analysis
 from archsim.reproduce.asymmetry import analyse_asymmetry, plot_asymmetry
 from archsim.reproduce.macs import analyse_macs, macs_workloads, plot_macs
-from archsim.reproduce.overfitting import analyse_overfitting, plot_overfitting
+from archsim.reproduce.overfitting import add_partway_curves, analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import run_prefix_sweep
 from archsim.reproduce.registry import CLAIMS, budget_flag, check_claims, default_out_dir, sweep_paths
 from archsim.reproduce.render import partway_runs, render_report, write_partway_curves
@@ -142,6 +142,8 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
         analysis.sentence = (f"Incomplete: {waiting} of {n_points} points have no finished seed "
                              f"yet (rerun `{rerun}` to compute them); no verdict "
                              "until then. On the points stored so far: " + analysis.sentence)
+    if name == "overfitting":     # the only claim plotted against epochs: part-way curves fit in
+        add_partway_curves(analysis, rows, [run for runs in partway for run in runs])
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
     text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir,
