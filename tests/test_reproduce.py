@@ -826,16 +826,16 @@ def test_the_time_left_is_not_guessed_for_populations(tmp_path):
     the finished runs' mean is no pace for what is left."""
     from types import SimpleNamespace
 
-    from archsim.reproduce.render import _progress_line
+    from archsim.reproduce.progress import progress_line
     from archsim.sweep.expand import Point
 
     def rows(options):
         return [{"done": i < 2, "key": f"k{i}", "label": f"p{i}", "seconds": 600.0, "result": {},
                  "point": Point(i, {}, i, "train", options)} for i in range(4)]
 
-    single = _progress_line(SimpleNamespace(rows=rows({}), points=4), tmp_path)
+    single = progress_line(SimpleNamespace(rows=rows({}), points=4), tmp_path)
     assert single.startswith("- Progress: 2 of 4 runs finished. Left: about 20 minutes")
-    grouped = _progress_line(SimpleNamespace(rows=rows({"population_seeds": [0, 1, 2, 3]}), points=4),
+    grouped = progress_line(SimpleNamespace(rows=rows({"population_seeds": [0, 1, 2, 3]}), points=4),
                              tmp_path)
     assert grouped == "- Progress: 2 of 4 runs finished."
 
@@ -846,7 +846,7 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     finished run the time left comes from the part-way runs' own pace."""
     from types import SimpleNamespace
 
-    from archsim.reproduce.render import _progress_line
+    from archsim.reproduce.progress import progress_line
 
     rows = [{"done": False, "key": f"k{i}", "label": f"p{i}"} for i in range(3)]
     rows[0]["label"] = "device=a, lr=0.01, seed=0, kind=train"
@@ -860,11 +860,11 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
                   "seconds": seconds},
                  {"step": step + 7, "chars": 1, "train_loss": 1.8}]    # a later point without validation
         (ckpt / key / "curve.json").write_text(json.dumps({"run": {}, "curve": curve}))
-    line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
+    line = progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
     assert line.startswith("- Progress: 0 of 3 runs finished; part way")
     # rows with their axis values: only the axes that vary, and the seed
     valued = [{**r, "values": {"device": d, "lr": 0.01}, "seed": 0} for r, d in zip(rows, "abb")]
-    short = _progress_line(SimpleNamespace(rows=valued, points=3), tmp_path)
+    short = progress_line(SimpleNamespace(rows=valued, points=3), tmp_path)
     assert "device=a, seed=0 at step 6,000" in short and "device=b, seed=0 at step 2,000" in short
     assert "lr=" not in short
     # each point's runs at that point's own pace: a's part-way run (4 h a run) for what is left of
@@ -880,7 +880,7 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
                       "seed": 1, "seconds": 36000.0, "result": {}},
                      {"done": False, "key": "k4", "label": "p4", "values": {"device": "c", "lr": 0.01},
                       "seed": 0}]
-    mixed = _progress_line(SimpleNamespace(rows=more, points=5), tmp_path)
+    mixed = progress_line(SimpleNamespace(rows=more, points=5), tmp_path)
     assert ("0.75 runs of device=a at 14,400 s a run (its part-way runs' pace so far); 1.92 runs of "
             "device=b at 36,000 s a run (its finished runs); 1.00 runs of device=c at 36,000 s a run "
             "(the finished runs' mean)") in mixed
@@ -891,19 +891,19 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     # whole runs at their own pace: 4 h (p0) and 12 h (p1), mean 8 h; left: 0.75 + 0.917 + 1 runs
     assert "Left: about 21.3 hours of run time (2.67 runs at 28,800 s a run, the part-way runs' pace" in line
     # the curves so far go to a small file beside the results, committed with the report
-    from archsim.reproduce.render import PARTWAY_CURVES, write_partway_curves
+    from archsim.reproduce.progress import PARTWAY_CURVES, write_partway_curves
 
     written = write_partway_curves(SimpleNamespace(rows=rows, points=3), tmp_path)
     assert written == tmp_path / PARTWAY_CURVES
     stored = json.loads(written.read_text())["runs"]
     assert [(r["key"], r["step"], r["total_steps"], len(r["curve"])) for r in stored] == \
         [("k0", 6000, 24000, 3), ("k1", 2000, 24000, 3)]
-    line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
+    line = progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
     assert f"(their curves so far: `runs/{tmp_path.name}/{PARTWAY_CURVES}`)" in line
     # a checkpoint without a curve beside it (a killed run's first segment): no loss, no pace
     (ckpt / "k0" / "curve.json").unlink()
     (ckpt / "k1" / "curve.json").write_text("not json")
-    line = _progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
+    line = progress_line(SimpleNamespace(rows=rows, points=3), tmp_path)
     assert "seed=0 at step 6,000 of 24,000;" in line and "p1 at step 2,000 of 24,000 (their" in line
     # every run finished: the file goes
     assert write_partway_curves(SimpleNamespace(rows=[{**r, "done": True} for r in rows], points=3),

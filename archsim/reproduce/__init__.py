@@ -9,8 +9,9 @@ analysis of the sweep's rows, and a plot: one module per claim (:mod:`~archsim.r
 :mod:`~archsim.reproduce.macs`) on the shared row helpers of :mod:`~archsim.reproduce.analysis`.
 :func:`run_claims` (:mod:`~archsim.reproduce.runner`) runs the sweeps (resumable: a rerun only
 computes missing points), analyses them and writes ``<out>/<claim>.md`` (verdict sentence, table, the
-command and budget that produced it; :mod:`~archsim.reproduce.render`) and ``<out>/<claim>.png``; the
-sweeps' own results and summaries go to ``<out>/runs/<sweep name>/``.
+command and budget that produced it; :mod:`~archsim.reproduce.render`; how far an unfinished sweep has
+got: :mod:`~archsim.reproduce.progress`) and ``<out>/<claim>.png``; the sweeps' own results and
+summaries go to ``<out>/runs/<sweep name>/``.
 
 Verdicts are ``holds``, ``partly``, ``does not hold`` or ``not tested`` (the budget did not create the
 condition the claim is about). Every point runs with several seeds; the analyses take each point's

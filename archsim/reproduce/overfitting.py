@@ -164,7 +164,7 @@ def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]
 
 def add_partway_curves(analysis: Analysis, rows: list[dict], partway: list[dict]) -> None:
     """Give the plot the curves so far of the runs still part way (``partway``: the part-way runs of
-    :func:`archsim.reproduce.render.partway_runs`, matched to ``rows`` by key): a paper-scale run
+    :func:`archsim.reproduce.progress.partway_runs`, matched to ``rows`` by key): a paper-scale run
     trains for hours before it has a final loss, and its curve is the claim's figure in the making.
     They stay out of the table and the verdict, which take finished runs only."""
     by_key = {r.get("key"): r for r in rows if r.get("key")}

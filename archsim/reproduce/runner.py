@@ -15,7 +15,8 @@ from archsim.reproduce.macs import analyse_macs, macs_workloads, plot_macs
 from archsim.reproduce.overfitting import add_partway_curves, analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import run_prefix_sweep
 from archsim.reproduce.registry import CLAIMS, budget_flag, check_claims, default_out_dir, sweep_paths
-from archsim.reproduce.render import partway_runs, render_report, write_partway_curves
+from archsim.reproduce.progress import partway_runs, write_partway_curves
+from archsim.reproduce.render import render_report
 from archsim.reproduce.resolution import analyse_resolution, plot_resolution
 
 ANALYSES: dict[str, Callable[[list[dict]], Analysis]] = {

@@ -1,0 +1,217 @@
+"""How far an unfinished sweep has got (the report's "Progress" line): its part-way runs, as their
+checkpoints under ``runs/<sweep>/checkpoints/`` say, their curves so far (a small file committed with
+the report, :data:`PARTWAY_CURVES`), and the run time left at each point's own pace."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
+    """``(step, total_steps)`` of the checkpoint in ``folder``, None without a readable one."""
+    from archsim.functional.checkpoint_meta import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(folder)
+    try:
+        return (int(meta["step"]), int(meta["total_steps"])) if meta is not None else None
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+#: File beside a sweep's results (``runs/<sweep>/``) holding the curves of its part-way runs, as
+#: their checkpoints' ``curve.json`` hold them. Small and committed with the report: a checkpoint
+#: too large for the repository is lost with its machine, the curve up to it is not.
+PARTWAY_CURVES = "partway_curves.json"
+
+
+def _read_curve(folder: Path) -> list[dict]:
+    """The curve a part-way run wrote beside its checkpoint (``curve.json``); empty without one."""
+    from archsim.functional.checkpoint_meta import CURVE_FILE
+
+    try:
+        curve = json.loads((folder / CURVE_FILE).read_text()).get("curve") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [c for c in curve if isinstance(c, dict)] if isinstance(curve, list) else []
+
+
+def _last_curve_point(curve: list[dict]) -> dict | None:
+    """The latest curve point with a validation loss (epoch, validation loss, run seconds so far)."""
+    points = [c for c in curve if c.get("valid_loss") is not None]
+    return points[-1] if points else None
+
+
+def _hours_or_minutes(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} hours" if seconds >= 3600 else f"{seconds / 60:.0f} minutes"
+
+
+def _partway_text(run: dict) -> str:
+    """``label at step S of N`` and, from its curve, where its validation loss stood at its
+    latest curve point."""
+    text = f"{run['label']} at step {run['step']:,} of {run['total_steps']:,}"
+    point = _last_curve_point(run["curve"])
+    if point is not None:
+        where = (f"epoch {float(point['epoch']):.1f}" if point.get("epoch") is not None
+                 else f"step {int(point.get('step') or 0):,}")
+        text += f" (validation {float(point['valid_loss']):.3f} nats/char at {where}"
+        if point.get("seconds"):
+            text += f", after {_hours_or_minutes(float(point['seconds']))} of run time"
+        text += ")"
+    return text
+
+
+def _short_labels(rows: list[dict]) -> dict[int, str]:
+    """Row index -> the axes in which the row differs from some other row, and its seed (a
+    paper-scale sweep zips eight axes of which two vary); rows without values keep their label."""
+    values = [r.get("values") for r in rows]
+    if not values or not all(isinstance(v, dict) for v in values):
+        return {}
+    varying = [k for k in values[0] if len({repr(v.get(k)) for v in values}) > 1]
+    return {i: ", ".join([f"{k}={r['values'].get(k)}" for k in varying] + [f"seed={r.get('seed')}"])
+            for i, r in enumerate(rows)}
+
+
+def partway_runs(outcome, runs: Path) -> list[dict]:
+    """The sweep's unfinished runs that a checkpoint under ``runs/checkpoints/`` says are part way:
+    label, key, step, total_steps and the curve so far (populations are not included)."""
+    from archsim.sweep.runner import CHECKPOINTS
+
+    short = _short_labels(outcome.rows)
+    found = []
+    for i, r in enumerate(outcome.rows):
+        if r.get("done") or r.get("failed") or not r.get("key"):
+            continue
+        folder = runs / CHECKPOINTS / r["key"]
+        at = _checkpoint_step(folder)
+        if at is not None:
+            label = short.get(i) or r.get("label", r["key"]).replace(", kind=train", "")
+            found.append({"label": label, "key": r["key"], "step": at[0], "total_steps": at[1],
+                          "curve": _read_curve(folder)})
+    return found
+
+
+def write_partway_curves(outcome, runs: Path, partway: list[dict] | None = None) -> Path | None:
+    """Write ``runs/``:data:`PARTWAY_CURVES` with the part-way runs' curves (atomically), or remove
+    it when no run is part way; the path written, else None. ``partway``: :func:`partway_runs`
+    when the caller has it already (read from the checkpoints otherwise)."""
+    from archsim.fsutil import atomic_write_json
+
+    path = runs / PARTWAY_CURVES
+    if partway is None:
+        partway = partway_runs(outcome, runs)
+    found = [r for r in partway if r["curve"]]
+    if not found:
+        path.unlink(missing_ok=True)
+        return None
+    return atomic_write_json(path, {
+        "about": "Curves of the runs still part way, as their checkpoints hold them (the sweep "
+                 "resumes each from its checkpoint; this file goes when none is part way).",
+        "runs": found})
+
+
+def _point_of(row: dict) -> str | None:
+    """A row's point: its axis values without the seed (None for a row without values: such rows
+    are not told apart)."""
+    values = row.get("values")
+    return repr(sorted(values.items())) if isinstance(values, dict) else None
+
+
+def _projected_run_seconds(run: dict) -> float | None:
+    """A part-way run's whole-run time at the pace it has kept so far (its latest curve point's
+    run seconds, carried from that step to the run's last); None without a usable curve point."""
+    point = _last_curve_point(run["curve"])
+    if point is not None and point.get("seconds") and point.get("step") and run["total_steps"]:
+        return float(point["seconds"]) * run["total_steps"] / int(point["step"])
+    return None
+
+
+def _time_left(outcome, partway: list[dict]) -> str | None:
+    """The run time left, summed over the unfinished runs, each (what is left of it) at its own
+    point's pace: the mean of that point's finished runs, else of its part-way runs' projected
+    whole-run times, else the same over all points. Rows without axis values share one pace, as
+    before any point could be told apart. None with no pace to go by."""
+    def mean(xs):
+        return sum(xs) / len(xs) if xs else None
+
+    finished: dict = {}
+    projected: dict = {}
+    # Finished runs that trained to the end set the pace (a diverged one stopped early).
+    for r in outcome.rows:
+        if r.get("done") and r.get("seconds") and not (r.get("result") or {}).get("diverged"):
+            finished.setdefault(_point_of(r), []).append(float(r["seconds"]))
+    step_of = {p["key"]: p for p in partway}
+    point_of_key = {r.get("key"): _point_of(r) for r in outcome.rows}
+    for p in partway:
+        seconds = _projected_run_seconds(p)
+        if seconds is not None:
+            projected.setdefault(point_of_key.get(p["key"]), []).append(seconds)
+    all_finished = [s for xs in finished.values() for s in xs]
+    all_projected = [s for xs in projected.values() for s in xs]
+    pooled = ((mean(all_finished), "the finished runs' mean") if all_finished else
+              (mean(all_projected), "the part-way runs' pace so far carried to their ends") if all_projected
+              else (None, None))
+    if pooled[0] is None:
+        return None
+    short = _short_labels(outcome.rows)
+    groups: dict = {}     # point -> [runs left, pace, source, label]
+    for i, r in enumerate(outcome.rows):
+        if r.get("done") or r.get("failed"):
+            continue
+        p = step_of.get(r.get("key"))
+        left = 1.0 - (p["step"] / p["total_steps"] if p and p["total_steps"] else 0.0)
+        point = _point_of(r)
+        if point is not None and point in finished:
+            pace, source = mean(finished[point]), "its finished runs"
+        elif point is not None and point in projected:
+            pace, source = mean(projected[point]), "its part-way runs' pace so far"
+        else:
+            pace, source = pooled
+        label = ", ".join(a for a in short.get(i, "").split(", ") if a and not a.startswith("seed="))
+        g = groups.setdefault(point, [0.0, pace, source, label])
+        g[0] += left
+    total = sum(g[0] * g[1] for g in groups.values())
+    runs_left = sum(g[0] for g in groups.values())
+    if all(g[2] == pooled[1] for g in groups.values()):    # one pace for all: the pooled one
+        how = (f"at the finished runs' mean of {pooled[0]:,.0f} s" if all_finished
+               else f"at {pooled[0]:,.0f} s a run, {pooled[1]}")
+        return f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs {how}"
+    parts = [f"{g[0]:.2f} runs of {g[3] or 'the other points'} at {g[1]:,.0f} s a run ({g[2]})"
+             for g in groups.values()]
+    return (f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs, each at its own point's pace "
+            f"where a seed of that point has finished or is part way, else at {pooled[1]}: "
+            + "; ".join(parts))
+
+
+def progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str | None:
+    """How far an unfinished sweep has got: runs finished, each run a checkpoint says is part
+    way (the next run of the command resumes it there; with its latest validation loss), and the
+    run time left (:func:`_time_left`). None when every run has finished. ``partway``:
+    :func:`partway_runs` when the caller has it already."""
+    from archsim.sweep.runner import CHECKPOINTS
+
+    finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
+    if finished == outcome.points:
+        return None
+    if partway is None:
+        partway = partway_runs(outcome, runs)
+    texts = [_partway_text(r) for r in partway]
+    populations = sorted((runs / CHECKPOINTS).glob("population-*"))
+    for folder in populations:   # a population's members
+        at = _checkpoint_step(folder)
+        if at is not None:
+            texts.append(f"population {folder.name[len('population-'):]} at step {at[0]:,} of {at[1]:,}")
+    text = f"- Progress: {finished} of {outcome.points} runs finished"
+    if texts:
+        text += ("; part way (the next run of the command continues from the checkpoint under "
+                 f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(texts))
+    if (runs / PARTWAY_CURVES).is_file():
+        text += f" (their curves so far: `runs/{runs.name}/{PARTWAY_CURVES}`)"
+    # Not for populations: their members share one clock, so no run's seconds are its own.
+    in_populations = populations or any(
+        "population_seeds" in (getattr(r.get("point"), "options", None) or {}) for r in outcome.rows)
+    if in_populations:
+        return text + "."
+    left = _time_left(outcome, partway)
+    if left:
+        text += f". Left: about {left}; the command runs --jobs of them at once)"
+    return text + "."
