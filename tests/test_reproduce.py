@@ -911,6 +911,80 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     assert not (tmp_path / PARTWAY_CURVES).exists()
 
 
+def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_the_restart(tmp_path,
+                                                                                          monkeypatch):
+    """A paper-scale checkpoint is too large for the repository: on a fresh machine the run starts
+    again from step 0. The curve the lost attempt had reached (committed in the curves file) is
+    kept as "lost" until the run finishes, named in the Progress line and the plot, and the new
+    attempt's losses are compared with it at the steps both reached (same seed: same curve)."""
+    from types import SimpleNamespace
+
+    from archsim.reproduce.progress import PARTWAY_CURVES, lost_attempts, progress_line, write_partway_curves
+
+    def point(step, valid):
+        return {"step": step, "epoch": step / 800, "train_loss": valid + 0.1, "valid_loss": valid,
+                "seconds": step * 1.0}
+
+    old = {"k0": [point(400, 3.0), point(800, 2.5), point(1200, 2.2)], "k1": [point(400, 3.1)]}
+    rows = [{"done": False, "key": k, "label": f"device={d}, seed=0, kind=train"} for k, d in (("k0", "a"),
+                                                                                            ("k1", "b"))]
+    outcome = SimpleNamespace(rows=rows, points=2)
+    (tmp_path / PARTWAY_CURVES).write_text(json.dumps({"runs": [
+        {"label": f"device={d}, seed=0", "key": k, "step": len(old[k]) * 400, "total_steps": 24000,
+         "curve": old[k]} for k, d in (("k0", "a"), ("k1", "b"))]}))
+
+    def checkpoint(key, curve):
+        (tmp_path / "checkpoints" / key).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "checkpoints" / key / "checkpoint.json").write_text(
+            json.dumps({"step": curve[-1]["step"], "total_steps": 24000}))
+        (tmp_path / "checkpoints" / key / "curve.json").write_text(json.dumps({"curve": curve}))
+
+    # a fresh machine: no checkpoint yet, both attempts are lost
+    assert [r["key"] for r in lost_attempts(outcome, tmp_path)] == ["k0", "k1"]
+    line = progress_line(outcome, tmp_path)
+    assert ("lost with their machine (a checkpoint too large for the repository; the run started again "
+            "from the checkpoint found here, else from step 0): device=a, seed=0 had reached step 1,200 of "
+            "24,000 (validation 2.200 nats/char at epoch 1.5, after 20 minutes of run time), no checkpoint "
+            "here yet") in line
+    # k0 restarted and reproduces the lost curve; k1 resumed from its own checkpoint beyond it
+    checkpoint("k0", old["k0"][:2])
+    checkpoint("k1", old["k1"] + [point(800, 2.7)])
+    write_partway_curves(outcome, tmp_path)
+    stored = json.loads((tmp_path / PARTWAY_CURVES).read_text())
+    assert [(r["key"], r["step"]) for r in stored["runs"]] == [("k0", 800), ("k1", 800)]
+    assert [(r["key"], r["step"], r["curve"]) for r in stored["lost"]] == [("k0", 1200, old["k0"])]
+    line = progress_line(outcome, tmp_path)
+    assert ("device=a, seed=0 had reached step 1,200 of 24,000 (validation 2.200 nats/char at epoch 1.5, "
+            "after 20 minutes of run time), now at step 800; its losses equal the lost attempt's exactly "
+            "at the 2 curve points both reached") in line
+    assert "device=b, seed=0 had reached" not in line
+    # a restart that computes differently (another machine's arithmetic) says by how much
+    checkpoint("k0", [old["k0"][0], {**old["k0"][1], "valid_loss": 2.503}, point(1600, 2.0)])
+    write_partway_curves(outcome, tmp_path)     # now past the lost step: the lost entry stays
+    line = progress_line(outcome, tmp_path)
+    assert ("now at step 1,600; its losses differ from the lost attempt's by up to 0.003 nats/char at "
+            "the 2 curve points both reached") in line
+    # the plot draws it apart from the part-way runs
+    from archsim.reproduce import overfitting
+    from archsim.reproduce.overfitting import add_partway_curves, plot_overfitting
+
+    frows = of_rows((1.2, 1.8), (1.6, 1.70), (1.65, 1.72))
+    frows[2]["key"] = "k0"
+    a = analyse_overfitting(frows)
+    add_partway_curves(a, frows, [], lost_attempts(outcome, tmp_path))
+    assert a.metrics["lost_curves"] == {"RPU (rpu_baseline), dropout 0": [(frows[2]["seed"], old["k0"])]}
+    drawn = []
+    monkeypatch.setattr(overfitting, "_save",
+                        lambda fig, ax, path: drawn.append(ax.get_legend_handles_labels()[1]) or path)
+    plot_overfitting(a, tmp_path / "o.png")
+    assert (f"RPU (rpu_baseline), dropout 0, lost attempt (seed {frows[2]['seed']}, had reached epoch 1.5; "
+            "its checkpoint was lost): valid dotted, train dashed") in drawn[0]
+    # the run finishes: its lost attempt goes, and with nothing left part way, the file
+    done = SimpleNamespace(rows=[{**r, "done": True} for r in rows], points=2)
+    assert lost_attempts(done, tmp_path) == []
+    assert write_partway_curves(done, tmp_path) is None and not (tmp_path / PARTWAY_CURVES).exists()
+
+
 def test_asymmetry_shows_other_devices_as_references_outside_the_verdict(tmp_path):
     fp, sym = spread(2.00, 0.01), spread(2.30, 0.01)
     rows = asym_seed_rows(fp, {0.0: sym, 0.02: spread(2.40, 0.01), 0.05: spread(2.60, 0.01)})

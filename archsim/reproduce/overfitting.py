@@ -162,24 +162,31 @@ def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]
     return [(e, Stats.of(v)) for e, v in sorted(by_epoch.items())]
 
 
-def add_partway_curves(analysis: Analysis, rows: list[dict], partway: list[dict]) -> None:
+def add_partway_curves(analysis: Analysis, rows: list[dict], partway: list[dict],
+                       lost: list[dict] = ()) -> None:
     """Give the plot the curves so far of the runs still part way (``partway``: the part-way runs of
     :func:`archsim.reproduce.progress.partway_runs`, matched to ``rows`` by key): a paper-scale run
     trains for hours before it has a final loss, and its curve is the claim's figure in the making.
-    They stay out of the table and the verdict, which take finished runs only."""
+    ``lost``: the curves of earlier attempts whose checkpoints were lost with their machine
+    (:func:`archsim.reproduce.progress.lost_attempts`), drawn apart. They stay out of the table
+    and the verdict, which take finished runs only."""
     by_key = {r.get("key"): r for r in rows if r.get("key")}
-    found: dict[str, list[tuple[Any, list[dict]]]] = {}
-    for run in partway:
-        row = by_key.get(run.get("key"))
-        if row is not None and run.get("curve"):
-            found.setdefault(_overfit_label(row), []).append((row.get("seed"), run["curve"]))
-    analysis.metrics["partway_curves"] = found
+    for name, runs in (("partway_curves", partway), ("lost_curves", lost)):
+        found: dict[str, list[tuple[Any, list[dict]]]] = {}
+        for run in runs:
+            row = by_key.get(run.get("key"))
+            if row is not None and run.get("curve"):
+                found.setdefault(_overfit_label(row), []).append((row.get("seed"), run["curve"]))
+        analysis.metrics[name] = found
 
 
-def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]) -> bool:
+def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]], *,
+                  lost: bool = False) -> bool:
     """Each part-way run's own curve (no mean: seeds stand at different epochs): validation loss
-    dotted with hollow markers, training loss faint; labelled with its seed and the epoch reached."""
+    dotted with hollow markers, training loss faint; labelled with its seed and the epoch reached.
+    ``lost``: an earlier attempt whose checkpoint was lost, drawn fainter with crosses."""
     drawn = False
+    marker, alpha = ("x", 0.45) if lost else ("o", 1.0)
     for seed, curve in runs:
         valid = [(float(c["epoch"]), float(c["valid_loss"])) for c in curve
                  if c.get("epoch") is not None and c.get("valid_loss") is not None]
@@ -187,11 +194,14 @@ def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]
                  if c.get("epoch") is not None and c.get("train_loss") is not None]
         if not valid:
             continue
-        ax.plot([e for e, _ in train], [y for _, y in train], color=color, alpha=0.35, lw=1, ls="--")
-        ax.plot([e for e, _ in valid], [y for _, y in valid], color=color, lw=1.2, ls=":", marker="o",
-                ms=3, mfc="none",
-                label=f"{label}, part way (seed {seed}, epoch {valid[-1][0]:g} so far): valid dotted, "
-                      "train dashed")
+        ax.plot([e for e, _ in train], [y for _, y in train], color=color, alpha=0.35 * alpha, lw=1,
+                ls="--")
+        ax.plot([e for e, _ in valid], [y for _, y in valid], color=color, lw=1.2, ls=":", marker=marker,
+                ms=3, mfc="none", alpha=alpha,
+                label=f"{label}, " + (f"lost attempt (seed {seed}, had reached epoch {valid[-1][0]:g}; "
+                                      "its checkpoint was lost)" if lost else
+                                      f"part way (seed {seed}, epoch {valid[-1][0]:g} so far)")
+                      + ": valid dotted, train dashed")
         drawn = True
     return drawn
 
@@ -203,9 +213,9 @@ def plot_overfitting(analysis: Analysis, path: Path) -> Path:
     m = analysis.metrics
     fig, ax = _figure()
     drawn = False
-    partway = m.get("partway_curves") or {}
-    colors = {label: f"C{i}" for i, label in enumerate(list(m["curves"]) + [k for k in partway
-                                                                           if k not in m["curves"]])}
+    partway, lost = m.get("partway_curves") or {}, m.get("lost_curves") or {}
+    # One colour per point, whether it has finished seeds, part-way runs or lost attempts.
+    colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys([*m["curves"], *partway, *lost]))}
     for label, curves in m["curves"].items():
         if not curves:
             continue
@@ -217,6 +227,8 @@ def plot_overfitting(analysis: Analysis, path: Path) -> Path:
         drawn = True
     for label, runs in partway.items():
         drawn = _plot_partway(ax, label, colors[label], runs) or drawn
+    for label, runs in lost.items():
+        drawn = _plot_partway(ax, label, colors[label], runs, lost=True) or drawn
     if not drawn:  # no curves: bars of the final losses
         labels = list(m["stats"])
         for j, key in enumerate(("train_loss", "test_loss")):

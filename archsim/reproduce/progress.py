@@ -1,6 +1,8 @@
 """How far an unfinished sweep has got (the report's "Progress" line): its part-way runs, as their
 checkpoints under ``runs/<sweep>/checkpoints/`` say, their curves so far (a small file committed with
-the report, :data:`PARTWAY_CURVES`), and the run time left at each point's own pace."""
+the report, :data:`PARTWAY_CURVES`), the attempts whose checkpoints were lost with their machine
+(:func:`lost_attempts`, compared with the run that started again), and the run time left at each
+point's own pace."""
 from __future__ import annotations
 
 import json
@@ -90,23 +92,90 @@ def partway_runs(outcome, runs: Path) -> list[dict]:
     return found
 
 
+def _stored_curves(runs: Path) -> dict[str, list[dict]]:
+    """The entries of ``runs/``:data:`PARTWAY_CURVES`: ``runs`` (part way when it was written) and
+    ``lost`` (:func:`lost_attempts`); empty lists without a readable file."""
+    try:
+        data = json.loads((runs / PARTWAY_CURVES).read_text())
+    except (OSError, ValueError):
+        data = None
+    stored = {"runs": [], "lost": []}
+    for name in stored:
+        entries = data.get(name) if isinstance(data, dict) else None
+        if isinstance(entries, list):
+            stored[name] = [e for e in entries if isinstance(e, dict) and e.get("key")
+                            and isinstance(e.get("curve"), list) and isinstance(e.get("step"), int)]
+    return stored
+
+
+def lost_attempts(outcome, runs: Path, partway: list[dict] | None = None) -> list[dict]:
+    """Unfinished runs that an earlier attempt had taken further than any checkpoint here: the
+    checkpoint was lost with its machine (too large for the repository, it stays on the machine
+    that trains), only its curve, committed in :data:`PARTWAY_CURVES`, was not, and the run
+    started again from step 0 (or from an older checkpoint). Each: label, key, step, total_steps
+    and the curve the attempt had reached, read from that file: an entry recorded as part way
+    whose run is now behind its step, or one recorded as lost already. Kept until the run
+    finishes, so that the loss stays visible and the new attempt can be checked against it (the
+    same seed on the same data must give the same curve)."""
+    if partway is None:
+        partway = partway_runs(outcome, runs)
+    unfinished = {r.get("key") for r in outcome.rows
+                  if r.get("key") and not (r.get("done") or r.get("failed"))}
+    now = {p["key"]: p["step"] for p in partway}
+    stored = _stored_curves(runs)
+    lost: dict[str, dict] = {}
+    for entry in stored["lost"] + [e for e in stored["runs"] if e["step"] > now.get(e["key"], 0)]:
+        key = entry["key"]
+        if key in unfinished and (key not in lost or entry["step"] > lost[key]["step"]):
+            lost[key] = {k: entry.get(k) for k in ("label", "key", "step", "total_steps", "curve")}
+    return list(lost.values())
+
+
 def write_partway_curves(outcome, runs: Path, partway: list[dict] | None = None) -> Path | None:
-    """Write ``runs/``:data:`PARTWAY_CURVES` with the part-way runs' curves (atomically), or remove
-    it when no run is part way; the path written, else None. ``partway``: :func:`partway_runs`
-    when the caller has it already (read from the checkpoints otherwise)."""
+    """Write ``runs/``:data:`PARTWAY_CURVES` with the part-way runs' curves and the lost attempts
+    (:func:`lost_attempts`, read from the file before it is rewritten), atomically, or remove it
+    when there is neither; the path written, else None. ``partway``: :func:`partway_runs` when
+    the caller has it already (read from the checkpoints otherwise)."""
     from archsim.fsutil import atomic_write_json
 
     path = runs / PARTWAY_CURVES
     if partway is None:
         partway = partway_runs(outcome, runs)
+    lost = lost_attempts(outcome, runs, partway)
     found = [r for r in partway if r["curve"]]
-    if not found:
+    if not found and not lost:
         path.unlink(missing_ok=True)
         return None
     return atomic_write_json(path, {
         "about": "Curves of the runs still part way, as their checkpoints hold them (the sweep "
-                 "resumes each from its checkpoint; this file goes when none is part way).",
-        "runs": found})
+                 "resumes each from its checkpoint; this file goes when none is part way), and "
+                 "under 'lost' those of earlier attempts whose checkpoints were lost with their "
+                 "machine (kept until the run finishes).",
+        "runs": found, "lost": lost})
+
+
+def _curve_agreement(lost: dict, run: dict | None) -> str:
+    """How the run that started again compares with the lost attempt at the curve points both
+    have reached (losses at the same step): identical, or the largest difference."""
+    if run is None:
+        return "no checkpoint here yet"
+    now = {c.get("step"): c for c in run["curve"]}
+    pairs = [(c, now[c["step"]]) for c in lost["curve"] if c.get("step") is not None and c["step"] in now]
+    diffs = [abs(float(a[k]) - float(b[k])) for a, b in pairs for k in ("train_loss", "valid_loss")
+             if a.get(k) is not None and b.get(k) is not None]
+    where = f"now at step {run['step']:,}"
+    if not diffs:
+        return f"{where}, no curve point in common yet"
+    n = len({a["step"] for a, _ in pairs})
+    if max(diffs) == 0.0:
+        return f"{where}; its losses equal the lost attempt's exactly at the {n} curve points both reached"
+    return (f"{where}; its losses differ from the lost attempt's by up to {max(diffs):.2g} nats/char "
+            f"at the {n} curve points both reached")
+
+
+def _lost_text(lost: dict, run: dict | None) -> str:
+    reached = _partway_text({**lost, "label": lost.get("label") or lost["key"]})
+    return reached.replace(" at step ", " had reached step ", 1) + f", {_curve_agreement(lost, run)}"
 
 
 def _point_of(row: dict) -> str | None:
@@ -204,6 +273,12 @@ def progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str
     if texts:
         text += ("; part way (the next run of the command continues from the checkpoint under "
                  f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(texts))
+    lost = lost_attempts(outcome, runs, partway)
+    if lost:
+        by_key = {p["key"]: p for p in partway}
+        text += ("; lost with their machine (a checkpoint too large for the repository; the run "
+                 "started again from the checkpoint found here, else from step 0): "
+                 + "; ".join(_lost_text(r, by_key.get(r["key"])) for r in lost))
     if (runs / PARTWAY_CURVES).is_file():
         text += f" (their curves so far: `runs/{runs.name}/{PARTWAY_CURVES}`)"
     # Not for populations: their members share one clock, so no run's seconds are its own.

@@ -15,7 +15,7 @@ from archsim.reproduce.macs import analyse_macs, macs_workloads, plot_macs
 from archsim.reproduce.overfitting import add_partway_curves, analyse_overfitting, plot_overfitting
 from archsim.reproduce.prefix import run_prefix_sweep
 from archsim.reproduce.registry import CLAIMS, budget_flag, check_claims, default_out_dir, sweep_paths
-from archsim.reproduce.progress import partway_runs, write_partway_curves
+from archsim.reproduce.progress import lost_attempts, partway_runs, write_partway_curves
 from archsim.reproduce.render import render_report
 from archsim.reproduce.resolution import analyse_resolution, plot_resolution
 
@@ -110,7 +110,7 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
         sweep_files = sweep_paths(claim, budget=budget)
     rerun = " ".join([f"archsim reproduce {name}"] + budget_flag(budget))
     start = time.perf_counter()
-    outcomes, rows, sweeps, partway = [], [], [], []
+    outcomes, rows, sweeps, partway, lost = [], [], [], [], []
     for path in sweep_files:
         sweep = load_sweep(path)
         runs = out_dir / "runs" / sweep.name
@@ -126,6 +126,7 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
         partway.append(partway_runs(outcome, runs) if runs.is_dir() else [])
         if runs.is_dir():
             write_partway_curves(outcome, runs, partway[-1])
+            lost += lost_attempts(outcome, runs, partway[-1])
         outcomes.append(outcome)
         sweeps.append(sweep)
         rows += _rows_with_records(outcome)
@@ -144,7 +145,7 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
                              f"yet (rerun `{rerun}` to compute them); no verdict "
                              "until then. On the points stored so far: " + analysis.sentence)
     if name == "overfitting":     # the only claim plotted against epochs: part-way curves fit in
-        add_partway_curves(analysis, rows, [run for runs in partway for run in runs])
+        add_partway_curves(analysis, rows, [run for runs in partway for run in runs], lost)
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
     text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir,
