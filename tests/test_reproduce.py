@@ -870,7 +870,8 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     # each point's runs at that point's own pace: a's part-way run (4 h a run) for what is left of
     # it, b's (12 h) for itself and b's unstarted seed; 0.75 x 4 h + 1.917 x 12 h = 26.0 h
     assert ("Left: about 26.0 hours of run time (2.67 runs, each at its own point's pace where a seed "
-            "of that point has finished or is part way, else at the part-way runs' pace so far carried to "
+            "of that point has finished, is part way or was lost part way, else at the part-way runs' pace "
+            "so far carried to "
             "their ends: 0.75 runs of device=a at 14,400 s a run (its part-way runs' pace so far); 1.92 runs "
             "of device=b at 43,200 s a run (its part-way runs' pace so far); the command runs --jobs of "
             "them at once).") in short
@@ -925,19 +926,23 @@ def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_
         return {"step": step, "epoch": step / 800, "train_loss": valid + 0.1, "valid_loss": valid,
                 "seconds": step * 1.0}
 
-    old = {"k0": [point(400, 3.0), point(800, 2.5), point(1200, 2.2)], "k1": [point(400, 3.1)]}
+    old = {"k0": [point(400, 3.0), point(800, 2.5), point(1200, 2.2)],
+           "k1": [{**point(400, 3.1), "seconds": 800.0}]}           # twice k0's pace
     rows = [{"done": False, "key": k, "label": f"device={d}, seed=0, kind=train"} for k, d in (("k0", "a"),
                                                                                             ("k1", "b"))]
     outcome = SimpleNamespace(rows=rows, points=2)
+    there = {"cpu": "Old CPU", "cpu_capability": "AVX2", "torch": "2.13.0"}
+    here = {**there, "cpu": "New CPU", "cpu_capability": "AVX512"}
     (tmp_path / PARTWAY_CURVES).write_text(json.dumps({"runs": [
         {"label": f"device={d}, seed=0", "key": k, "step": len(old[k]) * 400, "total_steps": 24000,
-         "curve": old[k]} for k, d in (("k0", "a"), ("k1", "b"))]}))
+         "curve": old[k], "machine": there} for k, d in (("k0", "a"), ("k1", "b"))]}))
 
-    def checkpoint(key, curve):
+    def checkpoint(key, curve, machine=here):
         (tmp_path / "checkpoints" / key).mkdir(parents=True, exist_ok=True)
         (tmp_path / "checkpoints" / key / "checkpoint.json").write_text(
             json.dumps({"step": curve[-1]["step"], "total_steps": 24000}))
-        (tmp_path / "checkpoints" / key / "curve.json").write_text(json.dumps({"curve": curve}))
+        (tmp_path / "checkpoints" / key / "curve.json").write_text(
+            json.dumps({"run": {"machine": machine}, "curve": curve}))
 
     # a fresh machine: no checkpoint yet, both attempts are lost
     assert [r["key"] for r in lost_attempts(outcome, tmp_path)] == ["k0", "k1"]
@@ -946,24 +951,35 @@ def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_
             "from the checkpoint found here, else from step 0): device=a, seed=0 had reached step 1,200 of "
             "24,000 (validation 2.200 nats/char at epoch 1.5, after 20 minutes of run time), no checkpoint "
             "here yet") in line
+    # with no pace here yet, the time left goes at the lost attempts' (24,000 and 48,000 s a run)
+    assert ("Left: about 20.0 hours of run time (2.00 runs at 36,000 s a run, the lost attempts' pace, "
+            "on their machine;") in line
+    valued = SimpleNamespace(rows=[{**r, "values": {"device": d}, "seed": 0} for r, d in zip(rows, "ab")],
+                             points=2)
+    assert ("1.00 runs of device=a at 24,000 s a run (its lost attempts' pace, on their machine); 1.00 runs "
+            "of device=b at 48,000 s a run (its lost attempts' pace, on their machine)") in \
+        progress_line(valued, tmp_path)
     # k0 restarted and reproduces the lost curve; k1 resumed from its own checkpoint beyond it
     checkpoint("k0", old["k0"][:2])
     checkpoint("k1", old["k1"] + [point(800, 2.7)])
     write_partway_curves(outcome, tmp_path)
     stored = json.loads((tmp_path / PARTWAY_CURVES).read_text())
     assert [(r["key"], r["step"]) for r in stored["runs"]] == [("k0", 800), ("k1", 800)]
-    assert [(r["key"], r["step"], r["curve"]) for r in stored["lost"]] == [("k0", 1200, old["k0"])]
+    assert [(r["key"], r["step"], r["curve"], r["machine"]) for r in stored["lost"]] == \
+        [("k0", 1200, old["k0"], there)]
+    assert stored["runs"][0]["machine"] == here
     line = progress_line(outcome, tmp_path)
     assert ("device=a, seed=0 had reached step 1,200 of 24,000 (validation 2.200 nats/char at epoch 1.5, "
             "after 20 minutes of run time), now at step 800; its losses equal the lost attempt's exactly "
-            "at the 2 curve points both reached") in line
+            "at the 2 curve points both reached (the lost attempt ran on Old CPU (AVX2, torch 2.13.0), "
+            "this one on New CPU (AVX512, torch 2.13.0))") in line
     assert "device=b, seed=0 had reached" not in line
     # a restart that computes differently (another machine's arithmetic) says by how much
-    checkpoint("k0", [old["k0"][0], {**old["k0"][1], "valid_loss": 2.503}, point(1600, 2.0)])
+    checkpoint("k0", [old["k0"][0], {**old["k0"][1], "valid_loss": 2.503}, point(1600, 2.0)], there)
     write_partway_curves(outcome, tmp_path)     # now past the lost step: the lost entry stays
     line = progress_line(outcome, tmp_path)
     assert ("now at step 1,600; its losses differ from the lost attempt's by up to 0.003 nats/char at "
-            "the 2 curve points both reached") in line
+            "the 2 curve points both reached (both on Old CPU (AVX2, torch 2.13.0))") in line
     # the plot draws it apart from the part-way runs
     from archsim.reproduce import overfitting
     from archsim.reproduce.overfitting import add_partway_curves, plot_overfitting

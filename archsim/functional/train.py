@@ -258,6 +258,17 @@ def step_bar(progress: bool, total_steps: int, step: int, label: str):
                 leave=True)
 
 
+def machine() -> dict:
+    """What computes a run: the CPU's model, the instruction set torch's CPU kernels use and
+    torch's version. Written with a run's curve: two machines' kernels may round differently, so
+    one seed can give slightly different curves on each, and a comparison must know where each
+    ran."""
+    from archsim.baselines.cpu import cpu_model
+
+    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "torch": torch.__version__}
+
+
 def _model_state(model) -> dict:
     return {
         "tiles": [[t.state_dict() for t in m.tiles] for m in model.matrices],
@@ -538,6 +549,7 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
                 data=corpus.source, vocab_size=corpus.vocab_size, n_tiles=model.n_tiles,
                 learning_rate=lr, seed=seed, update_mode=update_mode, torch_device=str(dev), notes=notes)
     ln_v = math.log(corpus.vocab_size)
+    computed_on = machine()
 
     def elapsed() -> float:
         return seconds_before + time.perf_counter() - t_start
@@ -570,7 +582,8 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
     def save_outputs(final_result: TrainResult | None = None) -> None:
         if out is None:
             return
-        write_json(out / checkpoint_meta.CURVE_FILE, {"run": info, "curve": curve})
+        write_json(out / checkpoint_meta.CURVE_FILE, {"run": {**info, "machine": computed_on},
+                                                      "curve": curve})
         if write_plots:
             plot_curves(out / "curve.png", {f"{device.name}": curve},
                         title=f"{workload.name} on {arch.name} / {device.name} ({update_mode})")

@@ -26,15 +26,19 @@ def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
 PARTWAY_CURVES = "partway_curves.json"
 
 
-def _read_curve(folder: Path) -> list[dict]:
-    """The curve a part-way run wrote beside its checkpoint (``curve.json``); empty without one."""
+def _read_curve(folder: Path) -> tuple[list[dict], dict | None]:
+    """The curve a part-way run wrote beside its checkpoint (``curve.json``; empty without one) and
+    the machine it names (:func:`archsim.functional.train.machine`; None if it names none)."""
     from archsim.functional.checkpoint_meta import CURVE_FILE
 
     try:
-        curve = json.loads((folder / CURVE_FILE).read_text()).get("curve") or []
+        data = json.loads((folder / CURVE_FILE).read_text())
+        curve, run = data.get("curve") or [], data.get("run") or {}
     except (OSError, ValueError, AttributeError):
-        return []
-    return [c for c in curve if isinstance(c, dict)] if isinstance(curve, list) else []
+        return [], None
+    machine = run.get("machine") if isinstance(run, dict) else None
+    return ([c for c in curve if isinstance(c, dict)] if isinstance(curve, list) else [],
+            machine if isinstance(machine, dict) else None)
 
 
 def _last_curve_point(curve: list[dict]) -> dict | None:
@@ -87,8 +91,9 @@ def partway_runs(outcome, runs: Path) -> list[dict]:
         at = _checkpoint_step(folder)
         if at is not None:
             label = short.get(i) or r.get("label", r["key"]).replace(", kind=train", "")
+            curve, machine = _read_curve(folder)
             found.append({"label": label, "key": r["key"], "step": at[0], "total_steps": at[1],
-                          "curve": _read_curve(folder)})
+                          "curve": curve, **({"machine": machine} if machine else {})})
     return found
 
 
@@ -116,7 +121,8 @@ def lost_attempts(outcome, runs: Path, partway: list[dict] | None = None) -> lis
     and the curve the attempt had reached, read from that file: an entry recorded as part way
     whose run is now behind its step, or one recorded as lost already. Kept until the run
     finishes, so that the loss stays visible and the new attempt can be checked against it (the
-    same seed on the same data must give the same curve)."""
+    same seed gives the same losses bit for bit on one machine; another CPU's kernels round
+    differently, and the curves drift apart slightly)."""
     if partway is None:
         partway = partway_runs(outcome, runs)
     unfinished = {r.get("key") for r in outcome.rows
@@ -127,7 +133,8 @@ def lost_attempts(outcome, runs: Path, partway: list[dict] | None = None) -> lis
     for entry in stored["lost"] + [e for e in stored["runs"] if e["step"] > now.get(e["key"], 0)]:
         key = entry["key"]
         if key in unfinished and (key not in lost or entry["step"] > lost[key]["step"]):
-            lost[key] = {k: entry.get(k) for k in ("label", "key", "step", "total_steps", "curve")}
+            lost[key] = {k: entry[k] for k in ("label", "key", "step", "total_steps", "curve", "machine")
+                         if k in entry}
     return list(lost.values())
 
 
@@ -167,15 +174,28 @@ def _curve_agreement(lost: dict, run: dict | None) -> str:
     if not diffs:
         return f"{where}, no curve point in common yet"
     n = len({a["step"] for a, _ in pairs})
+    at = "at the one curve point both reached" if n == 1 else f"at the {n} curve points both reached"
     if max(diffs) == 0.0:
-        return f"{where}; its losses equal the lost attempt's exactly at the {n} curve points both reached"
-    return (f"{where}; its losses differ from the lost attempt's by up to {max(diffs):.2g} nats/char "
-            f"at the {n} curve points both reached")
+        return f"{where}; its losses equal the lost attempt's exactly {at}"
+    return f"{where}; its losses differ from the lost attempt's by up to {max(diffs):.2g} nats/char {at}"
+
+
+def _machines(lost: dict, run: dict | None) -> str:
+    """Where the lost attempt and the new one ran, when both curves name their machines."""
+    def name(m: dict) -> str:
+        return f"{m.get('cpu', '?')} ({m.get('cpu_capability', '?')}, torch {m.get('torch', '?')})"
+
+    old, new = lost.get("machine"), (run or {}).get("machine")
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return ""
+    return (f" (both on {name(new)})" if old == new else
+            f" (the lost attempt ran on {name(old)}, this one on {name(new)})")
 
 
 def _lost_text(lost: dict, run: dict | None) -> str:
     reached = _partway_text({**lost, "label": lost.get("label") or lost["key"]})
-    return reached.replace(" at step ", " had reached step ", 1) + f", {_curve_agreement(lost, run)}"
+    return (reached.replace(" at step ", " had reached step ", 1) + f", {_curve_agreement(lost, run)}"
+            + _machines(lost, run))
 
 
 def _point_of(row: dict) -> str | None:
@@ -194,11 +214,12 @@ def _projected_run_seconds(run: dict) -> float | None:
     return None
 
 
-def _time_left(outcome, partway: list[dict]) -> str | None:
+def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | None:
     """The run time left, summed over the unfinished runs, each (what is left of it) at its own
     point's pace: the mean of that point's finished runs, else of its part-way runs' projected
-    whole-run times, else the same over all points. Rows without axis values share one pace, as
-    before any point could be told apart. None with no pace to go by."""
+    whole-run times, else of its lost attempts' (:func:`lost_attempts`; they ran on another
+    machine), else the same over all points. Rows without axis values share one pace, as before
+    any point could be told apart. None with no pace to go by."""
     def mean(xs):
         return sum(xs) / len(xs) if xs else None
 
@@ -214,10 +235,17 @@ def _time_left(outcome, partway: list[dict]) -> str | None:
         seconds = _projected_run_seconds(p)
         if seconds is not None:
             projected.setdefault(point_of_key.get(p["key"]), []).append(seconds)
+    earlier: dict = {}
+    for p in lost:
+        seconds = _projected_run_seconds(p)
+        if seconds is not None:
+            earlier.setdefault(point_of_key.get(p["key"]), []).append(seconds)
     all_finished = [s for xs in finished.values() for s in xs]
     all_projected = [s for xs in projected.values() for s in xs]
+    all_earlier = [s for xs in earlier.values() for s in xs]
     pooled = ((mean(all_finished), "the finished runs' mean") if all_finished else
               (mean(all_projected), "the part-way runs' pace so far carried to their ends") if all_projected
+              else (mean(all_earlier), "the lost attempts' pace, on their machine") if all_earlier
               else (None, None))
     if pooled[0] is None:
         return None
@@ -233,6 +261,8 @@ def _time_left(outcome, partway: list[dict]) -> str | None:
             pace, source = mean(finished[point]), "its finished runs"
         elif point is not None and point in projected:
             pace, source = mean(projected[point]), "its part-way runs' pace so far"
+        elif point is not None and point in earlier:
+            pace, source = mean(earlier[point]), "its lost attempts' pace, on their machine"
         else:
             pace, source = pooled
         label = ", ".join(a for a in short.get(i, "").split(", ") if a and not a.startswith("seed="))
@@ -247,8 +277,8 @@ def _time_left(outcome, partway: list[dict]) -> str | None:
     parts = [f"{g[0]:.2f} runs of {g[3] or 'the other points'} at {g[1]:,.0f} s a run ({g[2]})"
              for g in groups.values()]
     return (f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs, each at its own point's pace "
-            f"where a seed of that point has finished or is part way, else at {pooled[1]}: "
-            + "; ".join(parts))
+            "where a seed of that point has finished, is part way or was lost part way, else at "
+            f"{pooled[1]}: " + "; ".join(parts))
 
 
 def progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str | None:
@@ -286,7 +316,7 @@ def progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str
         "population_seeds" in (getattr(r.get("point"), "options", None) or {}) for r in outcome.rows)
     if in_populations:
         return text + "."
-    left = _time_left(outcome, partway)
+    left = _time_left(outcome, partway, lost)
     if left:
         text += f". Left: about {left}; the command runs --jobs of them at once)"
     return text + "."
