@@ -301,8 +301,8 @@ def test_part_way_overfitting_runs_are_drawn_as_curves_so_far_outside_the_table(
                         or path)
     plot_overfitting(a, tmp_path / "o.png")
     labels, xs = drawn[0]
-    assert "RPU (rpu_baseline), dropout 0, part way (seed 1, epoch 1 so far): valid dotted, train dashed" \
-        in labels and "floating point, dropout 0: valid (mean ± sd)" in labels
+    assert "RPU (rpu_baseline), dropout 0, part way (seed 1, epoch 1 so far)" in labels \
+        and "floating point, dropout 0: valid (mean ± sd)" in labels
     assert [0.5, 1.0] in xs                                   # the part-way run's validation points
 
 
@@ -993,8 +993,7 @@ def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_
     monkeypatch.setattr(overfitting, "_save",
                         lambda fig, ax, path: drawn.append(ax.get_legend_handles_labels()[1]) or path)
     plot_overfitting(a, tmp_path / "o.png")
-    assert (f"RPU (rpu_baseline), dropout 0, lost attempt (seed {frows[2]['seed']}, had reached epoch 1.5; "
-            "its checkpoint was lost): valid dotted, train dashed") in drawn[0]
+    assert f"RPU (rpu_baseline), dropout 0, lost attempt (seed {frows[2]['seed']}, to epoch 1.5)" in drawn[0]
     # the run finishes: its lost attempt goes, and with nothing left part way, the file
     done = SimpleNamespace(rows=[{**r, "done": True} for r in rows], points=2)
     assert lost_attempts(done, tmp_path) == []

@@ -183,8 +183,9 @@ def add_partway_curves(analysis: Analysis, rows: list[dict], partway: list[dict]
 def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]], *,
                   lost: bool = False) -> bool:
     """Each part-way run's own curve (no mean: seeds stand at different epochs): validation loss
-    dotted with hollow markers, training loss faint; labelled with its seed and the epoch reached.
-    ``lost``: an earlier attempt whose checkpoint was lost, drawn fainter with crosses."""
+    dotted with hollow markers, training loss faint dashed (the x label says so); labelled with
+    its seed and the epoch reached. ``lost``: an earlier attempt whose checkpoint was lost, drawn
+    fainter with crosses."""
     drawn = False
     marker, alpha = ("x", 0.45) if lost else ("o", 1.0)
     for seed, curve in runs:
@@ -198,10 +199,8 @@ def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]
                 ls="--")
         ax.plot([e for e, _ in valid], [y for _, y in valid], color=color, lw=1.2, ls=":", marker=marker,
                 ms=3, mfc="none", alpha=alpha,
-                label=f"{label}, " + (f"lost attempt (seed {seed}, had reached epoch {valid[-1][0]:g}; "
-                                      "its checkpoint was lost)" if lost else
-                                      f"part way (seed {seed}, epoch {valid[-1][0]:g} so far)")
-                      + ": valid dotted, train dashed")
+                label=f"{label}, " + (f"lost attempt (seed {seed}, to epoch {valid[-1][0]:g})" if lost else
+                                      f"part way (seed {seed}, epoch {valid[-1][0]:g} so far)"))
         drawn = True
     return drawn
 
@@ -238,7 +237,9 @@ def plot_overfitting(analysis: Analysis, path: Path) -> Path:
         ax.set_xticks(range(len(labels)))
         ax.set_xticklabels(labels, rotation=15, ha="right", fontsize=7)
     else:
-        ax.set_xlabel("epochs over the training prefix")
+        ax.set_xlabel("epochs over the training prefix" + (
+            "\n(runs not finished: validation dotted, training dashed; a lost attempt's checkpoint was "
+            "lost with its machine)" if partway or lost else ""), fontsize=8 if partway or lost else None)
     ax.set_ylabel("loss (nats/char)")
     ax.set_title("Overfitting: floating point with/without dropout vs RPU")
     return _save(fig, ax, path)
