@@ -79,7 +79,8 @@ def _short_labels(rows: list[dict]) -> dict[int, str]:
 
 def partway_runs(outcome, runs: Path) -> list[dict]:
     """The sweep's unfinished runs that a checkpoint under ``runs/checkpoints/`` says are part way:
-    label, key, step, total_steps and the curve so far (populations are not included)."""
+    label, key, step, total_steps, the curve so far and the machine that curve names (if any;
+    populations are not included)."""
     from archsim.sweep.runner import CHECKPOINTS
 
     short = _short_labels(outcome.rows)
