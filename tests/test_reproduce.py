@@ -917,7 +917,8 @@ def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_
     """A paper-scale checkpoint is too large for the repository: on a fresh machine the run starts
     again from step 0. The curve the lost attempt had reached (committed in the curves file) is
     kept as "lost" until the run finishes, named in the Progress line and the plot, and the new
-    attempt's losses are compared with it at the steps both reached (same seed: same curve)."""
+    attempt's losses are compared with it at the steps both reached (the same seed gives the same
+    curve on one machine, not necessarily on another)."""
     from types import SimpleNamespace
 
     from archsim.reproduce.progress import PARTWAY_CURVES, lost_attempts, progress_line, write_partway_curves

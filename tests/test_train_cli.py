@@ -32,7 +32,7 @@ def test_train_writes_outputs_and_learns(tmp_path, text_file):
         assert (tmp_path / name).is_file(), name
     curve = json.loads((tmp_path / "curve.json").read_text())["curve"]
     assert [p["step"] for p in curve] == [100, 200, 300, 300] and curve[-1]["final"]
-    # the curve names the machine that computed it (another CPU's kernels round differently)
+    # the curve names the machine that computed it (two machines' kernels may round differently)
     machine = json.loads((tmp_path / "curve.json").read_text())["run"]["machine"]
     assert set(machine) == {"cpu", "cpu_capability", "torch"} and machine["torch"] == torch.__version__
     assert json.loads((tmp_path / "result.json").read_text())["test_loss"] == r.test_loss
