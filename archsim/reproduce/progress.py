@@ -139,17 +139,20 @@ def lost_attempts(outcome, runs: Path, partway: list[dict] | None = None) -> lis
     return list(lost.values())
 
 
-def write_partway_curves(outcome, runs: Path, partway: list[dict] | None = None) -> Path | None:
+def write_partway_curves(outcome, runs: Path, partway: list[dict] | None = None,
+                         lost: list[dict] | None = None) -> Path | None:
     """Write ``runs/``:data:`PARTWAY_CURVES` with the part-way runs' curves and the lost attempts
     (:func:`lost_attempts`, read from the file before it is rewritten), atomically, or remove it
-    when there is neither; the path written, else None. ``partway``: :func:`partway_runs` when
-    the caller has it already (read from the checkpoints otherwise)."""
+    when there is neither; the path written, else None. ``partway`` and ``lost``:
+    :func:`partway_runs` and :func:`lost_attempts` when the caller has them already (read from
+    the checkpoints and the file otherwise)."""
     from archsim.fsutil import atomic_write_json
 
     path = runs / PARTWAY_CURVES
     if partway is None:
         partway = partway_runs(outcome, runs)
-    lost = lost_attempts(outcome, runs, partway)
+    if lost is None:
+        lost = lost_attempts(outcome, runs, partway)
     found = [r for r in partway if r["curve"]]
     if not found and not lost:
         path.unlink(missing_ok=True)
@@ -282,11 +285,13 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
             f"{pooled[1]}: " + "; ".join(parts))
 
 
-def progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str | None:
+def progress_line(outcome, runs: Path, partway: list[dict] | None = None,
+                  lost: list[dict] | None = None) -> str | None:
     """How far an unfinished sweep has got: runs finished, each run a checkpoint says is part
-    way (the next run of the command resumes it there; with its latest validation loss), and the
-    run time left (:func:`_time_left`). None when every run has finished. ``partway``:
-    :func:`partway_runs` when the caller has it already."""
+    way (the next run of the command resumes it there; with its latest validation loss), the
+    attempts lost with their machine, and the run time left (:func:`_time_left`). None when every
+    run has finished. ``partway`` and ``lost``: :func:`partway_runs` and :func:`lost_attempts`
+    when the caller has them already."""
     from archsim.sweep.runner import CHECKPOINTS
 
     finished = sum(1 for r in outcome.rows if r.get("done") or r.get("failed"))
@@ -304,7 +309,8 @@ def progress_line(outcome, runs: Path, partway: list[dict] | None = None) -> str
     if texts:
         text += ("; part way (the next run of the command continues from the checkpoint under "
                  f"`runs/{runs.name}/{CHECKPOINTS}/`): " + "; ".join(texts))
-    lost = lost_attempts(outcome, runs, partway)
+    if lost is None:
+        lost = lost_attempts(outcome, runs, partway)
     if lost:
         by_key = {p["key"]: p for p in partway}
         text += ("; lost with their machine (a checkpoint too large for the repository; the run "

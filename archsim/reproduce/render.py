@@ -90,7 +90,8 @@ def _short_points(outcomes: list) -> int:
     return sum(1 for complete in points.values() if not complete)
 
 
-def _budget_lines(sweep, outcome, out_dir: Path, partway: list[dict] | None = None) -> list[str]:
+def _budget_lines(sweep, outcome, out_dir: Path, partway: list[dict] | None = None,
+                  lost: list[dict] | None = None) -> list[str]:
     spec = sweep.spec
     try:
         shown = sweep.file.resolve().relative_to(repo_root())
@@ -114,7 +115,7 @@ def _budget_lines(sweep, outcome, out_dir: Path, partway: list[dict] | None = No
     if failed:
         lines.append(f"- Failed points: {len(failed)} of {outcome.points} (not in the analysis): "
                      + "; ".join(f"{r['label']}: {r['error']}" for r in failed) + ".")
-    progress = progress_line(outcome, out_dir / "runs" / sweep.name, partway)
+    progress = progress_line(outcome, out_dir / "runs" / sweep.name, partway, lost)
     if progress:
         lines.append(progress)
     seconds = [r.get("seconds") for r in outcome.rows if r.get("seconds") is not None]
@@ -138,10 +139,11 @@ def _budget_lines(sweep, outcome, out_dir: Path, partway: list[dict] | None = No
 
 def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list, plot_name: str,
                   command: str, out_dir: Path, budget: str = "default",
-                  partway: list[list[dict]] | None = None) -> str:
-    """The report's Markdown. ``partway``: per outcome, its part-way runs
-    (:func:`~archsim.reproduce.progress.partway_runs`) when the caller has read them already (they
-    are read from the checkpoints otherwise)."""
+                  partway: list[list[dict]] | None = None, lost: list[list[dict]] | None = None) -> str:
+    """The report's Markdown. ``partway`` and ``lost``: per outcome, its part-way runs and lost
+    attempts (:func:`~archsim.reproduce.progress.partway_runs`,
+    :func:`~archsim.reproduce.progress.lost_attempts`) when the caller has read them already (they
+    are read from the checkpoints and the curves file otherwise)."""
     lines = [f"# Reproduction: {claim.title}", "",
              f"**Claim** ({PAPER}): {claim.statement}", "",
              f"**Verdict: {analysis.verdict}.** {analysis.sentence}", "",
@@ -156,7 +158,8 @@ def render_report(claim: Claim, analysis: Analysis, sweeps: list, outcomes: list
                   "characters, split into training, validation and test text by `training.train_fraction` as usual "
                   "(see `archsim/reproduce/prefix.py`).", ""]
     for i, (sweep, outcome) in enumerate(zip(sweeps, outcomes)):
-        lines += _budget_lines(sweep, outcome, out_dir, partway[i] if partway is not None else None)
+        lines += _budget_lines(sweep, outcome, out_dir, partway[i] if partway is not None else None,
+                               lost[i] if lost is not None else None)
     if not sweeps:
         lines.append("- No training: the counts come from the shipped workload files "
                      f"({', '.join(f'`workloads/{n}.yaml`' for n in MAC_WORKLOADS)}).")

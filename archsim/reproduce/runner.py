@@ -122,11 +122,12 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
                          **extra)
         if outcome.computed:
             _record_wall(runs, time.perf_counter() - start, outcome.computed, jobs, command)
-        # Read the part-way runs' checkpoints once, for the curves file and the report.
+        # Read the part-way runs' checkpoints and the lost attempts once (before the curves file
+        # they are read from is rewritten), for that file, the plot and the report.
         partway.append(partway_runs(outcome, runs) if runs.is_dir() else [])
+        lost.append(lost_attempts(outcome, runs, partway[-1]) if runs.is_dir() else [])
         if runs.is_dir():
-            write_partway_curves(outcome, runs, partway[-1])
-            lost += lost_attempts(outcome, runs, partway[-1])
+            write_partway_curves(outcome, runs, partway[-1], lost[-1])
         outcomes.append(outcome)
         sweeps.append(sweep)
         rows += _rows_with_records(outcome)
@@ -145,11 +146,12 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
                              f"yet (rerun `{rerun}` to compute them); no verdict "
                              "until then. On the points stored so far: " + analysis.sentence)
     if name == "overfitting":     # the only claim plotted against epochs: part-way curves fit in
-        add_partway_curves(analysis, rows, [run for runs in partway for run in runs], lost)
+        add_partway_curves(analysis, rows, [run for runs in partway for run in runs],
+                           [attempt for attempts in lost for attempt in attempts])
     plot_path = PLOTS[name](analysis, out_dir / f"{name}.png")
     report_path = out_dir / f"{name}.md"
     text = render_report(claim, analysis, sweeps, outcomes, plot_path.name, command or rerun, out_dir,
-                         budget, partway)
+                         budget, partway, lost)
     atomic_write_text(report_path, text)
     computed = sum(o.computed for o in outcomes)
     return ClaimReport(name, analysis, report_path, plot_path, outcomes, wall, computed)
