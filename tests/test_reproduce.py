@@ -870,8 +870,8 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     # each point's runs at that point's own pace: a's part-way run (4 h a run) for what is left of
     # it, b's (12 h) for itself and b's unstarted seed; 0.75 x 4 h + 1.917 x 12 h = 26.0 h
     assert ("Left: about 26.0 hours of run time (2.67 runs, each at its own point's pace where a seed "
-            "of that point has finished, is part way or was lost part way, else at the part-way runs' pace "
-            "so far carried to "
+            "of that point has finished, is part way or was lost part way, else at the nearest such "
+            "point's (most axis values in common), else at the part-way runs' pace so far carried to "
             "their ends: 0.75 runs of device=a at 14,400 s a run (its part-way runs' pace so far); 1.92 runs "
             "of device=b at 43,200 s a run (its part-way runs' pace so far); the command runs --jobs of "
             "them at once).") in short
@@ -910,6 +910,40 @@ def test_progress_shows_where_part_way_runs_stand_and_their_own_pace_before_any_
     assert write_partway_curves(SimpleNamespace(rows=[{**r, "done": True} for r in rows], points=3),
                                 tmp_path) is None
     assert not (tmp_path / PARTWAY_CURVES).exists()
+
+
+def test_a_point_without_a_pace_borrows_the_nearest_points(tmp_path):
+    """Before any seed of a point has run, its time is guessed from the point that shares the most
+    axis values with it: floating point with dropout at floating point's pace, not at the mean of
+    floating point and a device twice as slow; tied points are averaged; a point sharing no varying
+    value goes at the pooled pace."""
+    from types import SimpleNamespace
+
+    from archsim.reproduce.progress import progress_line
+
+    ckpt = tmp_path / "checkpoints"
+    # whole-run pace so far: rpu 4 h (6,000 of 24,000 steps in 1 h), ideal 2 h (12,000 in 1 h)
+    for key, step in (("k0", 6000), ("k1", 12000)):
+        (ckpt / key).mkdir(parents=True)
+        (ckpt / key / "checkpoint.json").write_text(json.dumps({"step": step, "total_steps": 24000}))
+        curve = [{"step": step, "epoch": step / 800, "train_loss": 1.9, "valid_loss": 2.0, "seconds": 3600.0}]
+        (ckpt / key / "curve.json").write_text(json.dumps({"run": {}, "curve": curve}))
+    points = [("rpu", 0.0), ("ideal", 0.0), ("ideal", 0.5), ("rpu", 0.5), ("sym", 0.0), ("sym", 0.9)]
+    rows = [{"done": False, "key": f"k{i}", "label": f"p{i}", "seed": 0, "values": {"device": d, "dropout": x}}
+            for i, (d, x) in enumerate(points)]
+    line = progress_line(SimpleNamespace(rows=rows, points=len(rows)), tmp_path)
+    assert ("0.75 runs of device=rpu, dropout=0.0 at 14,400 s a run (its part-way runs' pace so far); "
+            "0.50 runs of device=ideal, dropout=0.0 at 7,200 s a run (its part-way runs' pace so far); "
+            "1.00 runs of device=ideal, dropout=0.5 at 7,200 s a run (the pace of the nearest point with "
+            "one, device=ideal, dropout=0.0); "
+            "1.00 runs of device=rpu, dropout=0.5 at 14,400 s a run (the pace of the nearest point with one, "
+            "device=rpu, dropout=0.0); "
+            "1.00 runs of device=sym, dropout=0.0 at 10,800 s a run (the pace of the nearest point with one, "
+            "device=rpu, dropout=0.0 and device=ideal, dropout=0.0); "
+            "1.00 runs of device=sym, dropout=0.9 at 10,800 s a run (the part-way runs' pace so far carried "
+            "to their ends)") in line
+    # 0.75 x 4 h + 0.5 x 2 h + 2 h + 4 h + 3 h + 3 h
+    assert "Left: about 16.0 hours of run time (5.25 runs, each at its own point's pace" in line
 
 
 def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_the_restart(tmp_path,

@@ -222,7 +222,10 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
     """The run time left, summed over the unfinished runs, each (what is left of it) at its own
     point's pace: the mean of that point's finished runs, else of its part-way runs' projected
     whole-run times, else of its lost attempts' (:func:`lost_attempts`; they ran on another
-    machine), else the same over all points. Rows without axis values share one pace, as before
+    machine). A point with none of these borrows the pace of the points with one that share the
+    most of its varying axis values (floating point with dropout goes at floating point's pace,
+    not at the mean of floating point and a device twice as slow); one that shares none goes at
+    the pooled pace, the same over all points. Rows without axis values share one pace, as before
     any point could be told apart. None with no pace to go by."""
     def mean(xs):
         return sum(xs) / len(xs) if xs else None
@@ -254,23 +257,46 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
     if pooled[0] is None:
         return None
     short = _short_labels(outcome.rows)
-    groups: dict = {}     # point -> [runs left, pace, source, label]
+    label_of: dict = {}   # point -> its varying axis values, without the seed
+    values_of: dict = {}  # point -> its axis values
     for i, r in enumerate(outcome.rows):
+        point = _point_of(r)
+        label_of.setdefault(point, ", ".join(a for a in short.get(i, "").split(", ")
+                                             if a and not a.startswith("seed=")))
+        if point is not None:
+            values_of.setdefault(point, r["values"])
+    own: dict = {}        # point -> (pace, source) from its own runs
+    for point in label_of:
+        if point is not None and point in finished:
+            own[point] = (mean(finished[point]), "its finished runs")
+        elif point is not None and point in projected:
+            own[point] = (mean(projected[point]), "its part-way runs' pace so far")
+        elif point is not None and point in earlier:
+            own[point] = (mean(earlier[point]), "its lost attempts' pace, on their machine")
+    varying = [k for k in (next(iter(values_of.values())) if values_of else {})
+               if len({repr(v.get(k)) for v in values_of.values()}) > 1]
+
+    def nearest(point) -> tuple:
+        """The pace of the paced points that share the most varying axis values with ``point``."""
+        if point is None or not varying:
+            return pooled
+        shared = {q: sum(values_of[q].get(k) == values_of[point].get(k) for k in varying) for q in own}
+        best = max(shared.values(), default=0)
+        if best == 0:
+            return pooled
+        near = [q for q in own if shared[q] == best]
+        return (mean([own[q][0] for q in near]),
+                "the pace of the nearest point with one, " + " and ".join(label_of[q] for q in near))
+
+    groups: dict = {}     # point -> [runs left, pace, source, label]
+    for r in outcome.rows:
         if r.get("done") or r.get("failed"):
             continue
         p = step_of.get(r.get("key"))
         left = 1.0 - (p["step"] / p["total_steps"] if p and p["total_steps"] else 0.0)
         point = _point_of(r)
-        if point is not None and point in finished:
-            pace, source = mean(finished[point]), "its finished runs"
-        elif point is not None and point in projected:
-            pace, source = mean(projected[point]), "its part-way runs' pace so far"
-        elif point is not None and point in earlier:
-            pace, source = mean(earlier[point]), "its lost attempts' pace, on their machine"
-        else:
-            pace, source = pooled
-        label = ", ".join(a for a in short.get(i, "").split(", ") if a and not a.startswith("seed="))
-        g = groups.setdefault(point, [0.0, pace, source, label])
+        pace, source = own.get(point) or nearest(point)
+        g = groups.setdefault(point, [0.0, pace, source, label_of.get(point, "")])
         g[0] += left
     total = sum(g[0] * g[1] for g in groups.values())
     runs_left = sum(g[0] for g in groups.values())
@@ -281,8 +307,8 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
     parts = [f"{g[0]:.2f} runs of {g[3] or 'the other points'} at {g[1]:,.0f} s a run ({g[2]})"
              for g in groups.values()]
     return (f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs, each at its own point's pace "
-            "where a seed of that point has finished, is part way or was lost part way, else at "
-            f"{pooled[1]}: " + "; ".join(parts))
+            "where a seed of that point has finished, is part way or was lost part way, else at the "
+            f"nearest such point's (most axis values in common), else at {pooled[1]}: " + "; ".join(parts))
 
 
 def progress_line(outcome, runs: Path, partway: list[dict] | None = None,
