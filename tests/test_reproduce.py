@@ -934,11 +934,11 @@ def test_a_point_without_a_pace_borrows_the_nearest_points(tmp_path):
     line = progress_line(SimpleNamespace(rows=rows, points=len(rows)), tmp_path)
     assert ("0.75 runs of device=rpu, dropout=0.0 at 14,400 s a run (its part-way runs' pace so far); "
             "0.50 runs of device=ideal, dropout=0.0 at 7,200 s a run (its part-way runs' pace so far); "
-            "1.00 runs of device=ideal, dropout=0.5 at 7,200 s a run (the pace of the nearest point with "
-            "one, device=ideal, dropout=0.0); "
-            "1.00 runs of device=rpu, dropout=0.5 at 14,400 s a run (the pace of the nearest point with one, "
+            "1.00 runs of device=ideal, dropout=0.5 at 7,200 s a run (the pace of the nearest "
+            "started point, device=ideal, dropout=0.0); "
+            "1.00 runs of device=rpu, dropout=0.5 at 14,400 s a run (the pace of the nearest started point, "
             "device=rpu, dropout=0.0); "
-            "1.00 runs of device=sym, dropout=0.0 at 10,800 s a run (the pace of the nearest point with one, "
+            "1.00 runs of device=sym, dropout=0.0 at 10,800 s a run (the pace of the nearest started point, "
             "device=rpu, dropout=0.0 and device=ideal, dropout=0.0); "
             "1.00 runs of device=sym, dropout=0.9 at 10,800 s a run (the part-way runs' pace so far carried "
             "to their ends)") in line

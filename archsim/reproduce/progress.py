@@ -286,7 +286,8 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
             return pooled
         near = [q for q in own if shared[q] == best]
         return (mean([own[q][0] for q in near]),
-                "the pace of the nearest point with one, " + " and ".join(label_of[q] for q in near))
+                "the pace of the nearest started point, "
+                + " and ".join(label_of[q] or "an unlabelled point" for q in near))
 
     groups: dict = {}     # point -> [runs left, pace, source, label]
     for r in outcome.rows:
