@@ -66,13 +66,18 @@ def _partway_text(run: dict) -> str:
     return text
 
 
+def _varying_axes(values: list[dict]) -> list[str]:
+    """The axes (keys of the first values dict) whose value differs between some of ``values``."""
+    return [k for k in (values[0] if values else {}) if len({repr(v.get(k)) for v in values}) > 1]
+
+
 def _short_labels(rows: list[dict]) -> dict[int, str]:
     """Row index -> the axes in which the row differs from some other row, and its seed (a
     paper-scale sweep zips eight axes of which two vary); rows without values keep their label."""
     values = [r.get("values") for r in rows]
     if not values or not all(isinstance(v, dict) for v in values):
         return {}
-    varying = [k for k in values[0] if len({repr(v.get(k)) for v in values}) > 1]
+    varying = _varying_axes(values)
     return {i: ", ".join([f"{k}={r['values'].get(k)}" for k in varying] + [f"seed={r.get('seed')}"])
             for i, r in enumerate(rows)}
 
@@ -273,8 +278,7 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
             own[point] = (mean(projected[point]), "its part-way runs' pace so far")
         elif point is not None and point in earlier:
             own[point] = (mean(earlier[point]), "its lost attempts' pace, on their machine")
-    varying = [k for k in (next(iter(values_of.values())) if values_of else {})
-               if len({repr(v.get(k)) for v in values_of.values()}) > 1]
+    varying = _varying_axes(list(values_of.values()))
 
     def nearest(point) -> tuple:
         """The pace of the paced points that share the most varying axis values with ``point``."""
