@@ -252,13 +252,25 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
         seconds = _projected_run_seconds(p)
         if seconds is not None:
             earlier.setdefault(point_of_key.get(p["key"]), []).append(seconds)
-    all_finished = [s for xs in finished.values() for s in xs]
-    all_projected = [s for xs in projected.values() for s in xs]
-    all_earlier = [s for xs in earlier.values() for s in xs]
-    pooled = ((mean(all_finished), "the finished runs' mean") if all_finished else
-              (mean(all_projected), "the part-way runs' pace so far carried to their ends") if all_projected
-              else (mean(all_earlier), "the lost attempts' pace, on their machine") if all_earlier
-              else (None, None))
+    # Where a pace comes from, most trusted first: finished runs, then part-way runs carried to
+    # their ends, then attempts lost on another machine. (text for one point, text for the pool)
+    sources = [(finished, "its finished runs", "the finished runs' mean"),
+               (projected, "its part-way runs' pace so far",
+                "the part-way runs' pace so far carried to their ends"),
+               (earlier, "its lost attempts' pace, on their machine",
+                "the lost attempts' pace, on their machine")]
+
+    def pace_of(points, pooled_text: bool = False) -> tuple:
+        """The mean run time of ``points``' runs from the first source that has any, and that
+        source's name; (None, None) when none has."""
+        for by_point, own_text, pool_text in sources:
+            xs = [s for q in points for s in by_point.get(q, ())]
+            if xs:
+                return mean(xs), pool_text if pooled_text else own_text
+        return None, None
+
+    pooled = pace_of(list(dict.fromkeys(q for by_point, _, _ in sources for q in by_point)),
+                     pooled_text=True)
     if pooled[0] is None:
         return None
     short = _short_labels(outcome.rows)
@@ -272,12 +284,9 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
             values_of.setdefault(point, r["values"])
     own: dict = {}        # point -> (pace, source) from its own runs
     for point in label_of:
-        if point is not None and point in finished:
-            own[point] = (mean(finished[point]), "its finished runs")
-        elif point is not None and point in projected:
-            own[point] = (mean(projected[point]), "its part-way runs' pace so far")
-        elif point is not None and point in earlier:
-            own[point] = (mean(earlier[point]), "its lost attempts' pace, on their machine")
+        pace = pace_of([point]) if point is not None else (None, None)
+        if pace[0] is not None:
+            own[point] = pace
     varying = _varying_axes(list(values_of.values()))
 
     def nearest(point) -> tuple:
@@ -306,8 +315,8 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
     total = sum(g[0] * g[1] for g in groups.values())
     runs_left = sum(g[0] for g in groups.values())
     if all(g[2] == pooled[1] for g in groups.values()):    # one pace for all: the pooled one
-        how = (f"at the finished runs' mean of {pooled[0]:,.0f} s" if all_finished
-               else f"at {pooled[0]:,.0f} s a run, {pooled[1]}")
+        how = (f"at the finished runs' mean of {pooled[0]:,.0f} s"
+               if pooled[1] == sources[0][2] else f"at {pooled[0]:,.0f} s a run, {pooled[1]}")
         return f"{_hours_or_minutes(total)} of run time ({runs_left:.2f} runs {how}"
     parts = [f"{g[0]:.2f} runs of {g[3] or 'the other points'} at {g[1]:,.0f} s a run ({g[2]})"
              for g in groups.values()]
