@@ -509,3 +509,18 @@ def test_the_curve_cadence_changes_no_trained_number(tmp_path):
     assert tiles
     for ta, tb in tiles:
         assert torch.equal(ta["weight"], tb["weight"])
+
+
+def test_plot_lines_are_named_by_the_axes_that_vary_and_the_rest_said_once():
+    """A zip sweep of eight axes of which two vary: the legend names lines by the varying one
+    (the x axis aside), and the constant ones are listed once, however many runs have finished."""
+    from archsim.sweep.runner import _legend_axes
+
+    def row(device, dropout, done):
+        return {"values": {"device": device, "dropout": dropout, "hidden_size": 512, "lr": 0.01},
+                "done": done}
+
+    rows = [row("rpu_baseline", 0.0, False), row("ideal", 0.0, True), row("ideal", 0.5, False)]
+    assert _legend_axes(rows, "device") == (["dropout"], [("hidden_size", 512), ("lr", 0.01)])
+    assert _legend_axes(rows, "dropout") == (["device"], [("hidden_size", 512), ("lr", 0.01)])
+    assert _legend_axes(rows[:1], "device") == ([], [("dropout", 0.0), ("hidden_size", 512), ("lr", 0.01)])

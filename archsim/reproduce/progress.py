@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from archsim.sweep.runner import varying_axes
+
 
 def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
     """``(step, total_steps)`` of the checkpoint in ``folder``, None without a readable one."""
@@ -66,18 +68,13 @@ def _partway_text(run: dict) -> str:
     return text
 
 
-def _varying_axes(values: list[dict]) -> list[str]:
-    """The axes (keys of the first values dict) whose value differs between some of ``values``."""
-    return [k for k in (values[0] if values else {}) if len({repr(v.get(k)) for v in values}) > 1]
-
-
 def _short_labels(rows: list[dict]) -> dict[int, str]:
     """Row index -> the axes in which the row differs from some other row, and its seed (a
     paper-scale sweep zips eight axes of which two vary); rows without values keep their label."""
     values = [r.get("values") for r in rows]
     if not values or not all(isinstance(v, dict) for v in values):
         return {}
-    varying = _varying_axes(values)
+    varying = varying_axes(values)
     return {i: ", ".join([f"{k}={r['values'].get(k)}" for k in varying] + [f"seed={r.get('seed')}"])
             for i, r in enumerate(rows)}
 
@@ -287,7 +284,7 @@ def _time_left(outcome, partway: list[dict], lost: list[dict] = ()) -> str | Non
         pace = pace_of([point]) if point is not None else (None, None)
         if pace[0] is not None:
             own[point] = pace
-    varying = _varying_axes(list(values_of.values()))
+    varying = varying_axes(list(values_of.values()))
 
     def nearest(point) -> tuple:
         """The pace of the paced points that share the most varying axis values with ``point``."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import shutil
 import sys
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -397,6 +398,23 @@ def _md_code(text: str) -> str:
     return "`" + str(text).replace("`", "'") + "`"
 
 
+def varying_axes(values: list[dict]) -> list[str]:
+    """The axes (keys of the first values dict) whose value differs between some of ``values``."""
+    return [k for k in (values[0] if values else {}) if len({repr(v.get(k)) for v in values}) > 1]
+
+
+def _legend_axes(rows: list[dict], x_axis: str) -> tuple[list[str], list[tuple[str, Any]]]:
+    """The axes that name a plot's lines: those other than ``x_axis`` whose value varies over
+    all of the sweep's rows (finished or not, so a line keeps its name as runs finish); and the
+    others as (axis, value), the same for every line, to be said once (a paper-scale sweep zips
+    eight axes of which two vary, and eight in every label run off the figure)."""
+    values = [r["values"] for r in rows]
+    varying = [a for a in varying_axes(values) if a != x_axis]
+    constant = [(a, values[0][a]) for a in (values[0] if values else {})
+                if a != x_axis and a not in varying]
+    return varying, constant
+
+
 def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -> Path | None:
     """Plot ``plot.y`` against ``plot.x`` (one line per other-axes combination and kind; mean over
     seeds). Returns the PNG path, or None when there is nothing numeric to plot."""
@@ -404,12 +422,13 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
     y_key = sweep.spec.plot.y or (columns[0] if columns else None)
     if y_key is None:
         return None
+    varying, constant = _legend_axes(rows, x_axis)
     groups: dict[tuple, dict[Any, list[float]]] = {}
     for r in rows:
         y = r["result"].get(y_key)
         if not r["done"] or not _is_number(y) or not math.isfinite(y):
             continue
-        label = tuple((a, v) for a, v in r["values"].items() if a != x_axis)
+        label = tuple((a, r["values"][a]) for a in varying)
         if len(sweep.spec.kinds()) > 1:
             label += (("kind", r["kind"]),)
         groups.setdefault(label, {}).setdefault(_hashable(r["resolved"][x_axis]), []).append(float(y))
@@ -436,7 +455,9 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
         ax.set_xscale("log")
     if sweep.spec.plot.logy:
         ax.set_yscale("log")
-    ax.set_xlabel(x_axis)
+    same = ", ".join(f"{a.split('.')[-1]}={v}" for a, v in constant)
+    ax.set_xlabel(x_axis + ("\n" + textwrap.fill(f"(every line: {same})", 80) if same else ""),
+                  fontsize=None if not same else "small")
     ax.set_ylabel(y_key + (" (mean over seeds)" if len(sweep.spec.seeds) > 1 else ""))
     ax.set_title(f"sweep {sweep.name}")
     if any(label for label in groups):
