@@ -428,7 +428,7 @@ def write_plot(sweep: Sweep, rows: list[dict], columns: list[str], path: Path) -
         y = r["result"].get(y_key)
         if not r["done"] or not _is_number(y) or not math.isfinite(y):
             continue
-        label = tuple((a, r["values"][a]) for a in varying)
+        label = tuple((a, r["values"].get(a)) for a in varying)
         if len(sweep.spec.kinds()) > 1:
             label += (("kind", r["kind"]),)
         groups.setdefault(label, {}).setdefault(_hashable(r["resolved"][x_axis]), []).append(float(y))
