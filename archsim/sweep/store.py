@@ -5,7 +5,11 @@ Each line is one finished point::
     {"key": ..., "point": {axis: value}, "seed": 0, "kind": "estimate", "result": {...},
      "seconds": 1.2, "archsim_version": "0.1.0"}
 
-or, for a point that failed (its specs cannot be computed; not retried on resume), ``"failed": true``
+``seconds`` is the wall time of the process segment that wrote the record. For a training run
+that resumed from a checkpoint that is the last segment alone; the run's own clock, summed over
+its segments, is ``result["seconds"]`` (what the sweep's summary and the reproduction's pace read).
+
+Or, for a point that failed (its specs cannot be computed; not retried on resume), ``"failed": true``
 and ``"error": {"type", "message", "exit_status"}`` instead of ``"result"``.
 
 Why it cannot lose or duplicate a point:
