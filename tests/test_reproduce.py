@@ -275,6 +275,72 @@ def test_the_overfitting_training_loss_is_the_last_epochs_mean_off_the_curve():
     assert "diverged" in analyse_overfitting(rows).table[0]["train loss"]
 
 
+def half_epoch_curve(train, valid, epochs):
+    """A stored curve at half-epoch points: each point's training loss the mean of ``train`` over
+    the half epoch it ends (``train`` linear: its value a quarter epoch back), validation at it."""
+    return [{"epoch": e / 2, "train_loss": train(e / 2 - 0.25), "valid_loss": valid(e / 2)}
+            for e in range(1, 2 * epochs + 1)]
+
+
+def test_the_fit_curve_pairs_an_epochs_mean_training_loss_with_validation_at_its_middle():
+    """A run still learning: training loss 3 - 0.4 t, validation 0.1 above it at every instant. Its
+    gap is 0.1 throughout; the epoch's mean training loss against validation at the epoch's end
+    would say -0.1 (the mean lags the model by half an epoch's fall)."""
+    from archsim.functional.curves import fit_curve
+
+    curve = half_epoch_curve(lambda t: 3 - 0.4 * t, lambda t: 3.1 - 0.4 * t, 4)
+    pts = fit_curve(curve)
+    assert [e for e, _, _ in pts] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert [v - t for _, t, v in pts] == pytest.approx([0.1] * 7)
+    assert curve[-1]["valid_loss"] - pts[-1][1] == pytest.approx(-0.1)
+    # Validation between curve points is read linearly; without any, or before epoch 1, nothing.
+    sparse = [{"epoch": 0.0, "valid_loss": 3.5}, {"epoch": 1.0, "train_loss": 2.0, "valid_loss": 2.5},
+              {"epoch": 2.0, "train_loss": 1.0}]    # no validation at 1.5: that epoch is left out
+    assert fit_curve(sparse) == [(0.5, 2.0, pytest.approx(3.0))]
+    assert fit_curve([{"epoch": 0.5, "train_loss": 2.0, "valid_loss": 2.0}]) == []
+    assert fit_curve(None) == []
+
+
+def test_overfitting_gaps_are_also_compared_at_the_same_fit():
+    """fp learns at 0.2 nats/char an epoch and its gap grows 0.02 an epoch; the RPU run learns at 0.1
+    an epoch, so at the end of 10 epochs it stands (training loss 2.05) where fp stood at epoch 4.75
+    with a gap of 0.095. The RPU gap there decides the note's word; the verdict is untouched."""
+    from archsim.reproduce.overfitting import gap_at_fit
+
+    fp_curve = half_epoch_curve(lambda t: 3 - 0.2 * t, lambda t: 3 - 0.18 * t, 10)
+    assert gap_at_fit(fp_curve, 2.05) == pytest.approx((4.75, 0.095))
+    assert gap_at_fit(fp_curve, 0.5) is None                 # never got that low
+    assert gap_at_fit(fp_curve, 2.95) is None                # already there at its first point
+
+    def rows(rpu_growth):
+        out = of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0))
+        out[0]["result"]["curve"] = fp_curve
+        out[2]["result"]["curve"] = half_epoch_curve(lambda t: 3 - 0.1 * t,
+                                                     lambda t: 3 - (0.1 - rpu_growth) * t, 10)
+        return out
+
+    plain = analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0)))
+    assert "matched_fit" not in plain.metrics and not any("matched fit" in n for n in plain.notes)
+    verdicts = set()
+    for growth, gap_rpu, word in ((0.01, 0.095, "no change"), (0.02, 0.19, "larger"), (0.005, 0.0475, "smaller")):
+        a = analyse_overfitting(rows(growth))
+        m = a.metrics["matched_fit"]
+        assert (m["slow"], m["fast"]) == ("RPU (rpu_baseline), dropout 0", "floating point, dropout 0")
+        assert m["target"] == pytest.approx(2.05) and m["epoch_fast"].mean == pytest.approx(4.75)
+        assert m["gap_fast"].mean == pytest.approx(0.095) and m["gap_slow"].mean == pytest.approx(gap_rpu)
+        note = next(n for n in a.notes if n.startswith("At matched fit"))
+        assert f"gap: {word} at the same fit" in note and "reached it at epoch 4.8" in note, note
+        verdicts.add((a.verdict, a.sentence))
+    assert len(verdicts) == 1      # the curves' shapes differ, the final losses the verdict reads do not
+    # The side that fits less sets the fit, whichever it is; a seed that diverged is left out.
+    swapped = rows(0.01)
+    swapped[0]["result"]["curve"], swapped[2]["result"]["curve"] = swapped[2]["result"]["curve"], fp_curve
+    assert analyse_overfitting(swapped).metrics["matched_fit"]["slow"] == "floating point, dropout 0"
+    diverged = rows(0.01)
+    diverged[2]["result"] = {"diverged": True, "curve": diverged[2]["result"]["curve"]}
+    assert "matched_fit" not in analyse_overfitting(diverged).metrics
+
+
 def test_part_way_overfitting_runs_are_drawn_as_curves_so_far_outside_the_table(monkeypatch, tmp_path):
     """A paper-scale run trains for hours before it has a final loss: the plot shows the curve it
     has so far (its own, labelled part way with its seed and epoch), the table and verdict do not."""

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from archsim.functional.curves import result_last_epoch_train_loss
+from archsim.functional.curves import fit_curve, result_last_epoch_train_loss
 from archsim.reproduce.analysis import (
     DELTA, SPREAD_SE, Analysis, Stats, _axis, _fmt, _is_fp, _strength, change_rule, compare, diverged_in,
     fmt_change, fmt_stats, level, paired, row_loss, spread_clause,
@@ -75,10 +75,16 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
              "epoch (read off its curve), measured on the training batches as trained (with dropout "
              "active for the dropout run, and through the noisy analog tiles for the RPU run), so it "
              "overstates the dropout model's fit of the training set."]
-    fp0 = next((s for k, s in stats.items() if k.startswith("floating point") and k.endswith("dropout 0")), None)
+    fp0_label = next((k for k in stats if k.startswith("floating point") and k.endswith("dropout 0")), None)
+    fp0 = stats.get(fp0_label)
     fpd = next((s for k, s in stats.items() if k.startswith("floating point") and not k.endswith("dropout 0")), None)
     rpu = stats.get(rpu_label)
     metrics["references"] = {k: stats[k] for k in reference_labels}
+    if rpu_label and fp0_label:   # the verdict's pair at the same fit, beside their gaps at the budget's end
+        matched = matched_fit(groups, rpu_label, fp0_label)
+        if matched:
+            metrics["matched_fit"] = matched
+            notes.append(_matched_fit_note(matched, delta))
     for label in reference_labels:
         notes.append(_reference_note(label, stats[label], rpu_label, rpu, fp0, fpd))
     if fp0 is None or rpu is None or fp0["gap"].value is None or rpu["gap"].value is None:
@@ -150,6 +156,69 @@ def _reference_note(label: str, ref: dict[str, Stats], rpu_label: str | None,
             + (f" ({'; '.join(gap)})" if gap else "")
             + f", test loss {fmt_stats(ref['test_loss'], table=False)}"
             + (f" ({'; '.join(test)})" if test else "") + ".")
+
+
+def gap_at_fit(curve: list[dict] | None, target: float) -> tuple[float, float] | None:
+    """Where a run's fit first reached the training loss ``target``: ``(epoch, validation minus
+    training loss there)``, linear between the two points of
+    :func:`~archsim.functional.curves.fit_curve` around the crossing. None when the run never got
+    that low, or was already there at its first such point (no crossing to place)."""
+    pts = fit_curve(curve)
+    if not pts or pts[0][1] <= target:
+        return None
+    for (e0, t0, v0), (e1, t1, v1) in zip(pts, pts[1:]):
+        if t1 <= target:
+            w = (t0 - target) / (t0 - t1)
+            return e0 + w * (e1 - e0), v0 + w * (v1 - v0) - target
+    return None
+
+
+def matched_fit(groups: dict[str, list[dict]], a: str, b: str) -> dict[str, Any] | None:
+    """The generalisation gaps of points ``a`` and ``b`` at the same fit of the training text: a
+    model that fits less has less to lose on unseen text, so a smaller gap at the end of a budget
+    can be slower learning rather than regularisation. Each finished, converged seed's end is the
+    last point of its :func:`~archsim.functional.curves.fit_curve` (training loss over its last
+    epoch, validation loss half an epoch before its end). The point whose mean final training loss
+    is higher (``slow``) sets the fit, ``target``; the other (``fast``) is read where each of its
+    seeds first reached it (:func:`gap_at_fit`). Validation minus training loss on both sides (the
+    curves have no test loss); ``change`` is slow minus fast by the module's rule. None when either
+    point has no such seed."""
+    def curves(label: str) -> list[list[dict]]:
+        return [(r.get("result") or {}).get("curve") for r in groups[label]
+                if (loss := row_loss(r, "train_loss")) is not None and math.isfinite(loss)]
+
+    ends = {label: [pts[-1] for pts in map(fit_curve, curves(label)) if pts] for label in (a, b)}
+    if not ends[a] or not ends[b]:
+        return None
+    train = {label: Stats.of(t for _, t, _ in ends[label]).mean for label in (a, b)}
+    slow, fast = (a, b) if train[a] >= train[b] else (b, a)
+    found = [g for g in (gap_at_fit(c, train[slow]) for c in curves(fast)) if g is not None]
+    gap_slow = Stats.of(v - t for _, t, v in ends[slow])
+    gap_fast = Stats.of(gap for _, gap in found)
+    return {"slow": slow, "fast": fast, "target": train[slow], "reached": len(found),
+            "of": len(ends[fast]), "epoch_fast": Stats.of(e for e, _ in found),
+            "epoch_slow": Stats.of(e for e, _, _ in ends[slow]), "gap_slow": gap_slow,
+            "gap_fast": gap_fast, "change": compare(gap_slow, gap_fast) if found else None}
+
+
+def _matched_fit_note(m: dict[str, Any], delta: float) -> str:
+    """The sentence of :func:`matched_fit`."""
+    head = (f"At matched fit (not part of the verdict; validation rather than test loss, as the curves "
+            f"have no test loss): {m['slow']} ends its budget at a training loss of {m['target']:.3f}")
+    seeds = "" if m["reached"] == m["of"] == 1 else f" ({m['reached']} of {m['of']} seeds)"
+    if not m["reached"]:
+        return (f"{head}; {m['fast']} never got that low{seeds}, so there is no matched comparison.")
+    c = m["change"]
+    said = ("no change" if c is None or not c.exceeds(delta) else
+            "larger" if c.rises(delta) else "smaller")
+    return (f"{head}; {m['fast']} reached it at epoch {fmt_stats(m['epoch_fast'], 1, table=False)}"
+            f"{seeds}, where its validation - training gap was "
+            f"{fmt_stats(m['gap_fast'], signed=True, table=False)} nats/char, against "
+            f"{fmt_stats(m['gap_slow'], signed=True, table=False)} for {m['slow']} at epoch "
+            f"{fmt_stats(m['epoch_slow'], 1, table=False)}: {fmt_change(c)} ({m['slow']}'s gap: "
+            f"{said} at the same fit, by the rule above). Training loss: the mean over an epoch; "
+            "validation loss: at that epoch's middle, where the mean's model stands to first order "
+            "in the loss's slope (the epochs given are those middles).")
 
 
 def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]:
