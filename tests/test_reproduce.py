@@ -336,6 +336,12 @@ def test_overfitting_gaps_are_also_compared_at_the_same_fit():
     swapped = rows(0.01)
     swapped[0]["result"]["curve"], swapped[2]["result"]["curve"] = swapped[2]["result"]["curve"], fp_curve
     assert analyse_overfitting(swapped).metrics["matched_fit"]["slow"] == "floating point, dropout 0"
+    # Far apart: the RPU run ends above fp's fit at fp's first epoch, so fp's curve never crosses it.
+    apart = rows(0.01)
+    apart[2]["result"]["curve"] = half_epoch_curve(lambda t: 3.5 - 0.01 * t, lambda t: 3.6, 10)
+    far = analyse_overfitting(apart)
+    assert far.metrics["matched_fit"]["reached"] == 0 and far.metrics["matched_fit"]["change"] is None
+    assert "curves never cross it" in next(n for n in far.notes if n.startswith("At matched fit"))
     diverged = rows(0.01)
     diverged[2]["result"] = {"diverged": True, "curve": diverged[2]["result"]["curve"]}
     assert "matched_fit" not in analyse_overfitting(diverged).metrics

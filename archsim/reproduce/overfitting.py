@@ -207,7 +207,8 @@ def _matched_fit_note(m: dict[str, Any], delta: float) -> str:
             f"have no test loss): {m['slow']} ends its budget at a training loss of {m['target']:.3f}")
     seeds = "" if m["reached"] == m["of"] == 1 else f" ({m['reached']} of {m['of']} seeds)"
     if not m["reached"]:
-        return (f"{head}; {m['fast']} never got that low{seeds}, so there is no matched comparison.")
+        return (f"{head}; {m['fast']}'s curves never cross it{seeds}: never that low, or already "
+                "below it at their first epoch, so there is no matched comparison.")
     c = m["change"]
     said = ("no change" if c is None or not c.exceeds(delta) else
             "larger" if c.rises(delta) else "smaller")
