@@ -226,6 +226,19 @@ def test_overfitting_verdicts():
     d = analyse_overfitting(of_rows((1.8, 1.82), (1.9, 1.9), (1.9, 1.9)))
     assert d.verdict == "not tested" and "does not overfit" in d.sentence
     assert len(a.table) == 3 and a.table[1]["run"] == "floating point, dropout 0.5"
+    # no finished dropout run (still running, or not in the sweep): "needs no dropout" falls back to
+    # floating point without dropout, and an RPU model that tests worse than that fits less
+    for dropout_row in ({**of_rows((0, 0), (0, 0), (0, 0))[1], "result": {}, "done": False}, None):
+        def rows(fp0, rpu):
+            r = of_rows(fp0, (0, 0), rpu)
+            return [r[0], r[2]] + ([dropout_row] if dropout_row else [])
+        slow = analyse_overfitting(rows((1.2, 1.8), (1.9, 2.0)))
+        assert slow.verdict == "partly" and "mostly slower learning" in slow.sentence
+        assert "no dropout run to compare with" in slow.sentence and "(fp + dropout)" not in slow.sentence
+        assert "+0.200" in slow.sentence                       # 2.0 - 1.8, RPU against fp
+        even = analyse_overfitting(rows((1.2, 1.8), (1.7, 1.81)))
+        assert even.verdict == "holds" and "no dropout run to compare with" in even.sentence
+        assert "no dropout run" not in a.sentence
 
 
 def test_a_second_rpu_device_is_an_overfitting_reference_outside_the_verdict():
