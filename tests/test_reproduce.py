@@ -391,6 +391,43 @@ def test_part_way_overfitting_runs_are_drawn_as_curves_so_far_outside_the_table(
     assert [0.5, 1.0] in xs                                   # the part-way run's validation points
 
 
+
+def test_the_overfitting_plot_draws_each_runs_gap_against_its_fit_beside_the_curves(monkeypatch, tmp_path):
+    """Beside the losses by epoch: each run without dropout as validation - training over its fit
+    (fit_curve), a part-way run dotted, the matched fit marked. The dropout run stays out of that
+    panel (its training loss is measured with dropout active); without any curve, one panel."""
+    from archsim.reproduce import overfitting
+    from archsim.functional.curves import fit_curve
+    from archsim.reproduce.overfitting import add_partway_curves, plot_overfitting
+
+    rows = of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0))
+    fp_curve = half_epoch_curve(lambda t: 3 - 0.2 * t, lambda t: 3 - 0.18 * t, 10)
+    rows[0]["result"]["curve"] = fp_curve
+    rows[1]["result"]["curve"] = fp_curve                       # dropout: not in the fit panel
+    rows[2]["result"]["curve"] = half_epoch_curve(lambda t: 3 - 0.1 * t, lambda t: 3 - 0.09 * t, 10)
+    for i, r in enumerate(rows):
+        r["key"] = f"k{i}"
+    unfinished = {"key": "k9", "values": dict(rows[2]["values"]), "seed": 1}
+    partway = half_epoch_curve(lambda t: 3 - 0.1 * t, lambda t: 3 - 0.08 * t, 3)
+    a = analyse_overfitting(rows)
+    add_partway_curves(a, rows + [unfinished], [{"key": "k9", "curve": partway}])
+    figures = []
+    monkeypatch.setattr(overfitting, "_save", lambda fig, ax, path: figures.append(fig) or path)
+    plot_overfitting(a, tmp_path / "o.png")
+    fit_ax = figures[0].axes[1]
+    lines = {line.get_label(): line for line in fit_ax.lines}
+    assert set(lines) == {"floating point, dropout 0", "RPU (rpu_baseline), dropout 0",
+                          "RPU (rpu_baseline), dropout 0, part way (seed 1)", "matched fit (2.050)"}
+    fp_fit = fit_curve(fp_curve)
+    assert list(lines["floating point, dropout 0"].get_xdata()) == [t for _, t, _ in fp_fit]
+    assert list(lines["floating point, dropout 0"].get_ydata()) == pytest.approx([v - t for _, t, v in fp_fit])
+    assert lines["RPU (rpu_baseline), dropout 0, part way (seed 1)"].get_linestyle() == ":"
+    assert list(lines["matched fit (2.050)"].get_xdata()) == pytest.approx([2.05, 2.05])
+    assert fit_ax.xaxis_inverted()
+    figures.clear()
+    plot_overfitting(analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0))), tmp_path / "p.png")
+    assert len(figures[0].axes) == 1
+
 def test_row_loss_reads_divergence_and_missing_values():
     assert row_loss(row({"diverged": True})) == math.inf
     assert row_loss(row({"test_loss": "nan"})) == math.inf

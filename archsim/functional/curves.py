@@ -5,7 +5,7 @@ and ``train_loss``, the mean training loss since the previous point).
 from __future__ import annotations
 
 
-def _points(curve: list[dict] | None, key: str) -> list[tuple[float, float]]:
+def curve_points(curve: list[dict] | None, key: str) -> list[tuple[float, float]]:
     """``(epoch, p[key])`` of the curve's points that have both, in the curve's order."""
     return [(float(p["epoch"]), float(p[key])) for p in curve or []
             if isinstance(p, dict) and p.get("epoch") is not None and p.get(key) is not None]
@@ -34,7 +34,7 @@ def last_epoch_train_loss(result: dict) -> float | None:
     The fit of the whole training text is what overfitting is about, and the trainer's own
     ``train_loss`` covers only the last tenth of an epoch. None without a curve reaching back one
     epoch (then the trainer's ``train_loss`` stands)."""
-    pts = _points(result.get("curve"), "train_loss")
+    pts = curve_points(result.get("curve"), "train_loss")
     return _epoch_train_loss(pts, pts[-1][0]) if pts else None
 
 
@@ -47,8 +47,8 @@ def fit_curve(curve: list[dict] | None) -> list[tuple[float, float, float]]:
     loss at ``m`` (linear between curve points). Paired with the validation loss at ``e`` instead,
     a run that is still learning fast would show a gap smaller by about half its fall over an epoch
     (0.05 nats/char at epoch 7 of the floating-point run in reports/reproduce/full)."""
-    pts = _points(curve, "train_loss")
-    valid = _points(curve, "valid_loss")
+    pts = curve_points(curve, "train_loss")
+    valid = curve_points(curve, "valid_loss")
     out = []
     for epoch, _ in pts:
         train = _epoch_train_loss(pts, epoch)   # later points add nothing to an epoch ending here

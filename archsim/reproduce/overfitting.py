@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from archsim.functional.curves import fit_curve, result_last_epoch_train_loss
+from archsim.functional.curves import curve_points, fit_curve, result_last_epoch_train_loss
 from archsim.reproduce.analysis import (
     DELTA, SPREAD_SE, Analysis, Stats, _axis, _fmt, _is_fp, _strength, change_rule, compare, diverged_in,
     fmt_change, fmt_stats, level, paired, row_loss, spread_clause,
@@ -230,7 +230,8 @@ def _matched_fit_note(m: dict[str, Any], delta: float) -> str:
             f"{fmt_stats(m['epoch_slow'], 1, table=False)}: {fmt_change(c)} ({m['slow']}'s gap: "
             f"{said} at the same fit, by the rule above). Training loss: the mean over an epoch; "
             "validation loss: at that epoch's middle, where the mean's model stands to first order "
-            "in the loss's slope (the epochs given are those middles).")
+            "in the loss's slope (the epochs given are those middles); the figure's right-hand panel "
+            "draws each run's gap against its fit.")
 
 
 def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]:
@@ -270,10 +271,7 @@ def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]
     drawn = False
     marker, alpha = ("x", 0.45) if lost else ("o", 1.0)
     for seed, curve in runs:
-        valid = [(float(c["epoch"]), float(c["valid_loss"])) for c in curve
-                 if c.get("epoch") is not None and c.get("valid_loss") is not None]
-        train = [(float(c["epoch"]), float(c["train_loss"])) for c in curve
-                 if c.get("epoch") is not None and c.get("train_loss") is not None]
+        valid, train = curve_points(curve, "valid_loss"), curve_points(curve, "train_loss")
         if not valid:
             continue
         ax.plot([e for e, _ in train], [y for _, y in train], color=color, alpha=0.35 * alpha, lw=1,
@@ -286,16 +284,59 @@ def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]
     return drawn
 
 
+def _fit_runs(finished: dict[str, list[list[dict]]], partway: dict[str, list[tuple[Any, list[dict]]]]
+              ) -> list[tuple[str, list[tuple[float, float, float]], str]]:
+    """``(point label, fit curve, what)`` of each run without dropout whose
+    :func:`~archsim.functional.curves.fit_curve` has two points or more; ``what`` is "" for a
+    finished seed, ", part way (seed s)" for a run still going. A dropout run's training loss is
+    measured with dropout active, so its gap is not comparable and it is left out."""
+    runs = []
+    for label in dict.fromkeys([*finished, *partway]):
+        if label.endswith("dropout 0"):
+            runs += [(label, fit_curve(c), "") for c in finished.get(label, [])]
+            runs += [(label, fit_curve(c), f", part way (seed {seed})") for seed, c in partway.get(label, [])]
+    return [r for r in runs if len(r[1]) >= 2]
+
+
+def _plot_fit(ax, runs: list[tuple[str, list[tuple[float, float, float]], str]], colors: dict[str, str],
+              target: float | None) -> None:
+    """The generalisation gap against the fit (:func:`_fit_runs`): validation minus training loss
+    over the training loss, the fit growing to the right. Runs whose lines lie on one another
+    generalise alike at the same fit, however far each got in its budget; ``target``: the fit where
+    the matched-fit note reads them."""
+    for label, pts, what in runs:
+        ax.plot([t for _, t, _ in pts], [v - t for _, t, v in pts], color=colors[label],
+                ls=":" if what else "-", lw=1.2, marker="o", ms=2.5, mfc="none" if what else None,
+                label=label + what)
+    if target is not None:
+        ax.axvline(target, color="0.4", lw=0.8, ls="--", label=f"matched fit ({target:.3f})")
+    ax.invert_xaxis()
+    ax.set_xlabel("training loss, mean over an epoch (nats/char; the fit grows to the right)", fontsize=8)
+    ax.set_ylabel("validation - training (nats/char)")
+    ax.set_title("Gap at the same fit (runs without dropout)", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(True, alpha=0.3)
+
+
 def plot_overfitting(analysis: Analysis, path: Path) -> Path:
     """Training (dashed) and validation loss by epoch per point, mean ± sd over its finished seeds,
-    and the curves so far of part-way runs (:func:`add_partway_curves`); bars of the final losses
-    when there is no curve at all."""
+    and the curves so far of part-way runs (:func:`add_partway_curves`); beside it, where runs have
+    curves, their gaps at the same fit (:func:`_plot_fit`); bars of the final losses when there is
+    no curve at all."""
+    from archsim.plots import figure
+
     m = analysis.metrics
-    fig, ax = _figure()
-    drawn = False
     partway, lost = m.get("partway_curves") or {}, m.get("lost_curves") or {}
     # One colour per point, whether it has finished seeds, part-way runs or lost attempts.
     colors = {label: f"C{i}" for i, label in enumerate(dict.fromkeys([*m["curves"], *partway, *lost]))}
+    fit_runs = _fit_runs(m["curves"], partway)
+    if fit_runs:
+        fig = figure(11.4, 4.4)
+        ax, fit_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+        _plot_fit(fit_ax, fit_runs, colors, (m.get("matched_fit") or {}).get("target"))
+    else:
+        fig, ax = _figure()
+    drawn = False
     for label, curves in m["curves"].items():
         if not curves:
             continue
