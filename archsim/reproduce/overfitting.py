@@ -118,7 +118,7 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     vs_fpd = compare(test["rpu"], test["fpd"]) if fpd else None
     tests = (f"test loss {fmt_stats(test['rpu'], table=False)} (RPU) vs "
              f"{fmt_stats(test['fp0'], table=False)} (fp)"
-             + (f" and {fmt_stats(test['fpd'], table=False)} (fp + dropout)" if vs_fpd else ""))
+             + (f" and {fmt_stats(test['fpd'], table=False)} (fp + dropout)" if vs_fpd is not None else ""))
     metrics.update(gap_reduction=reduction.diff, best_fp_test=best_fp)
     if not reduction.rises(delta):
         return Analysis("does not hold", f"Does not hold in our runs: {gaps}, no reduction larger than "
@@ -136,7 +136,7 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     if vs_fpd is None or not vs_fpd.rises(delta):
         return Analysis("holds", f"Holds {strength} in our runs: {gaps}, and without dropout the RPU "
                         f"model reaches {tests}"
-                        + ("" if vs_fpd else " (no dropout run to compare with)") + f".{seeds}",
+                        + ("" if vs_fpd is not None else " (no dropout run to compare with)") + f".{seeds}",
                         table, metrics, notes)
     if vs_fp0 is not None and vs_fp0.falls(delta):
         return Analysis("partly", f"Holds partly in our runs: the RPU device regularises ({gaps}; "
@@ -287,7 +287,8 @@ def _plot_partway(ax, label: str, color: str, runs: list[tuple[Any, list[dict]]]
 def _fit_runs(finished: dict[str, list[list[dict]]], partway: dict[str, list[tuple[Any, list[dict]]]]
               ) -> list[tuple[str, list[tuple[float, float, float]], str]]:
     """``(point label, fit curve, what)`` of each run without dropout whose
-    :func:`~archsim.functional.curves.fit_curve` has two points or more; ``what`` is "" for a
+    :func:`~archsim.functional.curves.fit_curve` has a point (any run the matched-fit note can
+    read); ``what`` is "" for a
     finished seed, ", part way (seed s)" for a run still going. A dropout run's training loss is
     measured with dropout active, so its gap is not comparable and it is left out."""
     runs = []
@@ -295,7 +296,7 @@ def _fit_runs(finished: dict[str, list[list[dict]]], partway: dict[str, list[tup
         if label.endswith("dropout 0"):
             runs += [(label, fit_curve(c), "") for c in finished.get(label, [])]
             runs += [(label, fit_curve(c), f", part way (seed {seed})") for seed, c in partway.get(label, [])]
-    return [r for r in runs if len(r[1]) >= 2]
+    return [r for r in runs if r[1]]
 
 
 def _plot_fit(ax, runs: list[tuple[str, list[tuple[float, float, float]], str]], colors: dict[str, str],
