@@ -424,6 +424,12 @@ def test_the_overfitting_plot_draws_each_runs_gap_against_its_fit_beside_the_cur
     assert lines["RPU (rpu_baseline), dropout 0, part way (seed 1)"].get_linestyle() == ":"
     assert list(lines["matched fit (2.050)"].get_xdata()) == pytest.approx([2.05, 2.05])
     assert fit_ax.xaxis_inverted()
+    # a point's seeds: one legend entry between them
+    second = {**rows[0], "seed": 1, "key": "k8"}
+    figures.clear()
+    plot_overfitting(analyse_overfitting(rows + [second]), tmp_path / "q.png")
+    named = [line.get_label() for line in figures[0].axes[1].lines]
+    assert named.count("floating point, dropout 0") == 1 and named.count("_nolegend_") == 1
     figures.clear()
     plot_overfitting(analyse_overfitting(of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0))), tmp_path / "p.png")
     assert len(figures[0].axes) == 1

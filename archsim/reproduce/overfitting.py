@@ -305,10 +305,12 @@ def _plot_fit(ax, runs: list[tuple[str, list[tuple[float, float, float]], str]],
     over the training loss, the fit growing to the right. Runs whose lines lie on one another
     generalise alike at the same fit, however far each got in its budget; ``target``: the fit where
     the matched-fit note reads them."""
+    named = set()     # a point's seeds share its colour and one legend entry
     for label, pts, what in runs:
         ax.plot([t for _, t, _ in pts], [v - t for _, t, v in pts], color=colors[label],
                 ls=":" if what else "-", lw=1.2, marker="o", ms=2.5, mfc="none" if what else None,
-                label=label + what)
+                label="_nolegend_" if label + what in named else label + what)
+        named.add(label + what)
     if target is not None:
         ax.axvline(target, color="0.4", lw=0.8, ls="--", label=f"matched fit ({target:.3f})")
     ax.invert_xaxis()
