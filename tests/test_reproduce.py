@@ -345,6 +345,20 @@ def test_overfitting_gaps_are_also_compared_at_the_same_fit():
         assert f"gap: {word} at the same fit" in note and "reached it at epoch 4.8" in note, note
         verdicts.add((a.verdict, a.sentence))
     assert len(verdicts) == 1      # the curves' shapes differ, the final losses the verdict reads do not
+    # A reference device gets the same reading, in its own note, against fp without dropout.
+    ref = of_rows((1.2, 1.8), (1.6, 1.70), (1.9, 2.0))[2]
+    ref["values"]["device"] = "rpu_symmetric"
+    ref["result"]["curve"] = half_epoch_curve(lambda t: 3 - 0.1 * t, lambda t: 3 - 0.08 * t, 10)
+    a = analyse_overfitting(rows(0.01) + [ref])
+    label = "RPU (rpu_symmetric), dropout 0"
+    m = a.metrics["matched_fit_references"][label]
+    assert m["fast"] == "floating point, dropout 0" and m["gap_slow"].mean == pytest.approx(0.19)
+    note = a.notes[-1]
+    assert note.startswith(f"Reference point {label}") and "At matched fit (validation rather" in note
+    assert f"({label}'s gap: larger at the same fit" in note
+    assert "gap: no change at the same fit" in a.notes[-2]    # the verdict's pair, as before
+    assert sum("the mean over an epoch" in n for n in a.notes) == 1
+    assert analyse_overfitting(rows(0.01)).metrics["matched_fit_references"] == {}
     # The side that fits less sets the fit, whichever it is; a seed that diverged is left out.
     swapped = rows(0.01)
     swapped[0]["result"]["curve"], swapped[2]["result"]["curve"] = swapped[2]["result"]["curve"], fp_curve

@@ -81,13 +81,22 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
     fpd = next((s for k, s in stats.items() if k.startswith("floating point") and not k.endswith("dropout 0")), None)
     rpu = stats.get(rpu_label)
     metrics["references"] = {k: stats[k] for k in reference_labels}
-    if rpu_label and fp0_label:   # the verdict's pair at the same fit, beside their gaps at the budget's end
-        matched = matched_fit(groups, rpu_label, fp0_label)
-        if matched:
-            metrics["matched_fit"] = matched
-            notes.append(_matched_fit_note(matched, delta))
+    # Each RPU point against floating point without dropout at the same fit, beside their gaps at the
+    # budget's end: the verdict's in a note of its own, a reference point's in its note.
+    fits = {label: m for label in (rpu_label, *reference_labels)
+            if label and fp0_label and (m := matched_fit(groups, label, fp0_label))}
+    metrics["matched_fit_references"] = {k: m for k, m in fits.items() if k != rpu_label}
+    explain = True     # the reading is explained once, in the first note that has it
+    if rpu_label in fits:
+        metrics["matched_fit"] = fits[rpu_label]
+        notes.append(_matched_fit_note(fits[rpu_label], delta))
+        explain = False
     for label in reference_labels:
-        notes.append(_reference_note(label, stats[label], rpu_label, rpu, fp0, fpd))
+        note = _reference_note(label, stats[label], rpu_label, rpu, fp0, fpd)
+        if label in fits:
+            note += " " + _matched_fit_note(fits[label], delta, lead=_REFERENCE_FIT_LEAD, explain=explain)
+            explain = False
+        notes.append(note)
     if fp0 is None or rpu is None or fp0["gap"].value is None or rpu["gap"].value is None:
         return Analysis("not tested", "Not tested: the sweep lacks the floating-point or the RPU run "
                         "without dropout, or they have no results.", table, metrics, notes)
@@ -212,10 +221,16 @@ def matched_fit(groups: dict[str, list[dict]], a: str, b: str) -> dict[str, Any]
             "gap_fast": gap_fast, "change": compare(gap_slow, gap_fast) if found else None}
 
 
-def _matched_fit_note(m: dict[str, Any], delta: float) -> str:
-    """The sentence of :func:`matched_fit`."""
-    head = (f"At matched fit (not part of the verdict; validation rather than test loss, as the curves "
-            f"have no test loss): {m['slow']} ends its budget at a training loss of {m['target']:.3f}")
+_VERDICT_FIT_LEAD = ("At matched fit (not part of the verdict; validation rather than test loss, as the "
+                     "curves have no test loss)")
+_REFERENCE_FIT_LEAD = "At matched fit (validation rather than test loss)"
+
+
+def _matched_fit_note(m: dict[str, Any], delta: float, *, lead: str = _VERDICT_FIT_LEAD,
+                      explain: bool = True) -> str:
+    """The sentence of :func:`matched_fit`, opening with ``lead``; ``explain``: end with how the fit
+    and the gap are read (once per report)."""
+    head = f"{lead}: {m['slow']} ends its budget at a training loss of {m['target']:.3f}"
     seeds = "" if m["reached"] == m["of"] == 1 else f" ({m['reached']} of {m['of']} seeds)"
     if not m["reached"]:
         return (f"{head}; {m['fast']}'s curves never cross it{seeds}: never that low, or already "
@@ -228,10 +243,11 @@ def _matched_fit_note(m: dict[str, Any], delta: float) -> str:
             f"{fmt_stats(m['gap_fast'], signed=True, table=False)} nats/char, against "
             f"{fmt_stats(m['gap_slow'], signed=True, table=False)} for {m['slow']} at epoch "
             f"{fmt_stats(m['epoch_slow'], 1, table=False)}: {fmt_change(c)} ({m['slow']}'s gap: "
-            f"{said} at the same fit, by the rule above). Training loss: the mean over an epoch; "
-            "validation loss: at that epoch's middle, where the mean's model stands to first order "
-            "in the loss's slope (the epochs given are those middles); the figure's right-hand panel "
-            "draws each run's gap against its fit.")
+            f"{said} at the same fit, by the rule above)."
+            + (" Training loss: the mean over an epoch; validation loss: at that epoch's middle, where "
+               "the mean's model stands to first order in the loss's slope (the epochs given are those "
+               "middles); the figure's right-hand panel draws each run's gap against its fit."
+               if explain else ""))
 
 
 def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]:
