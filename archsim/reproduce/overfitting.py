@@ -197,8 +197,8 @@ def matched_fit(groups: dict[str, list[dict]], a: str, b: str) -> dict[str, Any]
     """The generalisation gaps of points ``a`` and ``b`` at the same fit of the training text: a
     model that fits less has less to lose on unseen text, so a smaller gap at the end of a budget
     can be slower learning rather than regularisation. Each finished, converged seed's end is the
-    last point of its :func:`~archsim.functional.curves.fit_curve` (training loss over its last
-    epoch, validation loss half an epoch before its end). The point whose mean final training loss
+    last point of its :func:`~archsim.functional.curves.fit_curve` (training and validation loss
+    each averaged over its last epoch). The point whose mean final training loss
     is higher (``slow``) sets the fit, ``target``; the other (``fast``) is read where each of its
     seeds first reached it (:func:`gap_at_fit`). Validation minus training loss on both sides (the
     curves have no test loss); ``change`` is slow minus fast by the module's rule. None when either
@@ -244,8 +244,8 @@ def _matched_fit_note(m: dict[str, Any], delta: float, *, lead: str = _VERDICT_F
             f"{fmt_stats(m['gap_slow'], signed=True, table=False)} for {m['slow']} at epoch "
             f"{fmt_stats(m['epoch_slow'], 1, table=False)}: {fmt_change(c)} ({m['slow']}'s gap: "
             f"{said} at the same fit, by the rule above)."
-            + (" Training loss: the mean over an epoch; validation loss: at that epoch's middle, where "
-               "the mean's model stands to first order in the loss's slope (the epochs given are those "
+            + (" Training and validation loss: each the mean over an epoch, which describes the model "
+               "at the epoch's middle to first order in the loss's slope (the epochs given are those "
                "middles); the figure's right-hand panel draws each run's gap against its fit."
                if explain else ""))
 
