@@ -49,8 +49,8 @@ def fit_curve(curve: list[dict] | None) -> list[tuple[float, float, float]]:
     smaller by about half its fall over an epoch (0.05 nats/char at epoch 7 of the floating-point
     run in reports/reproduce/full). Averaging the validation loss too, rather than reading it at
     ``m``, keeps out a half-epoch ripple: on War and Peace with B contiguous streams, validation
-    after a whole epoch runs 0.004-0.01 nats/char below its neighbours' mean, after a half epoch
-    above it (all three runs in reports/reproduce/full)."""
+    after a whole epoch runs 0.003-0.01 nats/char below the mean of its two neighbours, and after a
+    half epoch about as much above it (all three runs in reports/reproduce/full)."""
     pts = curve_points(curve, "train_loss")
     valid = curve_points(curve, "valid_loss")
     out = []
