@@ -254,9 +254,8 @@ def _mean_curve(curves: list[list[dict]], key: str) -> list[tuple[float, Stats]]
     """One loss of the seeds' curves by epoch: ``(epoch, Stats over the seeds)``, in epoch order."""
     by_epoch: dict[float, list[float]] = {}
     for curve in curves:
-        for p in curve:
-            if p.get(key) is not None and p.get("epoch") is not None:
-                by_epoch.setdefault(round(float(p["epoch"]), 6), []).append(float(p[key]))
+        for epoch, value in curve_points(curve, key):
+            by_epoch.setdefault(round(epoch, 6), []).append(value)
     return [(e, Stats.of(v)) for e, v in sorted(by_epoch.items())]
 
 
