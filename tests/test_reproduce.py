@@ -1095,8 +1095,8 @@ def test_a_point_without_a_pace_borrows_the_nearest_points(tmp_path):
 
 def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_the_restart(tmp_path,
                                                                                           monkeypatch):
-    """A paper-scale checkpoint is too large for the repository: on a fresh machine the run starts
-    again from step 0. The curve the lost attempt had reached (committed in the curves file) is
+    """A checkpoint newer than the one committed is lost with its machine: on a fresh machine the
+    run starts again from the committed checkpoint, or from step 0. The curve the lost attempt had reached (committed in the curves file) is
     kept as "lost" until the run finishes, named in the Progress line and the plot, and the new
     attempt's losses are compared with it at the steps both reached (the same seed gives the same
     curve on one machine, not necessarily on another)."""
@@ -1129,7 +1129,7 @@ def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_
     # a fresh machine: no checkpoint yet, both attempts are lost
     assert [r["key"] for r in lost_attempts(outcome, tmp_path)] == ["k0", "k1"]
     line = progress_line(outcome, tmp_path)
-    assert ("lost with their machine (a checkpoint too large for the repository; the run started again "
+    assert ("lost with their machine (a checkpoint newer than any committed; the run started again "
             "from the checkpoint found here, else from step 0): device=a, seed=0 had reached step 1,200 of "
             "24,000 (validation 2.200 nats/char at epoch 1.5, after 20 minutes of run time), no checkpoint "
             "here yet") in line

@@ -56,12 +56,48 @@ def test_resume_equals_uninterrupted(tmp_path, text_file):
     for tiles_full, tiles_rest in zip(ck_full["model"]["tiles"], ck_rest["model"]["tiles"]):
         for tf, tr in zip(tiles_full, tiles_rest):
             assert torch.equal(tf["weight"], tr["weight"])
-            for name in ("step_up", "step_down", "w_max", "w_min"):  # device-to-device draws
-                assert torch.equal(tf["devices"][name], tr["devices"][name]), name
+            assert torch.equal(tf["device_writes"], tr["device_writes"])   # the devices' wear
+            # the device-to-device draws: named by digest, drawn again from the seed on resume
+            assert "devices" not in tf and tf["devices_sha256"] == tr["devices_sha256"]
     # a checkpoint of another configuration is refused
     w2, _, _ = _specs("rpu_baseline", **{"training.learning_rate": 0.2})
     with pytest.raises(SpecError, match="checkpoint"):
         train(w2, a, d, max_chars=1000, out_dir=tmp_path / "part", resume=True, **kw)
+
+
+def test_a_checkpoint_names_its_devices_by_digest_and_refuses_other_draws(tmp_path, text_file,
+                                                                          monkeypatch):
+    """A checkpoint carries the weights and the wear, not the per-device parameters the seed draws
+    again (small enough to commit: a run continues on another machine); a resume whose draws differ
+    from the checkpoint's (the way devices are drawn changed) is refused, and one written with the
+    devices inside still resumes."""
+    from archsim.functional import train as train_module
+    from archsim.functional.devices.base import PulsedDevices
+
+    w, a, d = _specs("rpu_baseline")
+    kw = dict(data_path=text_file, progress=False, eval_every=7)
+    full = train(w, a, d, max_chars=1000, out_dir=tmp_path / "full", **kw)
+    train(w, a, d, max_chars=500, out_dir=tmp_path / "part", **kw)
+    ck = torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)
+    tiles = [t for m in ck["model"]["tiles"] for t in m]
+    assert tiles and all("devices" not in t and len(t["devices_sha256"]) == 64 for t in tiles)
+
+    # the checkpoint format before: devices inside; it resumes to the same result
+    monkeypatch.setattr(train_module, "_without_devices", lambda state: state)
+    train(w, a, d, max_chars=500, out_dir=tmp_path / "old", **kw)
+    old = torch.load(tmp_path / "old" / "checkpoint.pt", weights_only=True)
+    assert all("devices" in t for m in old["model"]["tiles"] for t in m)
+    monkeypatch.undo()
+    rest = train(w, a, d, max_chars=1000, out_dir=tmp_path / "old", resume=True, **kw)
+    assert (rest.test_loss, rest.activity) == (full.test_loss, full.activity)
+
+    # devices drawn otherwise than when the checkpoint was written
+    def drawn_otherwise(self, spec, gauss):
+        self.w_max.mul_(1.01)
+
+    monkeypatch.setattr(PulsedDevices, "_draw_family", drawn_otherwise)
+    with pytest.raises(SpecError, match=r"checkpoint\.pt: model: .*devices of lstm1\[0\] drawn"):
+        train(w, a, d, max_chars=1000, out_dir=tmp_path / "part", resume=True, **kw)
 
 
 def test_divergence_is_an_error(tmp_path, text_file):

@@ -23,6 +23,9 @@ budget, ``eval_every``) and the SHA-256 of the ``.pt`` bytes. It is written firs
 new ``.pt`` and the previous one (step and hash); then the ``.pt`` is replaced. Both writes are
 atomic, so whichever instant a kill lands on, the ``.pt`` on disk matches one of the two entries of
 the JSON on disk and the pair stays resumable. A checkpoint exists when ``checkpoint.pt`` exists.
+The tiles' per-device parameters are not in it, only their SHA-256: building the model from the
+run's seed draws them again, and a resume checks the digest (so a checkpoint is the weights, the
+devices' wear and the generators: small enough to commit and continue on another machine).
 """
 from __future__ import annotations
 
@@ -269,18 +272,66 @@ def machine() -> dict:
             "torch": torch.__version__}
 
 
+#: Where a tile's state holds its per-device parameters (:meth:`AnalogTile.state_dict`).
+_DEVICES = "devices"
+#: What a checkpoint holds instead: their SHA-256, checked against the devices drawn again.
+_DEVICES_SHA = "devices_sha256"
+
+
+def _devices_digest(devices: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of per-device parameters: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(devices):
+        t = devices[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _without_devices(state):
+    """A tile's state with every per-device parameter set replaced by its digest. They are drawn
+    from the run's seed when the model is built, so a checkpoint need not carry them: for a
+    rpu_baseline LSTM2-512 they are four tensors of the weights' size (56 of its 99 MB), and a
+    checkpoint small enough to commit lets a run continue on another machine."""
+    if not isinstance(state, dict):
+        return state
+    return {(_DEVICES_SHA if k == _DEVICES else k):
+            (_devices_digest(v) if k == _DEVICES else _without_devices(v)) for k, v in state.items()}
+
+
+def _with_devices(state, drawn, where: str):
+    """``state`` with each digest replaced by the devices ``drawn`` again for this model (the
+    matching part of a fresh tile's state), after checking that they are the ones the checkpoint
+    was trained with. A checkpoint that still holds its devices (written before) keeps them."""
+    if not isinstance(state, dict):
+        return state
+    out = {}
+    for k, v in state.items():
+        if k == _DEVICES_SHA:
+            mine = drawn.get(_DEVICES) if isinstance(drawn, dict) else None
+            if mine is None or _devices_digest(mine) != v:
+                raise ValueError(f"the devices of {where} drawn from this run's seed are not those the "
+                                 "checkpoint was trained with (did the way devices are drawn change?)")
+            out[_DEVICES] = mine
+        else:
+            out[k] = _with_devices(v, drawn.get(k) if isinstance(drawn, dict) else None, where)
+    return out
+
+
 def _model_state(model) -> dict:
     return {
-        "tiles": [[t.state_dict() for t in m.tiles] for m in model.matrices],
+        "tiles": [[_without_devices(t.state_dict()) for t in m.tiles] for m in model.matrices],
         "generators": {"tile": model.tile_generator.get_state(),
                        "dropout": model.dropout_generator.get_state()},
     }
 
 
 def _load_model_state(model, state: dict) -> None:
+    """Load a checkpoint's model state into ``model``, built from the run's seed (which drew the
+    devices the checkpoint names by digest)."""
     for m, tiles in zip(model.matrices, state["tiles"]):
-        for t, s in zip(m.tiles, tiles):
-            t.load_state_dict(s)
+        for j, (t, s) in enumerate(zip(m.tiles, tiles)):
+            t.load_state_dict(_with_devices(s, t.state_dict(), f"{m.name}[{j}]"))
     model.tile_generator.set_state(state["generators"]["tile"])
     model.dropout_generator.set_state(state["generators"]["dropout"])
 

@@ -23,8 +23,9 @@ def _checkpoint_step(folder: Path) -> tuple[int, int] | None:
 
 
 #: File beside a sweep's results (``runs/<sweep>/``) holding the curves of its part-way runs, as
-#: their checkpoints' ``curve.json`` hold them. Small and committed with the report: a checkpoint
-#: too large for the repository is lost with its machine, the curve up to it is not.
+#: their checkpoints' ``curve.json`` hold them. Small and committed with the report as often as it
+#: is written: a checkpoint newer than the one committed is lost with its machine, the curve up to
+#: it is not.
 PARTWAY_CURVES = "partway_curves.json"
 
 
@@ -118,9 +119,9 @@ def _stored_curves(runs: Path) -> dict[str, list[dict]]:
 
 def lost_attempts(outcome, runs: Path, partway: list[dict] | None = None) -> list[dict]:
     """Unfinished runs that an earlier attempt had taken further than any checkpoint here: the
-    checkpoint was lost with its machine (too large for the repository, it stays on the machine
-    that trains), only its curve, committed in :data:`PARTWAY_CURVES`, was not, and the run
-    started again from step 0 (or from an older checkpoint). Each: label, key, step, total_steps
+    checkpoint was lost with its machine (one newer than any committed), only its curve,
+    committed in :data:`PARTWAY_CURVES`, was not, and the run started again from step 0 (or from
+    an older checkpoint). Each: label, key, step, total_steps
     and the curve the attempt had reached, read from that file: an entry recorded as part way
     whose run is now behind its step, or one recorded as lost already. Kept until the run
     finishes, so that the loss stays visible and the new attempt can be checked against it (the
@@ -350,7 +351,7 @@ def progress_line(outcome, runs: Path, partway: list[dict] | None = None,
         lost = lost_attempts(outcome, runs, partway)
     if lost:
         by_key = {p["key"]: p for p in partway}
-        text += ("; lost with their machine (a checkpoint too large for the repository; the run "
+        text += ("; lost with their machine (a checkpoint newer than any committed; the run "
                  "started again from the checkpoint found here, else from step 0): "
                  + "; ".join(_lost_text(r, by_key.get(r["key"])) for r in lost))
     if (runs / PARTWAY_CURVES).is_file():
