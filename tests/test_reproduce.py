@@ -826,6 +826,31 @@ def test_cli_runs_the_claims_writes_reports_and_resumes(tmp_path, monkeypatch, c
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+def test_an_incomplete_claim_adds_what_its_stored_points_say_only_when_they_say_something(
+        tmp_path, monkeypatch):
+    """Points still to run: no verdict. The analysis of the points stored so far follows when it
+    judged them, not when all it can say is which rows it lacks (the "Incomplete" clause says so)."""
+    _install_fake_train(monkeypatch)
+    sweeps, out = tiny_sweeps(tmp_path), tmp_path / "r"
+    argv = ["reproduce", "overfitting", "--sweeps", str(sweeps), "--out", str(out), "--no-progress"]
+    assert main(argv + ["--jobs", "1"]) == 0
+    store = out / "runs" / "overfitting" / "results.jsonl"
+    records = [json.loads(x) for x in store.read_text().splitlines()]
+    kept = [r for r in records if r["point"]["workload.training.dropout"] == 0.0]
+    assert len(kept) == 2   # the dropout point not run yet; fp and the RPU run without it stored
+    store.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    assert main(argv + ["--stored"]) == 0
+    text = (out / "overfitting.md").read_text()
+    verdict = next(line for line in text.splitlines() if line.startswith("**Verdict"))
+    assert verdict.startswith("**Verdict: not tested.** Incomplete: 1 of 3 points have no finished")
+    assert "no verdict until then. On the points stored so far: Holds" in verdict
+    store.write_text("".join(json.dumps(r) + "\n" for r in kept if r["point"]["device"] == "ideal"))
+    assert main(argv + ["--stored"]) == 0
+    text = (out / "overfitting.md").read_text()
+    assert "Incomplete: 2 of 3 points" in text and "no verdict until then.\n" in text
+    assert "On the points stored so far" not in text and "the sweep lacks" not in text
+
+
 def test_cli_mid_budget_writes_its_own_report_folder(tmp_path, monkeypatch, capsys):
     calls = _install_fake_train(monkeypatch)
     sweeps, out = tiny_sweeps(tmp_path), tmp_path / "r"
@@ -942,6 +967,7 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     assert main(argv + ["--stored"]) == 0 and calls == []   # nothing stored, nothing computed
     text = (out / "asymmetry.md").read_text()
     assert "(0 of 3)" in text and "**Verdict: not tested.** Incomplete: 3 of 3 points" in text
+    assert "no verdict until then.**" not in text and "no verdict until then. On the" not in text
     assert main(argv + ["--jobs", "1"]) == 0 and len(calls) == 9
     store = out / "runs" / "asymmetry" / "results.jsonl"
     assert "Progress:" not in (out / "asymmetry.md").read_text()   # all runs finished

@@ -55,6 +55,9 @@ class Analysis:
     """Numbers behind the sentence (and the plot)."""
     notes: list[str] = field(default_factory=list)
     """Conventions and caveats printed under the table."""
+    lacks_rows: bool = False
+    """Not tested because the rows the claim is judged on are missing (the sentence names them):
+    while points are still to run, that says nothing the report's "Incomplete" clause does not."""
 
 
 def _axis(row: dict, axis: str, default: Any = None) -> Any:

@@ -86,7 +86,8 @@ def analyse_asymmetry(rows: list[dict], *, delta: float = DELTA, few: float = FE
                                "delta": delta, "few": few, "close": close}
     if fp["test_loss"].value is None or sym is None or sym.value is None or not asym:
         return Analysis("not tested", "Not tested: the sweep lacks the floating-point point, the "
-                        "symmetric point (up_down 0) or an asymmetric point.", table, metrics, notes)
+                        "symmetric point (up_down 0) or an asymmetric point.", table, metrics, notes,
+                        lacks_rows=True)
     changes = {u: compare(stats[u], sym) for u in asym}
     excess = {u: c.diff if c is not None else math.nan for u, c in changes.items()}
     onset = next((u for u in asym if changes[u] is not None and changes[u].rises(delta)), None)

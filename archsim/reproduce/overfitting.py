@@ -99,7 +99,8 @@ def analyse_overfitting(rows: list[dict], *, delta: float = DELTA,
         notes.append(note)
     if fp0 is None or rpu is None or fp0["gap"].value is None or rpu["gap"].value is None:
         return Analysis("not tested", "Not tested: the sweep lacks the floating-point or the RPU run "
-                        "without dropout, or they have no results.", table, metrics, notes)
+                        "without dropout, or they have no results.", table, metrics, notes,
+                        lacks_rows=True)
     metrics.update(gap_fp=fp0["gap"].value, gap_rpu=rpu["gap"].value,
                    gap_fp_dropout=fpd["gap"].value if fpd else None)
     seeds = spread_clause(s["gap"] for s in stats.values())

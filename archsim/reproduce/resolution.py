@@ -73,7 +73,8 @@ def analyse_resolution(rows: list[dict], *, tolerance: float = RESOLUTION_TOLERA
         table.append(row)
     if ref is None or math.isinf(ref.value) or not loss[True]:
         return Analysis("not tested", "Not tested: the sweep lacks deterministic or stochastic-rounding "
-                        "points (or the reference run diverged).", table, metrics, notes)
+                        "points (or the reference run diverged).", table, metrics, notes,
+                        lacks_rows=True)
     thr = {sto: resolution_threshold(stats[sto], ref, tolerance) for sto in (False, True)}
     metrics.update(reference=ref.value, reference_stats=ref, reference_bits=ref_bits,
                    threshold_det=thr[False], threshold_sto=thr[True])

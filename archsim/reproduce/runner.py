@@ -141,10 +141,10 @@ def run_claim(name: str, *, budget: str = "default", sweep_files: list[Path] | N
         # A claim is judged on all its points: with some not run at all (a long reproduction
         # rendered with --stored), the numbers are shown but no verdict is given.
         n_points = len({_point_id(r) for r in rows})
+        so_far = "" if analysis.lacks_rows else " On the points stored so far: " + analysis.sentence
         analysis.verdict = "not tested"
         analysis.sentence = (f"Incomplete: {waiting} of {n_points} points have no finished seed "
-                             f"yet (rerun `{rerun}` to compute them); no verdict "
-                             "until then. On the points stored so far: " + analysis.sentence)
+                             f"yet (rerun `{rerun}` to compute them); no verdict until then.{so_far}")
     if name == "overfitting":     # the only claim plotted against epochs: part-way curves fit in
         add_partway_curves(analysis, rows, [run for runs in partway for run in runs],
                            [attempt for attempts in lost for attempt in attempts])
