@@ -100,6 +100,26 @@ def test_a_checkpoint_names_its_devices_by_digest_and_refuses_other_draws(tmp_pa
         train(w, a, d, max_chars=1000, out_dir=tmp_path / "part", resume=True, **kw)
 
 
+def test_a_curve_names_the_machines_that_computed_it(tmp_path, text_file, monkeypatch):
+    """The first curve point names the machine; a run resumed on another machine (from a committed
+    checkpoint) names the new one at its next point, and nothing else in the curve changes."""
+    from archsim.functional import train as train_module
+
+    w, a, d = _specs("rpu_baseline")
+    kw = dict(data_path=text_file, progress=False, eval_every=7)
+    here = train_module.machine()
+    full = train(w, a, d, max_chars=1000, out_dir=tmp_path / "full", **kw)
+    assert [(p["step"], p["machine"]) for p in full.curve if "machine" in p] == [(7, here)]
+    train(w, a, d, max_chars=500, out_dir=tmp_path / "moved", **kw)     # stops at step 25
+    other = {**here, "cpu": "another CPU"}
+    monkeypatch.setattr(train_module, "machine", lambda: other)
+    moved = train(w, a, d, max_chars=1000, out_dir=tmp_path / "moved", resume=True, **kw)
+    assert [(p["step"], p["machine"]) for p in moved.curve if "machine" in p] == [(7, here), (28, other)]
+    strip = [[{k: v for k, v in p.items() if k not in ("seconds", "machine")} for p in r.curve]
+             for r in (full, moved)]
+    assert strip[0] == strip[1]
+
+
 def test_divergence_is_an_error(tmp_path, text_file):
     w, a, d = _specs("ideal", **{"training.learning_rate": 1e4})
     with pytest.raises(DivergenceError, match="diverged at step") as info:

@@ -268,8 +268,19 @@ def machine() -> dict:
     ran."""
     from archsim.baselines.cpu import cpu_model
 
-    return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch": torch.__version__}
+    # Plain str (torch.__version__ is a subclass): it is saved in checkpoints with the curve,
+    # which load with weights_only=True.
+    return {"cpu": str(cpu_model()), "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
+            "torch": str(torch.__version__)}
+
+
+def machine_mark(curve: list[dict], here: dict) -> dict:
+    """``{"machine": here}`` for the next curve point when ``here`` is not the machine the curve
+    last named, else nothing. The first point names the machine; after a resume on another one
+    (from a committed checkpoint) the next point names the new one, so a curve computed in
+    segments on several machines says which part each computed."""
+    last = next((p["machine"] for p in reversed(curve) if "machine" in p), None)
+    return {} if last == here else {"machine": here}
 
 
 #: Where a tile's state holds its per-device parameters (:meth:`AnalogTile.state_dict`).
@@ -689,7 +700,7 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
                 valid = evaluate(model, corpus.valid, B, T, seed=seed + eval_seed_offset)
                 curve.append({"step": step, "chars": step * B * T, "epoch": step / steps_per_epoch,
                               "train_loss": sum(window) / len(window), "valid_loss": valid,
-                              "seconds": elapsed()})
+                              "seconds": elapsed(), **machine_mark(curve, computed_on)})
                 window = []
             if out is None:
                 continue
@@ -711,7 +722,7 @@ def train(workload, arch, device, *, data_path: str | Path | None = None, epochs
     test = evaluate(model, corpus.test, B, T, seed=seed + eval_seed_offset + 1)
     curve.append({"step": step, "chars": step * B * T, "epoch": step / steps_per_epoch,
                   "train_loss": train_loss, "valid_loss": valid, "test_loss": test,
-                  "seconds": elapsed(), "final": True})
+                  "seconds": elapsed(), "final": True, **machine_mark(curve, computed_on)})
     result = TrainResult(train_loss=train_loss, valid_loss=valid, test_loss=test,
                          chars_seen=step * B * T, seconds=elapsed(), steps=step,
                          epochs=step / steps_per_epoch, curve=curve, activity=activity, **info)

@@ -31,8 +31,8 @@ from archsim.functional.data import CharCorpus
 from archsim.functional.train import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, CHECKPOINT_SECONDS,
                                       DIVERGENCE_FACTOR, TrainResult, _activity_dict,
                                       _load_model_state, _model_state, _run_key, build_model,
-                                      evaluate, resolve_torch_device, step_bar,
-                                      tenth_of_an_epoch, training_plan)
+                                      evaluate, machine, machine_mark, resolve_torch_device,
+                                      step_bar, tenth_of_an_epoch, training_plan)
 
 
 def train_population(workload, arch, device, *, seeds, data_path=None, epochs: int | None = None,
@@ -162,6 +162,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
         ckpt.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(ckpt, buf.getvalue())
 
+    computed_on = machine()
     last_save = time.perf_counter()
     bar = step_bar(progress, total_steps, step, f"{workload.name}/{device.name} x{K}")
     try:
@@ -198,7 +199,8 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
                                           "epoch": step / steps_per_epoch,
                                           "train_loss": sum(windows[k]) / len(windows[k]),
                                           "valid_loss": valid[k],
-                                          "seconds": elapsed()})
+                                          "seconds": elapsed(),
+                                          **machine_mark(curves[k], computed_on)})
                         windows[k] = []
                 boundary = True
             else:
@@ -227,7 +229,7 @@ def train_population(workload, arch, device, *, seeds, data_path=None, epochs: i
         v = curve[-1]["valid_loss"] if valid is None else valid[k]
         curve.append({"step": step, "chars": step * B * T, "epoch": step / steps_per_epoch,
                       "train_loss": train_loss, "valid_loss": v, "test_loss": test[k],
-                      "seconds": seconds, "final": True})
+                      "seconds": seconds, "final": True, **machine_mark(curve, computed_on)})
         results.append(TrainResult(
             train_loss=train_loss, valid_loss=v, test_loss=test[k], chars_seen=step * B * T,
             seconds=seconds, steps=step, epochs=step / steps_per_epoch, curve=curve,
