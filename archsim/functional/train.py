@@ -295,7 +295,7 @@ def _devices_digest(devices: dict[str, torch.Tensor]) -> str:
     for name in sorted(devices):
         t = devices[name].detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
