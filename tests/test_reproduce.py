@@ -967,7 +967,7 @@ def test_stored_renders_a_partial_reproduction_without_computing(tmp_path, monke
     assert main(argv + ["--stored"]) == 0 and calls == []   # nothing stored, nothing computed
     text = (out / "asymmetry.md").read_text()
     assert "(0 of 3)" in text and "**Verdict: not tested.** Incomplete: 3 of 3 points" in text
-    assert "no verdict until then.**" not in text and "no verdict until then. On the" not in text
+    assert "no verdict until then." in text and "On the points stored so far" not in text
     assert main(argv + ["--jobs", "1"]) == 0 and len(calls) == 9
     store = out / "runs" / "asymmetry" / "results.jsonl"
     assert "Progress:" not in (out / "asymmetry.md").read_text()   # all runs finished
@@ -1122,10 +1122,10 @@ def test_a_point_without_a_pace_borrows_the_nearest_points(tmp_path):
 def test_a_run_whose_checkpoint_was_lost_keeps_its_curve_and_is_checked_against_the_restart(tmp_path,
                                                                                           monkeypatch):
     """A checkpoint newer than the one committed is lost with its machine: on a fresh machine the
-    run starts again from the committed checkpoint, or from step 0. The curve the lost attempt had reached (committed in the curves file) is
-    kept as "lost" until the run finishes, named in the Progress line and the plot, and the new
-    attempt's losses are compared with it at the steps both reached (the same seed gives the same
-    curve on one machine, not necessarily on another)."""
+    run starts again from the committed checkpoint, or from step 0. The curve the lost attempt had
+    reached (committed in the curves file) is kept as "lost" until the run finishes, named in the
+    Progress line and the plot, and the new attempt's losses are compared with it at the steps both
+    reached (the same seed gives the same curve on one machine, not necessarily on another)."""
     from types import SimpleNamespace
 
     from archsim.reproduce.progress import PARTWAY_CURVES, lost_attempts, progress_line, write_partway_curves
